@@ -1,0 +1,99 @@
+"""What each supported chip offers: GPIOs, UARTs, flash options, image offsets.
+
+The flash option tables are esptool's own (``esptool.targets``); a test keeps them equal, so
+that board checks accept exactly what the factory merge will later encode.  They are copied
+here so that reading a board does not import esptool and pyserial on every ``scons`` run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import FrozenSet, Mapping, Tuple
+
+
+def _ranges(*spans: Tuple[int, int]) -> FrozenSet[int]:
+    return frozenset(n for lo, hi in spans for n in range(lo, hi + 1))
+
+
+_ESP32_FAMILY_SIZES = {
+    "1MB": 0x00, "2MB": 0x10, "4MB": 0x20, "8MB": 0x30,
+    "16MB": 0x40, "32MB": 0x50, "64MB": 0x60, "128MB": 0x70,
+}
+_ESP8266_SIZES = {
+    "512KB": 0x00, "256KB": 0x10, "1MB": 0x20, "2MB": 0x30, "4MB": 0x40,
+    "2MB-c1": 0x50, "4MB-c1": 0x60, "8MB": 0x80, "16MB": 0x90,
+}
+_FREQS = {"80m": 0xF, "40m": 0x0, "26m": 0x1, "20m": 0x2}
+FLASH_MODES = {"qio": 0, "qout": 1, "dio": 2, "dout": 3}
+
+
+@dataclass(frozen=True)
+class Chip:
+    name: str                        # as in board files and esptool: "esp32"
+    title: str                       # as people write it: "ESP32-C3"
+    gpios: FrozenSet[int]
+    input_only_gpios: FrozenSet[int]
+    uart_count: int
+    tx_power_range: Tuple[int, int]  # factory_param.tx_max_power, 0.25 dBm units
+    flash_sizes: Mapping[str, int]   # name -> header nibble (byte 3, high half)
+    flash_freqs: Mapping[str, int]   # name -> header nibble (byte 3, low half)
+    bootloader_offset: int
+    image_chip_id: int | None        # chip id in the extended image header; None: no such field
+
+    @property
+    def platform(self) -> str:
+        return "PLATFORM_" + self.name.upper()
+
+    def describe_gpios(self) -> str:
+        """The chip's GPIOs as compact ranges: "0-19, 21-23, 25-27, 32-39"."""
+        return describe_ranges(sorted(self.gpios))
+
+
+def describe_ranges(numbers) -> str:
+    spans = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans)
+
+
+def flash_size_bytes(name: str) -> int:
+    """"4MB" -> 4194304, "512KB" -> 524288, "2MB-c1" -> 2097152."""
+    base = name.split("-")[0]
+    if base.endswith("KB"):
+        return int(base[:-2]) * 1024
+    return int(base[:-2]) * 1024 * 1024
+
+
+CHIPS = {
+    "esp32": Chip(
+        "esp32", "ESP32",
+        gpios=_ranges((0, 19), (21, 23), (25, 27), (32, 39)),
+        input_only_gpios=_ranges((34, 39)),
+        uart_count=3, tx_power_range=(40, 84),
+        flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_FREQS,
+        bootloader_offset=0x1000, image_chip_id=0,
+    ),
+    "esp32c3": Chip(
+        "esp32c3", "ESP32-C3",
+        gpios=_ranges((0, 21)), input_only_gpios=frozenset(),
+        uart_count=2, tx_power_range=(40, 84),
+        flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_FREQS,
+        bootloader_offset=0x0, image_chip_id=5,
+    ),
+    "esp32s2": Chip(
+        "esp32s2", "ESP32-S2",
+        gpios=_ranges((0, 21), (26, 46)), input_only_gpios=frozenset({46}),
+        uart_count=2, tx_power_range=(40, 84),
+        flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_FREQS,
+        bootloader_offset=0x1000, image_chip_id=2,
+    ),
+    "esp8266": Chip(
+        "esp8266", "ESP8266",
+        gpios=_ranges((0, 16)), input_only_gpios=frozenset(),
+        uart_count=2, tx_power_range=(40, 82),
+        flash_sizes=_ESP8266_SIZES, flash_freqs=_FREQS,
+        bootloader_offset=0x0, image_chip_id=None,
+    ),
+}

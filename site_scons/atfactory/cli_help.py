@@ -1,0 +1,41 @@
+"""Command-line helpers for the SConstruct: help text and variable checks (no SCons import)."""
+from __future__ import annotations
+
+import os
+
+from .errors import AtFactoryError
+from .toml_layers import tomllib
+
+
+class UnknownVariableError(AtFactoryError):
+    pass
+
+
+def reject_unknown_variables(variables) -> None:
+    """A typo such as ``bord=X`` must not be ignored: stop, listing what is accepted."""
+    unknown = variables.UnknownVariables()
+    if unknown:
+        import SCons.Errors
+
+        accepted = ", ".join(variables.keys())
+        words = ", ".join(f"{k}={v}" for k, v in unknown.items())
+        raise SCons.Errors.StopError(f"unknown variable {words}; accepted: {accepted} (see scons -h)")
+
+
+def board_help(registry) -> str:
+    lines = ["", "Boards (board=ID; 'all' builds every one):"]
+    width = max((len(i) for i in registry.ids()), default=0)
+    for entry in registry.entries():
+        lines.append(f"    {entry.id:<{width}}  {_description(entry.path)}")
+    return "\n".join(lines) + "\n"
+
+
+def _description(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        return "(does not parse: build it to see why)"
+    module = data.get("module") if isinstance(data.get("module"), dict) else {}
+    text = module.get("description") if isinstance(module.get("description"), str) else ""
+    return text or os.path.basename(path)

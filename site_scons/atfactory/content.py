@@ -1,0 +1,121 @@
+"""What each AT partition holds, read from its inputs: checked once, rendered by the build.
+
+``read_content`` runs when a board is loaded: it reads and checks every input file and works
+out the encoded size, so that a bad certificate or an oversized table stops the build before
+anything is written.  ``render`` runs in the build action and produces the bytes from exactly
+the values recorded in ``Content.spec`` and the input files, which is what SCons tracks.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from . import ble_data, factory_param, pki
+from .errors import ContentError
+
+KIND_FACTORY_PARAM = "factory_param"
+KIND_BLE_DATA = "ble_data"
+KIND_PKI = "pki"
+KIND_RAW = "raw"
+
+
+@dataclass(frozen=True)
+class Content:
+    kind: str
+    size: int
+    spec: Dict[str, object]           # the board values the bytes depend on (JSON-able)
+    sources: Tuple[str, ...]          # input files, in the order they are read
+    secret: bool = False              # holds private keys: written owner-readable only
+    public_keys: Optional[Tuple[bytes, ...]] = None   # per item, for cert/key pairing
+
+
+def _read_file(path: str) -> bytes:
+    if os.path.isdir(path):
+        raise ContentError("is a folder; expected a file", path)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ContentError("no such file", path) from None
+    except OSError as exc:
+        raise ContentError(f"cannot be read ({exc.strerror})", path) from None
+
+
+def sort_sources(sources: Sequence[str]) -> Tuple[str, ...]:
+    """File-name order, as Espressif's generator reads a folder of certificates."""
+    return tuple(sorted(sources, key=lambda p: (os.path.basename(p), p)))
+
+
+def read_content(name: str, sources: Sequence[str], at_version: str,
+                 factory_param_values: Optional[dict] = None) -> Optional[Content]:
+    """Check the inputs of partition ``name``; None when it has no content. Raises ContentError."""
+    if name == "factory_param":
+        if sources:
+            raise ContentError("factory_param is built from the [factory_param] table; remove its source")
+        values = {f.name: factory_param_values[f.name] for f in factory_param.FIELDS}
+        return Content(KIND_FACTORY_PARAM, factory_param.SIZE, {"values": values}, ())
+    if name == "ble_data":
+        if not sources:
+            return None
+        if len(sources) != 1:
+            raise ContentError(f"{len(sources)} files; ble_data is built from exactly one GATT CSV")
+        rows = _read_gatt(sources[0])
+        size = len(ble_data.encode_ble_data(rows))
+        return Content(KIND_BLE_DATA, size, {}, tuple(sources))
+    if name in pki.PKI_PARTITIONS:
+        if not sources:
+            return None
+        kind = pki.PKI_PARTITIONS[name]
+        ordered = sort_sources(sources)
+        if len(ordered) > pki.MAX_ID + 1:
+            raise ContentError(f"{len(ordered)} files; a partition holds at most {pki.MAX_ID + 1} items")
+        lengths, public_keys = [], []
+        for path in ordered:
+            data = _read_file(path)
+            if len(data) > pki.MAX_CONTENT:
+                raise ContentError(f"{len(data)} bytes; a certificate or key item holds at most {pki.MAX_CONTENT}", path)
+            try:
+                if kind == "key":
+                    public_keys.append(pki.public_key_bytes(pki.load_private_key(data).public_key()))
+                else:
+                    certs = pki.load_certificates(data)
+                    public_keys.append(pki.public_key_bytes(certs[0].public_key()))
+            except ContentError as err:
+                raise ContentError(err.message, path) from None
+            lengths.append(len(data))
+        spec = {"item_type": pki.item_type(kind, at_version), "files": [os.path.basename(p) for p in ordered]}
+        return Content(KIND_PKI, pki.pki_size(lengths), spec, ordered, secret=(kind == "key"),
+                       public_keys=tuple(public_keys))
+    if not sources:
+        return None
+    if len(sources) != 1:
+        raise ContentError(f"{len(sources)} files; a user partition is one file copied as it is")
+    size = len(_read_file(sources[0]))
+    return Content(KIND_RAW, size, {}, tuple(sources))
+
+
+def _read_gatt(path: str) -> List[dict]:
+    data = _read_file(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContentError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                           "expected a GATT CSV", path) from None
+    try:
+        return ble_data.read_gatt_csv(text)
+    except ContentError as err:
+        raise ContentError(err.message, path) from None
+
+
+def render(kind: str, spec: Dict[str, object], sources: Sequence[str]) -> bytes:
+    """The bytes of one partition from its recorded spec and input files."""
+    if kind == KIND_FACTORY_PARAM:
+        return factory_param.encode_factory_param(spec["values"])
+    if kind == KIND_BLE_DATA:
+        return ble_data.encode_ble_data(_read_gatt(sources[0]))
+    if kind == KIND_PKI:
+        return pki.encode_pki([(spec["item_type"], _read_file(p)) for p in sources])
+    if kind == KIND_RAW:
+        return _read_file(sources[0])
+    raise ValueError(f"unknown content kind {kind!r}")

@@ -1,0 +1,56 @@
+"""download.config: one line of flash options and ``offset path`` pairs (FORMATS.md §5)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Tuple
+
+from .errors import FormatError
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    flash_mode: str
+    flash_freq: str
+    flash_size: str
+    entries: Tuple[Tuple[int, str], ...]   # (offset, path relative to the release folder)
+
+
+def encode_download_config(config: DownloadConfig) -> bytes:
+    words = ["--flash_mode", config.flash_mode, "--flash_freq", config.flash_freq,
+             "--flash_size", config.flash_size]
+    for offset, path in config.entries:
+        if any(c.isspace() for c in path):
+            raise FormatError(f"download.config: path {path!r} contains white space, which the format cannot hold")
+        words += [f"0x{offset:x}", path]
+    return (" ".join(words) + "\n").encode("ascii")
+
+
+def decode_download_config(data: bytes) -> DownloadConfig:
+    try:
+        words = data.decode("ascii").split()
+    except UnicodeDecodeError as exc:
+        raise FormatError("download.config is not ASCII text", offset=exc.start) from None
+    options = {}
+    entries: List[Tuple[int, str]] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("--"):
+            if i + 1 >= len(words):
+                raise FormatError(f"download.config: option {word} has no value")
+            options[word[2:].replace("-", "_")] = words[i + 1]
+            i += 2
+            continue
+        if i + 1 >= len(words):
+            raise FormatError(f"download.config: offset {word} has no file")
+        try:
+            offset = int(word, 0)
+        except ValueError:
+            raise FormatError(f"download.config: {word!r} is neither an option nor an offset") from None
+        entries.append((offset, words[i + 1]))
+        i += 2
+    missing = [k for k in ("flash_mode", "flash_freq", "flash_size") if k not in options]
+    if missing:
+        raise FormatError("download.config: missing " + ", ".join("--" + k for k in missing))
+    return DownloadConfig(options["flash_mode"], options["flash_freq"], options["flash_size"], tuple(entries))
+

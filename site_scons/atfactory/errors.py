@@ -1,0 +1,98 @@
+"""The one exception family of atfactory.
+
+Every message names the file, the dotted key and the offending value, and says what would be
+accepted, so a user can fix the input without reading code.  A board with several problems
+raises one :class:`BoardError` that carries all of them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, List, Optional
+
+
+class AtFactoryError(Exception):
+    """Base of every error atfactory raises on bad input."""
+
+
+class FormatError(AtFactoryError):
+    """Bytes that do not decode as the format they claim to be, or values that cannot be encoded.
+
+    ``offset`` is where in the input the problem was found, when there is one.
+    """
+
+    def __init__(self, message: str, offset: Optional[int] = None):
+        self.offset = offset
+        if offset is not None:
+            message = f"at offset 0x{offset:x}: {message}"
+        super().__init__(message)
+
+
+def format_value(value) -> str:
+    """Show a value as the user wrote it in TOML (strings quoted, numbers plain)."""
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{...}"
+    return str(value)
+
+
+class Problem:
+    """One thing wrong with a board: where (file, key), what value, and what is accepted."""
+
+    __slots__ = ("file", "key", "value", "message", "has_value")
+
+    _NO_VALUE = object()
+
+    def __init__(self, file, key: str, message: str, value=_NO_VALUE):
+        self.file = str(file) if file is not None else None
+        self.key = key
+        self.message = message
+        self.has_value = value is not Problem._NO_VALUE
+        self.value = value if self.has_value else None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.file:
+            parts.append(display_path(self.file))
+        if self.key:
+            parts.append(f"{self.key} = {format_value(self.value)}" if self.has_value else self.key)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"Problem({str(self)!r})"
+
+
+class BoardError(AtFactoryError):
+    """Everything wrong with one board, collected before anything is written."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems: List[Problem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ContentError(AtFactoryError):
+    """An input file (certificate, key, GATT CSV, ...) whose content is not acceptable.
+
+    ``path`` is the input file when the problem is in one; the board checker adds the board
+    file and key that named it.
+    """
+
+    def __init__(self, message: str, path: Optional[str] = None):
+        self.message = message
+        self.path = path
+        super().__init__(f"{display_path(path)}: {message}" if path else message)
+
+
+def display_path(path) -> str:
+    """A path as short as it can be shown unambiguously: relative to the working folder when inside it."""
+    text = str(path)
+    try:
+        rel = os.path.relpath(text)
+    except ValueError:  # another drive on Windows
+        return text
+    return text if rel.startswith("..") else rel

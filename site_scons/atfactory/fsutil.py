@@ -1,0 +1,39 @@
+"""Writing outputs: complete or absent, never half-written; secrets owner-readable from the start."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; do it once, at import, before any build thread runs.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def write_atomic(path: str, data: bytes, secret: bool = False) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place.
+
+    A secret file is created with mode 0600 by the open call itself, so no other user can
+    open it even for the moment before a chmod would have run.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        # mkstemp creates 0600; widen ordinary outputs to what the umask allows, as open() would.
+        if not secret:
+            os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

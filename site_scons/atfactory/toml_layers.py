@@ -1,0 +1,214 @@
+"""Reading board files: TOML syntax, key schema, ``extends`` chains and merging.
+
+Each file is checked on its own for syntax, unknown keys and value types, so that a message
+names the file the user has to edit.  The merged result remembers, for every value, which
+file set it (``origin``), so that later range and layout checks can name that file too.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Dict, List, Optional, Tuple
+
+from .errors import Problem, format_value
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11 only
+    import tomli as tomllib
+
+KeyPath = Tuple[str, ...]
+
+# Which keys each table accepts, and the types each value may have.
+INT_OR_STR = (int, str)
+STR_OR_LIST = (str, list)
+SCHEMA: Dict[str, Dict[str, tuple]] = {
+    "": {"extends": (str,), "module": (dict,), "flash": (dict,), "factory_param": (dict,),
+         "at_customize": (dict,)},
+    "module": {"name": (str,), "chip": (str,), "platform": (str,), "description": (str,),
+               "at_version": (str,)},
+    "flash": {"mode": (str,), "freq": (str,), "size": (str,)},
+    "factory_param": {
+        "magic_flag": (int,), "version": (int,), "reserved1": (int,), "tx_max_power": (int,),
+        "uart_port": (int,), "start_channel": (int,), "channel_num": (int,),
+        "country_code": (str,), "uart_baudrate": (int,), "uart_tx_pin": (int,),
+        "uart_rx_pin": (int,), "uart_cts_pin": (int,), "uart_rts_pin": (int,),
+        "tx_control_pin": (int,), "rx_control_pin": (int,),
+    },
+    "at_customize": {"offset": INT_OR_STR, "size": INT_OR_STR, "partitions": (list,)},
+    "partition": {"name": (str,), "type": INT_OR_STR, "subtype": INT_OR_STR, "offset": INT_OR_STR,
+                  "size": INT_OR_STR, "source": STR_OR_LIST, "remove": (bool,)},
+}
+TYPE_WORDS = {int: "an integer", str: "a string", dict: "a table", list: "an array", bool: "true or false"}
+
+
+def _describe_types(types: tuple) -> str:
+    return " or ".join(TYPE_WORDS[t] for t in types)
+
+
+def _type_ok(value, types: tuple) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
+
+
+class Layer:
+    """One board file as written, after its own checks; paths resolved against its folder."""
+
+    def __init__(self, path: str, data: dict):
+        self.path = path
+        self.data = data
+
+
+def read_toml(path: str, problems: List[Problem]) -> Optional[dict]:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        problems.append(Problem(path, "", "no such file"))
+        return None
+    except OSError as exc:
+        problems.append(Problem(path, "", f"cannot be read ({exc.strerror})"))
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(path, "", f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                                          "a board file is TOML in UTF-8"))
+        return None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(Problem(path, "", f"TOML syntax error: {exc}"))
+        return None
+
+
+def check_layer(path: str, data: dict, problems: List[Problem],
+                extra_tables: Optional[Dict[str, Callable]] = None) -> None:
+    """Unknown keys and wrong types in one file.  ``extra_tables`` are plugin-declared tables."""
+    extra_tables = extra_tables or {}
+    top = dict(SCHEMA[""])
+    for name in extra_tables:
+        top[name] = (dict,)
+    _check_table(path, "", data, top, problems)
+    for table in ("module", "flash", "factory_param", "at_customize"):
+        if isinstance(data.get(table), dict):
+            _check_table(path, table, data[table], SCHEMA[table], problems)
+    at = data.get("at_customize")
+    if isinstance(at, dict) and isinstance(at.get("partitions"), list):
+        for i, part in enumerate(at["partitions"]):
+            label = partition_label(part, i)
+            if not isinstance(part, dict):
+                problems.append(Problem(path, label, "expected a table ([[at_customize.partitions]])", part))
+                continue
+            _check_table(path, label, part, SCHEMA["partition"], problems)
+            if "name" not in part:
+                problems.append(Problem(path, f"{label}.name", "missing; every partition needs a name"))
+            src = part.get("source")
+            if isinstance(src, list):
+                for j, item in enumerate(src):
+                    if not isinstance(item, str):
+                        problems.append(Problem(path, f"{label}.source[{j}]", "expected a string (a file path)", item))
+    for name, checker in extra_tables.items():
+        if isinstance(data.get(name), dict):
+            checker(path, data[name], problems)
+
+
+def partition_label(part, index: int) -> str:
+    if isinstance(part, dict) and isinstance(part.get("name"), str):
+        return f"at_customize.partitions[{part['name']}]"
+    return f"at_customize.partitions[{index}]"
+
+
+def _check_table(path: str, prefix: str, table: dict, schema: Dict[str, tuple], problems: List[Problem]) -> None:
+    for key, value in table.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key not in schema:
+            accepted = ", ".join(schema)
+            problems.append(Problem(path, dotted, f"unknown key; accepted here: {accepted}"))
+        elif not _type_ok(value, schema[key]):
+            problems.append(Problem(path, dotted, f"expected {_describe_types(schema[key])}", value))
+
+
+def resolve_sources(layer_path: str, data: dict) -> None:
+    """Make every partition source absolute, relative to the file that names it."""
+    folder = os.path.dirname(os.path.abspath(layer_path))
+    at = data.get("at_customize")
+    if not isinstance(at, dict) or not isinstance(at.get("partitions"), list):
+        return
+    for part in at["partitions"]:
+        if not isinstance(part, dict) or "source" not in part:
+            continue
+        src = part["source"]
+        items = [src] if isinstance(src, str) else src
+        if all(isinstance(s, str) for s in items):
+            part["source"] = [os.path.normpath(os.path.join(folder, os.path.expanduser(s))) for s in items]
+
+
+class Merged:
+    """The merged board data plus, for every value, the file that set it."""
+
+    def __init__(self):
+        self.data: dict = {}
+        self.origin: Dict[KeyPath, str] = {}
+        self.partitions: List[dict] = []          # in table order
+        self.partition_origin: Dict[Tuple[str, str], str] = {}  # (name, key) -> file
+
+    def where(self, *path: str) -> Optional[str]:
+        return self.origin.get(tuple(path))
+
+    def lay(self, layer: Layer, problems: List[Problem]) -> None:
+        for key, value in layer.data.items():
+            if key == "extends":
+                continue
+            if isinstance(value, dict):
+                table = self.data.setdefault(key, {})
+                if not isinstance(table, dict):
+                    continue
+                for sub, subvalue in value.items():
+                    if key == "at_customize" and sub == "partitions":
+                        if isinstance(subvalue, list):
+                            self._lay_partitions(layer.path, subvalue, problems)
+                        continue
+                    table[sub] = subvalue
+                    self.origin[(key, sub)] = layer.path
+            else:
+                self.data[key] = value
+                self.origin[(key,)] = layer.path
+
+    def _lay_partitions(self, path: str, parts: List[dict], problems: List[Problem]) -> None:
+        seen = set()
+        index = {p["name"]: p for p in self.partitions}
+        for part in parts:
+            if not isinstance(part, dict) or not isinstance(part.get("name"), str):
+                continue
+            name = part["name"]
+            if name in seen:
+                problems.append(Problem(path, f"at_customize.partitions[{name}]",
+                                        "duplicate partition name; each name may appear once in a board"))
+                continue
+            seen.add(name)
+            if part.get("remove") is True:
+                if name not in index:
+                    problems.append(Problem(path, f"at_customize.partitions[{name}].remove",
+                                            "no inherited partition of this name to remove", True))
+                    continue
+                self.partitions = [p for p in self.partitions if p["name"] != name]
+                del index[name]
+                continue
+            if part.get("remove") is False:
+                part = {k: v for k, v in part.items() if k != "remove"}
+            if name in index:
+                index[name].update(part)
+            else:
+                entry = dict(part)
+                self.partitions.append(entry)
+                index[name] = entry
+            for key in part:
+                self.partition_origin[(name, key)] = path
+
+
+def describe_chain(chain: List[str]) -> str:
+    return " -> ".join(format_value(os.path.basename(p)) for p in chain)
