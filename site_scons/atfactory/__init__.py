@@ -6,3 +6,7 @@ format with its encoder and decoder side by side (``factory_param``, ``partition
 and the errors they raise (``errors``).  The SCons glue lives in ``site_scons/site_tools``.
 """
 __version__ = "0.1.0"
+
+from .hookspecs import hookimpl  # noqa: E402  - the marker plugins decorate their hooks with
+
+__all__ = ["__version__", "hookimpl"]

@@ -45,11 +45,19 @@ def read_gatt_csv(text: str) -> List[Row]:
         header = next(reader)
     except StopIteration:
         raise ContentError(f"the file is empty; expected the header {','.join(COLUMNS)}") from None
+    except csv.Error as exc:
+        raise ContentError(f"line 1: not a readable CSV header ({exc})") from None
     header = [h.strip() for h in header]
     if sorted(header) != sorted(COLUMNS):
         raise ContentError(f"line 1: header {','.join(header)!r}; expected the columns {','.join(COLUMNS)}")
     rows: List[Row] = []
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise ContentError(f"line {reader.line_num}: not a readable CSV row ({exc})") from None
         line = reader.line_num
         if not any(c.strip() for c in cells):
             break
@@ -152,7 +160,7 @@ def decode_ble_data(data: bytes) -> List[Dict[str, object]]:
         raise FormatError(f"ble_data: header declares {length} bytes of JSON, only {len(data) - 4} follow", offset=0)
     try:
         doc = json.loads(bytes(data[4:4 + length]).decode("ascii"), object_pairs_hook=OrderedDict)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise FormatError(f"ble_data: the JSON does not parse ({exc})", offset=4) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("Service"), list):
         raise FormatError('ble_data: expected {"Service": [...]}', offset=4)

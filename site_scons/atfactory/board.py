@@ -123,6 +123,7 @@ class Board:
     partitions: Tuple[Partition, ...]
     warnings: Tuple[str, ...] = ()
     data: Dict[str, object] = field(default_factory=dict)   # the merged TOML, for plugins
+    firmware: Optional[str] = None     # [firmware] release, resolved against its board file
 
     @property
     def flash_size_bytes(self) -> int:
@@ -138,10 +139,15 @@ class Board:
 # --- loading --------------------------------------------------------------------------------
 
 def load_board(ref: str, registry: BoardRegistry, *, board_id: Optional[str] = None,
-               relative_to: Optional[str] = None, extra_tables: Optional[Dict[str, Callable]] = None) -> Board:
+               relative_to: Optional[str] = None, extra_tables: Optional[Dict[str, Callable]] = None,
+               overlays: Sequence[Tuple[str, dict]] = (), extra_partitions: Sequence[dict] = ()) -> Board:
     """Read, merge and check a board.  Raises BoardError with every problem found.
 
     ``ref`` is a board id or a .toml path (relative to ``relative_to``, default the cwd).
+    ``overlays`` are (origin, board-shaped dict) laid over the files, as plugins' adjustments;
+    ``extra_partitions`` are partitions whose content is already made (plugin partitions):
+    dicts with name, type, subtype, size, offset (None: placed in free space), origin and
+    content (a :class:`Content`).
     """
     problems: List[Problem] = []
     path = registry.resolve(ref, relative_to=relative_to)
@@ -150,9 +156,16 @@ def load_board(ref: str, registry: BoardRegistry, *, board_id: Optional[str] = N
     layers = _load_chain(path, registry, problems, [], extra_tables)
     if problems or not layers:
         raise BoardError(problems)
+    for origin, data in overlays:
+        check_layer(origin, data, problems, extra_tables)
+        resolve_sources(os.path.join(os.getcwd(), "overlay"), data)
+        layers.append(Layer(origin, data))
+    if problems:
+        raise BoardError(problems)
     merged = Merged()
     for layer in layers:
         merged.lay(layer, problems)
+    _add_extra_partitions(merged, extra_partitions, problems)
     if board_id is None:
         entry = registry.get(os.path.splitext(os.path.basename(path))[0])
         board_id = entry.id if entry and entry.path == path else os.path.splitext(os.path.basename(path))[0]
@@ -160,6 +173,60 @@ def load_board(ref: str, registry: BoardRegistry, *, board_id: Optional[str] = N
     if problems:
         raise BoardError(problems)
     return board
+
+
+def _add_extra_partitions(merged: Merged, extras: Sequence[dict], problems: List[Problem]) -> None:
+    """Append plugin partitions, placing those without an offset in the first free space."""
+    names = {p["name"] for p in merged.partitions}
+    for extra in extras:
+        name, origin = extra["name"], extra["origin"]
+        if name in names:
+            problems.append(Problem(origin, f"at_customize.partitions[{name}]", "a partition of this name "
+                                    "already exists in the board; plugin partitions need names of their own"))
+            continue
+        names.add(name)
+        part = {k: extra[k] for k in ("name", "type", "subtype", "offset", "size")}
+        part["_content"] = extra["content"]
+        if part["offset"] is None:
+            part["offset"] = _free_offset(merged, part)
+            if part["offset"] is None:
+                problems.append(Problem(origin, f"at_customize.partitions[{name}].offset", "no free space of "
+                                        f"{format_size(_size_or_zero(part['size']))} left in the at_customize region"))
+                continue
+        merged.partitions.append(part)
+        for key in part:
+            merged.partition_origin[(name, key)] = origin
+
+
+def _size_or_zero(raw) -> int:
+    try:
+        return parse_size(raw)
+    except ValueError:
+        return 0
+
+
+def _free_offset(merged: Merged, part: dict) -> Optional[int]:
+    at = merged.data.get("at_customize") or {}
+    try:
+        lo = parse_int(at.get("offset")) + AT_CUSTOMIZE_SECTOR
+        hi = lo - AT_CUSTOMIZE_SECTOR + parse_size(at.get("size"))
+        size = parse_size(part["size"])
+    except (ValueError, TypeError):
+        return None
+    align = pt.APP_ALIGN if part["type"] in (0, "app") else pt.DATA_ALIGN
+    taken = []
+    for p in merged.partitions:
+        try:
+            taken.append((parse_int(p["offset"]), parse_int(p["offset"]) + parse_size(p["size"])))
+        except (ValueError, TypeError, KeyError):
+            continue
+    candidate = (lo + align - 1) // align * align
+    for start, end in sorted(taken):
+        if candidate + size <= start:
+            break
+        if end > candidate:
+            candidate = (end + align - 1) // align * align
+    return candidate if candidate + size <= hi else None
 
 
 def unknown_board_problem(ref: str, registry: BoardRegistry) -> Problem:
@@ -263,6 +330,12 @@ def _check(merged: Merged, path: str, board_id: str, files: Tuple[str, ...], pro
     region = _check_region(c, flash_bytes)
     partitions = _check_partitions(c, merged, chip, at_version, region, flash_bytes, values, warnings)
 
+    firmware = None
+    fw = merged.data.get("firmware") or {}
+    if isinstance(fw.get("release"), str):
+        base = os.path.dirname(merged.where("firmware", "release") or path)
+        firmware = os.path.normpath(os.path.join(base, os.path.expanduser(fw["release"])))
+
     if problems:
         return None
     return Board(
@@ -270,7 +343,7 @@ def _check(merged: Merged, path: str, board_id: str, files: Tuple[str, ...], pro
         description=c.get("module", "description", ""), at_version=at_version, flash_mode=mode,
         flash_freq=freq, flash_size=size, factory_param=values, at_customize_offset=region[0],
         at_customize_size=region[1] - region[0], partitions=tuple(partitions), warnings=tuple(warnings),
-        data=merged.data,
+        data=merged.data, firmware=firmware,
     )
 
 
@@ -339,6 +412,11 @@ def _check_factory_param(c: _Checker, chip: Optional[Chip]) -> Dict[str, object]
     return values
 
 
+def _hex(n: int) -> str:
+    """An offset or size as people write them: 0x24800 (TOML forgets that the user wrote hex)."""
+    return f"-0x{-n:x}" if n < 0 else f"0x{n:x}"
+
+
 def _parse_number(c: _Checker, key: Tuple[str, ...], value, parser, what: str) -> Optional[int]:
     try:
         return parser(value)
@@ -356,10 +434,11 @@ def _check_region(c: _Checker, flash_bytes: Optional[int]) -> Tuple[int, int]:
     if raw_size is not None:
         size = _parse_number(c, ("at_customize", "size"), raw_size, parse_size, 'a size such as 0xE0000 or "896K"')
     if offset is not None and (offset < 0 or offset % pt.DATA_ALIGN):
-        c.fail(("at_customize", "offset"), "must be a multiple of 0x1000 (4 KiB)", raw_offset)
+        c.fail(("at_customize", "offset"), f"{_hex(offset)} is not a multiple of 0x1000; accepted: "
+                                           "a 4 KiB-aligned offset", raw_offset)
         offset = None
     if size is not None and (size <= AT_CUSTOMIZE_SECTOR or size % pt.DATA_ALIGN):
-        c.fail(("at_customize", "size"), "must be a multiple of 0x1000 larger than 0x1000 "
+        c.fail(("at_customize", "size"), f"{_hex(size)}; accepted: a multiple of 0x1000 larger than 0x1000 "
                                          "(the first sector holds at_customize.bin)", raw_size)
         size = None
     if offset is None or size is None:
@@ -427,7 +506,7 @@ def _check_partitions(c: _Checker, merged: Merged, chip, at_version, region, fla
             ok = False
         for key in ("type", "subtype", "offset", "size"):
             if key not in part:
-                fail(name, "", f"missing {key}; every partition needs type, subtype, offset and size")
+                fail(name, key, "missing; every partition needs name, type, subtype, offset and size")
                 ok = False
         if not ok:
             continue
@@ -447,11 +526,13 @@ def _check_partitions(c: _Checker, merged: Merged, chip, at_version, region, fla
             continue
         align = pt.APP_ALIGN if ptype == pt.TYPES["app"] else pt.DATA_ALIGN
         if offset < 0 or offset % align:
-            fail(name, "offset", f"must be a multiple of 0x{align:x} for {'an app' if align == pt.APP_ALIGN else 'a data'} "
-                                 "partition", part["offset"])
+            what = "64 KiB-aligned for an app partition" if align == pt.APP_ALIGN else "4 KiB-aligned for a data partition"
+            fail(name, "offset", f"{_hex(offset)} is not a multiple of 0x{align:x}; accepted: an offset {what}",
+                 part["offset"])
             continue
         if size <= 0 or size % pt.DATA_ALIGN:
-            fail(name, "size", "must be a positive multiple of 0x1000 (4 KiB, one flash sector)", part["size"])
+            fail(name, "size", f"{_hex(size)}; accepted: a positive multiple of 0x1000 (4 KiB, one flash sector)",
+                 part["size"])
             continue
         lo, hi = region
         if hi and not (lo + AT_CUSTOMIZE_SECTOR <= offset and offset + size <= hi):
@@ -462,11 +543,14 @@ def _check_partitions(c: _Checker, merged: Merged, chip, at_version, region, fla
             fail(name, "offset", f"0x{offset:x}-0x{offset + size:x} ends past the {format_size(flash_bytes)} flash",
                  part["offset"])
         sources = tuple(part.get("source", ()))
-        try:
-            content = read_content(name, sources, at_version, fp_values if name == "factory_param" else None)
-        except ContentError as err:
-            fail(name, "source", err.message, display_path(err.path) if err.path else Problem._NO_VALUE)
-            continue
+        if "_content" in part:   # made by a plugin
+            content = part["_content"]
+        else:
+            try:
+                content = read_content(name, sources, at_version, fp_values if name == "factory_param" else None)
+            except ContentError as err:
+                fail(name, "source", err.message, display_path(err.path) if err.path else Problem._NO_VALUE)
+                continue
         if content is not None:
             sources = content.sources
             if content.size > size:
@@ -474,7 +558,7 @@ def _check_partitions(c: _Checker, merged: Merged, chip, at_version, region, fla
                                    f"{format_size(size)}", part["size"])
         out.append(Partition(name, ptype, subtype, offset, size, sources, content))
 
-    _check_overlaps(out, fail)
+    _check_overlaps(out, fail, {p["name"]: p.get("offset") for p in merged.partitions})
     _check_pairs(out, fail)
     seen: Dict[Tuple[int, int], str] = {}
     for p in out:
@@ -486,12 +570,15 @@ def _check_partitions(c: _Checker, merged: Merged, chip, at_version, region, fla
     return out
 
 
-def _check_overlaps(parts: Sequence[Partition], fail) -> None:
+def _check_overlaps(parts: Sequence[Partition], fail, raw_offsets: Dict[str, object]) -> None:
     ordered = sorted(parts, key=lambda p: (p.offset, p.end))
-    for a, b in zip(ordered, ordered[1:]):
-        if b.offset < a.end:
+    a = None  # of the partitions before b, the one reaching furthest: a big one may cover several
+    for b in ordered:
+        if a is not None and b.offset < a.end:
             fail(b.name, "offset", f"0x{b.offset:x}-0x{b.end:x} overlaps partition {a.name} "
-                                   f"(0x{a.offset:x}-0x{a.end:x})", hex(b.offset))
+                                   f"(0x{a.offset:x}-0x{a.end:x})", raw_offsets.get(b.name, b.offset))
+        if a is None or b.end > a.end:
+            a = b
 
 
 def _check_pairs(parts: Sequence[Partition], fail) -> None:

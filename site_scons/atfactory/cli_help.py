@@ -22,6 +22,19 @@ def reject_unknown_variables(variables) -> None:
         raise SCons.Errors.StopError(f"unknown variable {words}; accepted: {accepted} (see scons -h)")
 
 
+def split_list(text: str):
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def plugin_listing(host) -> str:
+    lines = ["Plugins (the last listed runs first within a hook):"]
+    for info in host.describe():
+        version = f" {info.version}" if info.version else ""
+        lines.append(f"  {info.name}{version}  from {info.origin}")
+        lines.append("      hooks: " + (", ".join(info.hooks) or "(none)"))
+    return "\n".join(lines)
+
+
 def board_help(registry) -> str:
     lines = ["", "Boards (board=ID; 'all' builds every one):"]
     width = max((len(i) for i in registry.ids()), default=0)

@@ -53,6 +53,8 @@ def read_content(name: str, sources: Sequence[str], at_version: str,
     if name == "factory_param":
         if sources:
             raise ContentError("factory_param is built from the [factory_param] table; remove its source")
+        if any(f.name not in factory_param_values for f in factory_param.FIELDS):
+            return None  # a missing field: the board checks report it by key
         values = {f.name: factory_param_values[f.name] for f in factory_param.FIELDS}
         return Content(KIND_FACTORY_PARAM, factory_param.SIZE, {"values": values}, ())
     if name == "ble_data":

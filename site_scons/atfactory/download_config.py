@@ -21,7 +21,14 @@ def encode_download_config(config: DownloadConfig) -> bytes:
     for offset, path in config.entries:
         if any(c.isspace() for c in path):
             raise FormatError(f"download.config: path {path!r} contains white space, which the format cannot hold")
+        if offset < 0:
+            raise FormatError(f"download.config: negative offset {offset} for {path!r}")
         words += [f"0x{offset:x}", path]
+    for word in words:
+        # The line is split on white space: every word must be one non-empty ASCII token.
+        if not word or any(c.isspace() for c in word) or not word.isascii():
+            raise FormatError(f"download.config: {word!r} cannot be written: values and paths must be "
+                              "non-empty ASCII without white space")
     return (" ".join(words) + "\n").encode("ascii")
 
 

@@ -88,11 +88,12 @@ class ContentError(AtFactoryError):
         super().__init__(f"{display_path(path)}: {message}" if path else message)
 
 
-def display_path(path) -> str:
-    """A path as short as it can be shown unambiguously: relative to the working folder when inside it."""
+def display_path(path, base: Optional[str] = None) -> str:
+    """A path as short as it can be shown unambiguously: relative to ``base`` (default: the
+    working folder) when inside it, absolute otherwise."""
     text = str(path)
     try:
-        rel = os.path.relpath(text)
+        rel = os.path.relpath(text, base or os.getcwd())
     except ValueError:  # another drive on Windows
         return text
     return text if rel.startswith("..") else rel

@@ -76,6 +76,8 @@ def encode_factory_param(values: Mapping[str, Value]) -> bytes:
                 raise FormatError(f"factory_param: {field.name} = {value!r} does not fit in {field.size} byte(s)")
             raw = (value & ((1 << bits) - 1)).to_bytes(field.size, "little")
         else:
+            if not isinstance(value, str) or not value.isascii() or "\0" in value:
+                raise FormatError(f"factory_param: {field.name} = {value!r} is not ASCII text without NUL")
             data = value.encode("ascii")
             if len(data) >= field.size:
                 raise FormatError(f"factory_param: {field.name} = {value!r} is longer than {field.size - 1} bytes")

@@ -52,6 +52,8 @@ def encode_partition_table(entries: Sequence[Entry], md5: bool = True) -> bytes:
         raise FormatError(f"partition table: {len(entries)} entries, at most {MAX_ENTRIES} fit")
     body = bytearray()
     for e in entries:
+        if not e.name.isascii() or "\0" in e.name:
+            raise FormatError(f"partition table: name {e.name!r} is not ASCII text without NUL")
         name = e.name.encode("ascii")
         if not 0 < len(name) <= 16:
             raise FormatError(f"partition table: name {e.name!r} must be 1 to 16 bytes")

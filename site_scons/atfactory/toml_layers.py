@@ -24,7 +24,8 @@ INT_OR_STR = (int, str)
 STR_OR_LIST = (str, list)
 SCHEMA: Dict[str, Dict[str, tuple]] = {
     "": {"extends": (str,), "module": (dict,), "flash": (dict,), "factory_param": (dict,),
-         "at_customize": (dict,)},
+         "at_customize": (dict,), "firmware": (dict,)},
+    "firmware": {"release": (str,)},
     "module": {"name": (str,), "chip": (str,), "platform": (str,), "description": (str,),
                "at_version": (str,)},
     "flash": {"mode": (str,), "freq": (str,), "size": (str,)},
@@ -81,7 +82,10 @@ def read_toml(path: str, problems: List[Problem]) -> Optional[dict]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        problems.append(Problem(path, "", f"TOML syntax error: {exc}"))
+        message = str(exc)
+        if message.endswith("(at end of document)"):  # say which line that is, as for any other error
+            message = message[:-1] + f", after line {len(text.splitlines())})"
+        problems.append(Problem(path, "", f"TOML syntax error: {message}"))
         return None
 
 
@@ -93,7 +97,7 @@ def check_layer(path: str, data: dict, problems: List[Problem],
     for name in extra_tables:
         top[name] = (dict,)
     _check_table(path, "", data, top, problems)
-    for table in ("module", "flash", "factory_param", "at_customize"):
+    for table in ("module", "flash", "factory_param", "at_customize", "firmware"):
         if isinstance(data.get(table), dict):
             _check_table(path, table, data[table], SCHEMA[table], problems)
     at = data.get("at_customize")

@@ -3,7 +3,8 @@
 Everything a target's bytes depend on enters the graph as a ``Value`` node holding sorted
 JSON of exactly the board values it reads, plus its real input files; so a change of one pin
 rebuilds factory_param and nothing else, and a second run with nothing changed builds
-nothing.  The bytes themselves come from ``atfactory.artifacts.render_artifact``.
+nothing.  The bytes themselves come from ``atfactory.artifacts.render_artifact`` (or, for a
+plugin's partition, from the plugin's build function).
 """
 from __future__ import annotations
 
@@ -17,31 +18,49 @@ from SCons.Builder import Builder
 
 from atfactory import artifacts as art
 from atfactory import content
-from atfactory.board import load_board
 from atfactory.errors import AtFactoryError, BoardError, display_path
 from atfactory.fsutil import write_atomic
+from atfactory.merge import MergeError, check_layout
+from atfactory.prepare import KIND_PLUGIN, prepare_board
 
 # kind -> (builder name, short label shown for each target)
 KINDS = {
+    art.KIND_FIRMWARE_COPY: ("AtfFirmwareCopy", "COPY"),
+    art.KIND_FIRMWARE_CUT: ("AtfFirmwareCut", "CUT"),
     art.KIND_AT_CUSTOMIZE: ("AtfAtCustomize", "TABLE"),
     content.KIND_FACTORY_PARAM: ("AtfFactoryParam", "PARAM"),
     content.KIND_PKI: ("AtfPki", "PKI"),
     content.KIND_BLE_DATA: ("AtfBleData", "GATT"),
-    content.KIND_RAW: ("AtfRawPartition", "COPY"),
+    content.KIND_RAW: ("AtfRawPartition", "RAW"),
+    KIND_PLUGIN: ("AtfPluginPartition", "PLUGIN"),
     art.KIND_DOWNLOAD_CONFIG: ("AtfDownloadConfig", "CONFIG"),
+    art.KIND_FACTORY_IMAGE: ("AtfFactoryImage", "MERGE"),
 }
 
+# (board id, partition) -> (build function, board): plugin partitions are made by plugin code,
+# which cannot travel in a Value node; the spec in the Value says which one to call.
+_PLUGIN_BUILDERS = {}
 
-def _spec_of(source):
-    """The artifact's recorded description: the Value node that is its first source."""
-    return json.loads(source[0].read())
+
+def _render(spec, files):
+    if spec["kind"] == KIND_PLUGIN:
+        s = spec["spec"]
+        build, board = _PLUGIN_BUILDERS[(s["board"], s["partition"])]
+        try:
+            return bytes(build(board, tuple(files)))
+        except AtFactoryError:
+            raise
+        except Exception as exc:
+            raise AtFactoryError(f"plugin {s['plugin']}: partition {s['partition']}: build raised "
+                                 f"{type(exc).__name__}: {exc}") from exc
+    return art.render_artifact(spec["kind"], spec["spec"], files)
 
 
 def _build(target, source, env):
-    spec = _spec_of(source)
+    spec = json.loads(source[0].read())
     files = [s.abspath for s in source[1:]]
     try:
-        data = art.render_artifact(spec["kind"], spec["spec"], files)
+        data = _render(spec, files)
     except AtFactoryError as err:
         raise SCons.Errors.BuildError(node=target[0], errstr=str(err), exitstatus=2)
     for t in target:
@@ -51,45 +70,126 @@ def _build(target, source, env):
 
 def _make_builder(label):
     def show(target, source, env):
+        # Paths as the user sees them from where scons was started (scons -C changes the cwd).
+        here = env.GetLaunchDir()
+        line = f"{label:<6} {display_path(target[0].abspath, here)}"
         if env.get("VERBOSE"):
-            files = ", ".join(display_path(s.abspath) for s in source[1:]) or "board values only"
-            return f"{label:<6} {display_path(target[0].abspath)}  <- {files}"
-        return f"{label:<6} {display_path(target[0].abspath)}"
+            files = ", ".join(display_path(s.abspath, here) for s in source[1:]) or "board values only"
+            line += f"  <- {files}"
+        return line
 
     return Builder(action=Action(_build, strfunction=show))
 
 
-def declare_board(env, board, build_dir):
-    """Declare every artifact of ``board`` under ``build_dir/<id>``; return the board's alias."""
+def _value(env, artifact):
+    return env.Value(json.dumps({"kind": artifact.kind, "spec": artifact.spec, "secret": artifact.secret},
+                                sort_keys=True, separators=(",", ":")))
+
+
+def _declare(env, out_dir, artifact):
+    builder = getattr(env, KINDS[artifact.kind][0])
+    targets = [out_dir.File(t) for t in artifact.targets]
+    return builder(targets, [_value(env, artifact)] + [env.File(s) for s in artifact.sources])
+
+
+def declare_board(env, prepared, build_dir, host=None):
+    """Declare every artifact of a prepared board under ``build_dir/<id>``; return its alias."""
+    board = prepared.board
     out_dir = env.Dir(os.path.join(build_dir, board.id))
+    for name, builder in prepared.plugin_builders.items():
+        _PLUGIN_BUILDERS[(board.id, name)] = builder
     nodes = []
-    for artifact in art.plan_board(board):
-        builder = getattr(env, KINDS[artifact.kind][0])
-        value = env.Value(json.dumps({"kind": artifact.kind, "spec": artifact.spec, "secret": artifact.secret},
-                                     sort_keys=True, separators=(",", ":")))
-        targets = [out_dir.File(t) for t in artifact.targets]
-        nodes += builder(targets, [value] + [env.File(s) for s in artifact.sources])
+    planned = art.plan_board(board, prepared.firmware)
+    for artifact in planned:
+        nodes += _declare(env, out_dir, artifact)
+    if prepared.firmware is not None:
+        nodes += _declare_factory_image(env, out_dir, board, planned, host)
+    if host is not None and host.impls("atfactory_post_build"):
+        nodes += _declare_post_build(env, out_dir, board, nodes, host)
     return env.Alias(board.id, nodes)
 
 
-def load_boards(env, ref, registry):
-    """The boards ``board=`` names ("all", an id, a path), checked; StopError lists every problem."""
+def _declare_factory_image(env, out_dir, board, planned, host):
+    flashed = [a for a in planned if a.offset is not None]
+    images = sorted((a.offset, out_dir.File(a.targets[0]).abspath) for a in flashed)
+    lengths = {out_dir.File(a.targets[0]).abspath: a.length for a in flashed}
+    secret_paths = {out_dir.File(a.targets[0]).abspath for a in flashed if a.secret}
+    if host is not None:
+        try:
+            host.pre_merge(board, images)
+        except AtFactoryError as err:
+            raise SCons.Errors.StopError(str(err))
+    layout = []
+    for offset, path in images:
+        length = lengths.get(path)
+        if length is None:
+            if not os.path.isfile(path):
+                raise SCons.Errors.StopError(f"{board.id}: factory image: {display_path(path)} (added by "
+                                             "atfactory_pre_merge) does not exist")
+            length = os.path.getsize(path)
+        layout.append((offset, display_path(path, env.GetLaunchDir()), length))
+    try:
+        check_layout(layout, board.flash_size_bytes)
+    except MergeError as err:
+        raise SCons.Errors.StopError(f"{board.id}: {err}")
+    artifact = art.plan_factory_image(board, images, secret=any(p in secret_paths for _, p in images))
+    return _declare(env, out_dir, artifact)
+
+
+# stamp path -> (host, board, outputs): what the post-build action of that stamp calls.
+_POST_BUILD = {}
+
+
+def _run_post_build(target, source, env):
+    host, board, outputs = _POST_BUILD[target[0].abspath]
+    try:
+        host.post_build(board, dict(outputs))
+    except AtFactoryError as err:
+        raise SCons.Errors.BuildError(node=target[0], errstr=str(err), exitstatus=2)
+    write_atomic(target[0].abspath, b"post-build hooks ran for these outputs\n")
+
+
+def _show_post_build(target, source, env):
+    return f"{'HOOKS':<6} post-build of {os.path.basename(target[0].abspath).rsplit('.', 1)[0]}"
+
+
+def _declare_post_build(env, out_dir, board, nodes, host):
+    """A stamp target after every output: the hooks run whenever an output or a plugin changed."""
+    outputs = {os.path.relpath(n.abspath, out_dir.abspath).replace(os.sep, "/"): n.abspath for n in nodes}
+    outputs["."] = out_dir.abspath
+    stamp = env.Dir(os.path.dirname(out_dir.abspath)).File(f".atfactory/{board.id}.post_build")
+    _POST_BUILD[stamp.abspath] = (host, board, outputs)
+    versions = env.Value(json.dumps(host.versions(), sort_keys=True))
+    return env.Command(stamp, [versions] + list(nodes), Action(_run_post_build, strfunction=_show_post_build))
+
+
+def load_boards(env, ref, registry, host=None, firmware=None):
+    """The boards ``board=`` names ("all", an id, a path), prepared; StopError lists every problem."""
     refs = registry.ids() if ref.lower() == "all" else [ref]
-    boards, problems = [], []
+    tables = host.board_tables() if host is not None else None
+    prepared, problems = [], []
     for r in refs:
         try:
-            boards.append(load_board(r, registry, relative_to=env.GetLaunchDir()))
+            prepared.append(prepare_board(r, registry, host, relative_to=env.GetLaunchDir(),
+                                          firmware_override=firmware, extra_tables=tables))
         except BoardError as err:
             problems += err.problems
+        except AtFactoryError as err:
+            problems.append(str(err))
     if problems:
         raise SCons.Errors.StopError("\nscons: *** ".join(str(p) for p in problems))
     shown = set()
-    for board in boards:
-        for warning in board.warnings:
+    for p in prepared:
+        for warning in p.board.warnings:
             if warning not in shown:
                 shown.add(warning)
                 sys.stderr.write(f"atfactory: warning: {warning}\n")
-    return boards
+    without = [p.board.id for p in prepared if p.firmware is None]
+    if without:
+        sys.stdout.write(f"atfactory: no firmware for {', '.join(without)}: built the AT partitions only; "
+                         "the factory image needs firmware ([firmware] release = \"PATH\" in the board, "
+                         "or firmware=PATH)\n")
+    return prepared
 
 
 def generate(env):

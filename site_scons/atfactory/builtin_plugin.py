@@ -1,0 +1,15 @@
+"""atfactory's own contributions, made through the same hooks as any plugin."""
+from __future__ import annotations
+
+import os
+
+from .hookspecs import hookimpl
+
+NAME = "atfactory"
+STOCK_BOARDS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "boards")
+
+
+@hookimpl(tryfirst=True)
+def atfactory_register_boards(registry):
+    """The stock boards of boards/ (subfolders such as boards/layouts/ hold no boards)."""
+    registry.add_folder(STOCK_BOARDS)

@@ -1,0 +1,212 @@
+"""The base firmware a board customizes: an ESP-AT release folder or a merged factory image.
+
+atfactory never compiles firmware.  It takes bootloader, partition table, OTA data, PHY init
+data and the AT application from a release: copied from a release folder as download.config
+lists them, or cut out of a factory image by reading its partition table at 0x8000 and its
+bootloader at the chip's offset.  ``check_firmware`` cross-checks the firmware against the
+board before anything is written.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from . import partition_table as pt
+from .chips import CHIPS, flash_size_bytes
+from .download_config import decode_download_config
+from .errors import AtFactoryError, FormatError, Problem, display_path
+from .esp_image import read_image
+from .numbers import format_size
+
+PARTITION_TABLE_OFFSET = 0x8000
+AT_CUSTOMIZE_TYPE, AT_CUSTOMIZE_SUBTYPE = 0x40, 0
+ESP32_FAMILY_WP_PIN = 0xEE   # byte 8 of every ESP32-family image header as esptool writes it
+
+
+class FirmwareError(AtFactoryError):
+    pass
+
+
+@dataclass(frozen=True)
+class FirmwareFile:
+    offset: int
+    path: str                     # where it goes in the release folder
+    source: str                   # the release file to copy, or the factory image to cut from
+    start: Optional[int] = None   # when cut from an image: its bytes [start, start + length)
+    length: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Firmware:
+    origin: str                   # the release folder or image file
+    kind: str                     # "release" or "image"
+    files: Tuple[FirmwareFile, ...]
+    table: pt.DecodedTable
+    bootloader_offset: int
+    bootloader_header: bytes      # the first 24 bytes of the bootloader image
+    flash_size: Optional[int]     # bytes the firmware was made for, where it says so
+    inputs: Tuple[str, ...]       # files read
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise FirmwareError(f"{display_path(path)}: cannot be read ({exc.strerror})") from None
+
+
+def load_firmware(path: str, chip_name: str) -> Firmware:
+    """Read a release folder or a factory image.  Raises FirmwareError with a clear line."""
+    if os.path.isdir(path):
+        return _load_release(path)
+    if os.path.isfile(path):
+        return _load_image(path, chip_name)
+    raise FirmwareError(f"{display_path(path)}: no such folder or file; expected an ESP-AT release folder "
+                        "(with download.config) or a factory image (factory_XXX.bin)")
+
+
+def _is_customized(rel: str) -> bool:
+    return rel == "at_customize.bin" or rel.startswith("customized_partitions/")
+
+
+def _load_release(folder: str) -> Firmware:
+    config_path = os.path.join(folder, "download.config")
+    if not os.path.isfile(config_path):
+        raise FirmwareError(f"{display_path(folder)}: no download.config; an ESP-AT release folder has one")
+    try:
+        config = decode_download_config(_read(config_path))
+    except FormatError as err:
+        raise FirmwareError(f"{display_path(config_path)}: {err}") from None
+    files: List[FirmwareFile] = []
+    missing = []
+    for offset, rel in config.entries:
+        if _is_customized(rel):
+            continue   # what atfactory builds itself
+        full = os.path.normpath(os.path.join(folder, rel))
+        if not os.path.isfile(full):
+            missing.append(rel)
+            continue
+        files.append(FirmwareFile(offset, rel, full))
+    if missing:
+        raise FirmwareError(f"{display_path(config_path)}: names files that are not in the folder: "
+                            + ", ".join(missing))
+    table_file = next((f for f in files if f.offset == PARTITION_TABLE_OFFSET), None)
+    if table_file is None:
+        raise FirmwareError(f"{display_path(config_path)}: no partition table at 0x8000")
+    try:
+        table = pt.decode_partition_table(_read(table_file.source))
+    except FormatError as err:
+        raise FirmwareError(f"{display_path(table_file.source)}: {err}") from None
+    boot = min(files, key=lambda f: f.offset)
+    header = _read(boot.source)[:24]
+    size = flash_size_bytes(config.flash_size) if _known_size(config.flash_size) else None
+    return Firmware(folder, "release", tuple(files), table, boot.offset, header, size,
+                    tuple([config_path] + [f.source for f in files]))
+
+
+def _known_size(name: str) -> bool:
+    return any(name in chip.flash_sizes for chip in CHIPS.values())
+
+
+# Release paths of the parts cut from a factory image, as ESP-AT releases name them.
+_PATH_BY_PARTITION = {
+    (0x01, 0x00): "ota_data_initial.bin",   # data/ota
+    (0x01, 0x01): "phy_init_data.bin",      # data/phy
+}
+
+
+def _load_image(path: str, chip_name: str) -> Firmware:
+    data = _read(path)
+    chip = CHIPS[chip_name]
+    try:
+        table = pt.decode_partition_table(data[PARTITION_TABLE_OFFSET:PARTITION_TABLE_OFFSET + pt.TABLE_SIZE])
+    except FormatError as err:
+        raise FirmwareError(f"{display_path(path)}: no partition table at 0x8000 ({err}); "
+                            "expected a merged factory image") from None
+    boot_offset = chip.bootloader_offset
+    try:
+        boot = read_image(data, boot_offset, extended_header=chip.image_chip_id is not None)
+    except FormatError as err:
+        raise FirmwareError(f"{display_path(path)}: no {chip.title} bootloader at 0x{boot_offset:x} ({err})") from None
+    files = [
+        FirmwareFile(boot_offset, "bootloader/bootloader.bin", path, boot_offset, boot.length),
+        FirmwareFile(PARTITION_TABLE_OFFSET, "partition_table/partition-table.bin", path,
+                     PARTITION_TABLE_OFFSET, pt.TABLE_SIZE),
+    ]
+    apps = [e for e in table.entries if e.type == 0x00]
+    for entry in table.entries:
+        if entry.end > len(data):
+            raise FirmwareError(f"{display_path(path)}: partition {entry.name} (0x{entry.offset:x}-0x{entry.end:x}) "
+                                f"runs past the end of the {len(data)}-byte image")
+        rel = _PATH_BY_PARTITION.get((entry.type, entry.subtype))
+        if rel == "ota_data_initial.bin":
+            files.append(FirmwareFile(entry.offset, rel, path, entry.offset, entry.size))
+        elif rel == "phy_init_data.bin":
+            length = _used_length(data, entry.offset, entry.size)
+            if length:
+                files.append(FirmwareFile(entry.offset, rel, path, entry.offset, length))
+    if apps:
+        first = apps[0]   # factory or ota_0: where the released application sits
+        try:
+            app = read_image(data, first.offset, extended_header=chip.image_chip_id is not None)
+        except FormatError as err:
+            raise FirmwareError(f"{display_path(path)}: no application image in partition {first.name} ({err})") from None
+        files.append(FirmwareFile(first.offset, "esp-at.bin", path, first.offset, app.length))
+    return Firmware(path, "image", tuple(files), table, boot_offset, data[boot_offset:boot_offset + 24],
+                    len(data), (path,))
+
+
+def _used_length(data: bytes, offset: int, size: int) -> int:
+    """The partition's bytes up to its last non-erased byte, rounded up to 4."""
+    chunk = data[offset:offset + size].rstrip(b"\xff")
+    return min(size, (len(chunk) + 3) & ~3)
+
+
+def firmware_bytes(f: FirmwareFile) -> bytes:
+    data = _read(f.source)
+    if f.start is None:
+        return data
+    return data[f.start:f.start + f.length]
+
+
+def check_firmware(board, firmware: Firmware, where: str) -> List[Problem]:
+    """Cross-check a loaded board against its firmware.  ``where`` names the firmware setting."""
+    problems: List[Problem] = []
+    origin = display_path(firmware.origin)
+
+    def fail(file, key, message, value=Problem._NO_VALUE):
+        problems.append(Problem(file, key, message, value))
+
+    at = [e for e in firmware.table.entries if e.type == AT_CUSTOMIZE_TYPE and e.subtype == AT_CUSTOMIZE_SUBTYPE]
+    if not at:
+        fail(None, where, f"the firmware's partition table has no at_customize entry (type 0x40, subtype 0): "
+                          "it is not an ESP-AT firmware", origin)
+    else:
+        entry = at[0]
+        if entry.offset != board.at_customize_offset or entry.size != board.at_customize_size:
+            fail(board.path, "at_customize", f"offset 0x{board.at_customize_offset:x} and size "
+                 f"0x{board.at_customize_size:x} differ from the firmware's at_customize partition "
+                 f"(offset 0x{entry.offset:x}, size 0x{entry.size:x}) in {origin}; set the board's "
+                 "[at_customize] to the firmware's")
+    chip = board.chip
+    if firmware.bootloader_offset != chip.bootloader_offset:
+        fail(None, where, f"the bootloader is at 0x{firmware.bootloader_offset:x}, but {chip.title} boots from "
+                          f"0x{chip.bootloader_offset:x}: this firmware is for another chip", origin)
+    else:
+        header = firmware.bootloader_header
+        if chip.image_chip_id is not None:
+            chip_id = int.from_bytes(header[12:14], "little") if len(header) >= 14 else None
+            if chip_id != chip.image_chip_id:
+                other = next((c.title for c in CHIPS.values() if c.image_chip_id == chip_id), f"chip id {chip_id}")
+                fail(None, where, f"the firmware is for {other}, the board for {chip.title} (module.chip = "
+                                  f"\"{chip.name}\")", origin)
+        elif len(header) > 8 and header[8] == ESP32_FAMILY_WP_PIN:
+            fail(None, where, f"the bootloader has an ESP32-family image header; the board is for {chip.title}",
+                 origin)
+    need = max([firmware.flash_size or 0] + [e.end for e in firmware.table.entries])
+    if need > board.flash_size_bytes:
+        fail(board.path, "flash.size", f"the firmware needs {format_size(need)} of flash, more than the board's "
+                                        f"{board.flash_size}", board.flash_size)
+    return problems
