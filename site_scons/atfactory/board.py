@@ -165,6 +165,10 @@ def load_board(ref: str, registry: BoardRegistry, *, board_id: Optional[str] = N
     merged = Merged()
     for layer in layers:
         merged.lay(layer, problems)
+    for table, checker in (extra_tables or {}).items():
+        # Plugin tables are checked merged, as the plugin will read them.
+        if isinstance(merged.data.get(table), dict):
+            checker(path, merged.data[table], problems)
     _add_extra_partitions(merged, extra_partitions, problems)
     if board_id is None:
         entry = registry.get(os.path.splitext(os.path.basename(path))[0])

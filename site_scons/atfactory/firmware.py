@@ -54,7 +54,7 @@ def _read(path: str) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
-        raise FirmwareError(f"{display_path(path)}: cannot be read ({exc.strerror})") from None
+        raise FirmwareError(f"{os.path.basename(path)} cannot be read ({exc.strerror})") from None
 
 
 def load_firmware(path: str, chip_name: str) -> Firmware:
@@ -63,7 +63,7 @@ def load_firmware(path: str, chip_name: str) -> Firmware:
         return _load_release(path)
     if os.path.isfile(path):
         return _load_image(path, chip_name)
-    raise FirmwareError(f"{display_path(path)}: no such folder or file; expected an ESP-AT release folder "
+    raise FirmwareError("no such folder or file; expected an ESP-AT release folder "
                         "(with download.config) or a factory image (factory_XXX.bin)")
 
 
@@ -74,11 +74,11 @@ def _is_customized(rel: str) -> bool:
 def _load_release(folder: str) -> Firmware:
     config_path = os.path.join(folder, "download.config")
     if not os.path.isfile(config_path):
-        raise FirmwareError(f"{display_path(folder)}: no download.config; an ESP-AT release folder has one")
+        raise FirmwareError("no download.config; an ESP-AT release folder has one")
     try:
         config = decode_download_config(_read(config_path))
     except FormatError as err:
-        raise FirmwareError(f"{display_path(config_path)}: {err}") from None
+        raise FirmwareError(f"download.config: {err}") from None
     files: List[FirmwareFile] = []
     missing = []
     for offset, rel in config.entries:
@@ -90,15 +90,15 @@ def _load_release(folder: str) -> Firmware:
             continue
         files.append(FirmwareFile(offset, rel, full))
     if missing:
-        raise FirmwareError(f"{display_path(config_path)}: names files that are not in the folder: "
+        raise FirmwareError("download.config names files that are not in the folder: "
                             + ", ".join(missing))
     table_file = next((f for f in files if f.offset == PARTITION_TABLE_OFFSET), None)
     if table_file is None:
-        raise FirmwareError(f"{display_path(config_path)}: no partition table at 0x8000")
+        raise FirmwareError("download.config lists no partition table at 0x8000")
     try:
         table = pt.decode_partition_table(_read(table_file.source))
     except FormatError as err:
-        raise FirmwareError(f"{display_path(table_file.source)}: {err}") from None
+        raise FirmwareError(f"{table_file.path}: {err}") from None
     boot = min(files, key=lambda f: f.offset)
     header = _read(boot.source)[:24]
     size = flash_size_bytes(config.flash_size) if _known_size(config.flash_size) else None
@@ -123,13 +123,12 @@ def _load_image(path: str, chip_name: str) -> Firmware:
     try:
         table = pt.decode_partition_table(data[PARTITION_TABLE_OFFSET:PARTITION_TABLE_OFFSET + pt.TABLE_SIZE])
     except FormatError as err:
-        raise FirmwareError(f"{display_path(path)}: no partition table at 0x8000 ({err}); "
-                            "expected a merged factory image") from None
+        raise FirmwareError(f"no partition table at 0x8000 ({err}); expected a merged factory image") from None
     boot_offset = chip.bootloader_offset
     try:
         boot = read_image(data, boot_offset, extended_header=chip.image_chip_id is not None)
     except FormatError as err:
-        raise FirmwareError(f"{display_path(path)}: no {chip.title} bootloader at 0x{boot_offset:x} ({err})") from None
+        raise FirmwareError(f"no {chip.title} bootloader at 0x{boot_offset:x} ({err})") from None
     files = [
         FirmwareFile(boot_offset, "bootloader/bootloader.bin", path, boot_offset, boot.length),
         FirmwareFile(PARTITION_TABLE_OFFSET, "partition_table/partition-table.bin", path,
@@ -138,7 +137,7 @@ def _load_image(path: str, chip_name: str) -> Firmware:
     apps = [e for e in table.entries if e.type == 0x00]
     for entry in table.entries:
         if entry.end > len(data):
-            raise FirmwareError(f"{display_path(path)}: partition {entry.name} (0x{entry.offset:x}-0x{entry.end:x}) "
+            raise FirmwareError(f"partition {entry.name} (0x{entry.offset:x}-0x{entry.end:x}) "
                                 f"runs past the end of the {len(data)}-byte image")
         rel = _PATH_BY_PARTITION.get((entry.type, entry.subtype))
         if rel == "ota_data_initial.bin":
@@ -152,7 +151,7 @@ def _load_image(path: str, chip_name: str) -> Firmware:
         try:
             app = read_image(data, first.offset, extended_header=chip.image_chip_id is not None)
         except FormatError as err:
-            raise FirmwareError(f"{display_path(path)}: no application image in partition {first.name} ({err})") from None
+            raise FirmwareError(f"no application image in partition {first.name} ({err})") from None
         files.append(FirmwareFile(first.offset, "esp-at.bin", path, first.offset, app.length))
     return Firmware(path, "image", tuple(files), table, boot_offset, data[boot_offset:boot_offset + 24],
                     len(data), (path,))

@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from .board import Board, BoardRegistry, load_board
 from .content import Content
-from .errors import AtFactoryError, BoardError, Problem
+from .errors import AtFactoryError, BoardError, Problem, display_path
 from .firmware import Firmware, FirmwareError, check_firmware, load_firmware
 
 KIND_PLUGIN = "plugin"
@@ -57,16 +57,12 @@ def prepare_board(ref: str, registry: BoardRegistry, host=None, *, relative_to: 
     try:
         prepared.firmware = load_firmware(path, board.chip.name)
     except FirmwareError as err:
-        raise BoardError([Problem(None if firmware_override else _firmware_origin(board), prepared.firmware_setting,
-                                  str(err))]) from None
+        raise BoardError([Problem(None if firmware_override else board.path, prepared.firmware_setting,
+                                  str(err), display_path(path))]) from None
     problems = check_firmware(board, prepared.firmware, prepared.firmware_setting)
     if problems:
         raise BoardError(problems)
     return prepared
-
-
-def _firmware_origin(board: Board) -> str:
-    return board.path
 
 
 def _plugin_partition(board: Board, p) -> dict:

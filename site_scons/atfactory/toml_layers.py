@@ -115,9 +115,6 @@ def check_layer(path: str, data: dict, problems: List[Problem],
                 for j, item in enumerate(src):
                     if not isinstance(item, str):
                         problems.append(Problem(path, f"{label}.source[{j}]", "expected a string (a file path)", item))
-    for name, checker in extra_tables.items():
-        if isinstance(data.get(name), dict):
-            checker(path, data[name], problems)
 
 
 def partition_label(part, index: int) -> str:
