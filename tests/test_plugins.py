@@ -199,9 +199,12 @@ def test_plugin_table_is_checked(tmp_path):
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory):
     """examples/atfactory-buildinfo installed (with its entry point) into a folder on PYTHONPATH."""
+    import shutil
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "atfactory-buildinfo"
+    shutil.copytree(REPO / "examples/atfactory-buildinfo", source)   # pip builds in place: not in the repo
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                        "--target", str(target), str(REPO / "examples/atfactory-buildinfo")],
+                        "--target", str(target), str(source)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return target
