@@ -210,7 +210,7 @@ def test_at_customize_through_a_board(reference, registry, tmp_path, family):
     assert_same_bytes(out["at_customize.bin"], expected, f"{family}/at_customize.bin")
     # Only factory_param has content in this board; every other partition is just listed.
     assert set(out) == {"at_customize.bin", "customized_partitions/factory_param.bin",
-                        f"customized_partitions/factory_param_{board.module_name}.bin", "download.config"}
+                        f"customized_partitions/factory_param_{board.module_name}.bin", "download.config", "flash_map.svg"}
     # The decoder reads the reference back to the CSV's rows.
     decoded = pt.decode_partition_table(expected)
     assert decoded.md5 is True

@@ -12,18 +12,18 @@ import pytest
 from conftest import REPO, run_scons, write
 
 WROOM32_FILES = sorted(
-    ["at_customize.bin", "download.config"]
+    ["at_customize.bin", "download.config", "flash_map.svg"]
     + [f"customized_partitions/{n}.bin" for n in (
         "ble_data", "factory_param", "factory_param_WROOM-32",
         "server_cert", "server_key", "server_ca", "client_cert", "client_key", "client_ca",
         "wpa2_cert", "wpa2_key", "wpa2_ca", "mqtt_cert", "mqtt_key", "mqtt_ca")]
 )
-BUILT = re.compile(r"^(TABLE|PARAM|PKI|GATT|RAW|PLUGIN|COPY|CUT|CONFIG|MERGE)\s+(\S+)$", re.M)
+BUILT = re.compile(r"^(TABLE|PARAM|PKI|GATT|RAW|PLUGIN|COPY|CUT|CONFIG|MERGE|MAP)\s+(\S+)$", re.M)
 
 
 def built(stdout: str):
     """The targets a run built, as 'customized_partitions/x.bin' relative to the board folder."""
-    return sorted(re.sub(r"^.*?/(?=at_customize|customized_partitions|download)", "", p)
+    return sorted(re.sub(r"^.*?/(?=at_customize|customized_partitions|download|flash_map)", "", p)
                   for _, p in BUILT.findall(stdout))
 
 
@@ -124,7 +124,7 @@ def test_board_by_path_and_incremental_rebuilds(tmp_path):
     board.write_text(board.read_text().replace('name = "server_cert"', 'name = "server_cert"\noffset = 0x40000'))
     r = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert built(r.stdout) == ["at_customize.bin", "download.config"]
+    assert built(r.stdout) == ["at_customize.bin", "download.config", "flash_map.svg"]
 
 
 def test_clean_removes_outputs(tmp_path):

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from . import content as content_mod
 from .board import Board
 from .download_config import DownloadConfig, encode_download_config
+from .mapping import board_map_spec, render_board_map
 from .merge import merge_factory_image
 from .partition_table import TABLE_SIZE, Entry, encode_partition_table
 
@@ -21,6 +22,7 @@ KIND_DOWNLOAD_CONFIG = "download_config"
 KIND_FIRMWARE_COPY = "firmware_copy"
 KIND_FIRMWARE_CUT = "firmware_cut"
 KIND_FACTORY_IMAGE = "factory_image"
+KIND_FLASH_MAP = "flash_map"
 PARTITIONS_DIR = "customized_partitions"
 
 
@@ -41,7 +43,7 @@ def partition_path(name: str) -> str:
 
 
 def plan_board(board: Board, firmware=None) -> List[Artifact]:
-    """Every output of the release folder but the factory image, download.config last."""
+    """Every output of the release folder but the factory image; download.config and the map last."""
     artifacts: List[Artifact] = []
     if firmware is not None:
         for f in firmware.files:
@@ -64,6 +66,7 @@ def plan_board(board: Board, firmware=None) -> List[Artifact]:
         artifacts.append(Artifact(tuple(targets), p.content.kind, spec, p.content.sources,
                                   secret=p.content.secret, offset=p.offset, partition=p.name, length=p.content.size))
     flashed = [[a.offset, a.targets[0]] for a in artifacts if a.offset is not None]
+    artifacts.append(Artifact(("flash_map.svg",), KIND_FLASH_MAP, board_map_spec(board, firmware)))
     artifacts.append(Artifact(("download.config",), KIND_DOWNLOAD_CONFIG, {
         "flash": [board.flash_mode, board.flash_freq, board.flash_size],
         "entries": flashed,
@@ -96,6 +99,8 @@ def render_artifact(kind: str, spec: Dict[str, object], sources: Sequence[str]) 
         mode, freq, size = spec["flash"]
         return merge_factory_image(spec["chip"], mode, freq, size, spec["flash_bytes"],
                                    list(zip(spec["offsets"], sources)))
+    if kind == KIND_FLASH_MAP:
+        return render_board_map(spec)
     if kind == KIND_AT_CUSTOMIZE:
         return encode_partition_table([Entry(*row) for row in spec["entries"]], md5=True)
     if kind == KIND_DOWNLOAD_CONFIG:

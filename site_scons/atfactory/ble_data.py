@@ -12,7 +12,7 @@ import io
 import json
 import re
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 from .errors import ContentError, FormatError
 
@@ -170,19 +170,21 @@ def decode_ble_data(data: bytes) -> List[Dict[str, object]]:
     return doc["Service"]
 
 
-def write_gatt_csv(rows: List[Dict[str, object]]) -> str:
-    """The CSV that read_gatt_csv turns back into ``rows`` (for extract and round trips)."""
+def write_gatt_csv(rows: List[Dict[str, object]], columns=None) -> str:
+    """The CSV that read_gatt_csv turns back into ``rows`` (for extract and round trips).
+
+    ``columns`` is the header order (the JSON keeps the CSV's column order); default COLUMNS.
+    """
+    columns = list(columns or COLUMNS)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(columns)
+    cell = {
+        "uuid": lambda v: "0x" + str(v),
+        "perm": lambda v: f"0x{v:02X}",
+    }
     for row in rows:
-        writer.writerow([
-            row["index"], row["uuid_len"], "0x" + str(row["uuid"]), f"0x{row['perm']:02X}",
-            row["val_max_len"], row["val_cur_len"], row["value"],
-        ])
+        writer.writerow([cell.get(c, str)(row[c]) for c in columns])
     return out.getvalue()
 
 
-def gatt_csv_size(text: str) -> Tuple[int, List[Row]]:
-    rows = read_gatt_csv(text)
-    return len(encode_ble_data(rows)), rows

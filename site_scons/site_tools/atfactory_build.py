@@ -35,6 +35,7 @@ KINDS = {
     KIND_PLUGIN: ("AtfPluginPartition", "PLUGIN"),
     art.KIND_DOWNLOAD_CONFIG: ("AtfDownloadConfig", "CONFIG"),
     art.KIND_FACTORY_IMAGE: ("AtfFactoryImage", "MERGE"),
+    art.KIND_FLASH_MAP: ("AtfFlashMap", "MAP"),
 }
 
 # (board id, partition) -> (build function, board): plugin partitions are made by plugin code,

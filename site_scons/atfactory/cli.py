@@ -1,0 +1,265 @@
+"""``atfactory``: read any AT binary back — inspect, verify, extract, diff.
+
+Exit status: 0 success (verify: the image matches; diff: no differences), 1 verify found
+differences or diff found some, 2 bad input (one line on stderr, no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .errors import AtFactoryError, BoardError
+
+
+def _print_err(message: str) -> None:
+    sys.stderr.write(f"atfactory: error: {message}\n")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors: one line and exit 2, like every other bad input
+        self.print_usage(sys.stderr)
+        _print_err(message)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="atfactory", description="Read ESP-AT binaries back: inspect, verify, extract, diff.")
+    p.add_argument("--version", action="version", version=f"atfactory {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    i = sub.add_parser("inspect", help="decode an image, release folder or AT partition")
+    i.add_argument("path")
+    i.add_argument("--json", action="store_true", help="print one JSON document")
+    i.add_argument("--map", metavar="SVG", help="also draw a flash map of an image into this SVG file")
+    v = sub.add_parser("verify", help="compare an image or release folder with what its board builds")
+    v.add_argument("path")
+    v.add_argument("--board", required=True, help="board id or .toml file")
+    v.add_argument("--plugins", default="", help="more plugin folders, comma-separated")
+    e = sub.add_parser("extract", help="write a board file and its sources from an image or release folder")
+    e.add_argument("path")
+    e.add_argument("-o", "--output", required=True, help="folder for <ID>.toml and its sources")
+    d = sub.add_parser("diff", help="what differs between two images or folders")
+    d.add_argument("a")
+    d.add_argument("b")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"inspect": cmd_inspect, "verify": cmd_verify, "extract": cmd_extract, "diff": cmd_diff}[args.command](args)
+    except BoardError as err:
+        for problem in err.problems:
+            _print_err(str(problem))
+        return 2
+    except AtFactoryError as err:
+        _print_err(str(err))
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+# --- inspect ----------------------------------------------------------------------------------
+
+def cmd_inspect(args) -> int:
+    from .readback import read_path
+
+    doc = read_path(args.path)
+    doc.pop("_flash", None)
+    if args.map:
+        from .mapping import write_map_for_document
+        write_map_for_document(doc, args.map)
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=False))
+    else:
+        print(format_document(doc))
+    return 0
+
+
+def _hex(n) -> str:
+    return f"0x{n:x}" if isinstance(n, int) else str(n)
+
+
+def format_document(doc: dict) -> str:
+    out: List[str] = []
+    kind = doc["kind"]
+    out.append(f"{doc.get('path', '')}: {kind}" + (f", {doc['size']} bytes" if "size" in doc else ""))
+    if doc.get("chip"):
+        out.append(f"chip: {doc['chip']}")
+    if doc.get("flash"):
+        f = doc["flash"]
+        out.append(f"flash: mode {f.get('mode')}, freq {f.get('freq')}, size {f.get('size')}")
+    if doc.get("bootloader"):
+        b = doc["bootloader"]
+        out.append(f"bootloader at {_hex(b['offset'])}: {b.get('length', '?')} bytes, header flash "
+                   f"{b['flash']['mode']} {b['flash']['freq']} {b['flash']['size']}")
+    for f in doc.get("files", []):
+        out.append(f"  file {_hex(f['offset']):>9}  {f['path']} ({f['length']} bytes)")
+    if doc.get("partition_table", {}).get("error"):
+        out.append(f"partition table at 0x8000: {doc['partition_table']['error']}")
+    elif doc.get("partition_table"):
+        out.append(f"partition table at 0x8000 (MD5 {'on' if doc['partition_table']['md5'] else 'off'}):")
+        out += [_entry_line(e) for e in doc["partition_table"]["partitions"]]
+    if kind == "partition_table":
+        out.append(f"partition table (MD5 {'on' if doc['md5'] else 'off'}):")
+        out += [_entry_line(e) for e in doc["partitions"]]
+    if doc.get("at_customize"):
+        at = doc["at_customize"]
+        out.append(f"at_customize at {_hex(at['offset'])}" + (f", size {_hex(at['size'])}" if "size" in at else "")
+                   + (f": {at['error']}" if at.get("error") else ":"))
+        for part in at["partitions"]:
+            out.append(_entry_line(part))
+            out += ["      " + line for line in _content_lines(part["content"])]
+    if kind in ("factory_param", "pki", "ble_data"):
+        out += _content_lines(doc)
+    return "\n".join(out)
+
+
+def _entry_line(e: dict) -> str:
+    from .partition_table import subtype_name, type_name
+    return (f"  {e['name']:<16} type {type_name(e['type']):<5} subtype {subtype_name(e['type'], e['subtype']):<8} "
+            f"offset {_hex(e['offset']):>9}  size {_hex(e['size'])}")
+
+
+def _content_lines(c: dict) -> List[str]:
+    kind = c.get("kind")
+    if kind == "erased":
+        return ["(erased)"]
+    if kind == "invalid":
+        return [f"(not a valid {c.get('expected', '')}: {c['error']})"]
+    if kind == "raw":
+        return [f"raw data, {c['length']} bytes, sha256 {c['sha256']}"]
+    if kind == "factory_param":
+        return [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in c["fields"].items()]
+    if kind == "ble_data":
+        lines = ["index uuid_len uuid                             perm val_max_len val_cur_len value"]
+        for r in c["rows"]:
+            lines.append(f"{r['index']:>5} {r['uuid_len']:>8} {r['uuid']:<32} 0x{r['perm']:02x} {r['val_max_len']:>11} "
+                         f"{r['val_cur_len']:>11} {r['value']}")
+        return lines
+    if kind == "pki":
+        lines = []
+        for item in c["items"]:
+            head = f"item type {item['type']} ({item['type_name']}) id {item['id']}: {item['length']} bytes {item['format']}"
+            if "certificate" in item:
+                cert = item["certificate"]
+                key = cert["key"]
+                lines.append(f"{head}, certificate {cert['subject']}, issuer {cert['issuer']}, valid "
+                             f"{cert['not_before']} to {cert['not_after']}, {key['algorithm']} {key.get('size', '')}")
+            elif "key" in item:
+                lines.append(f"{head}, private key {item['key']['algorithm']} {item['key'].get('size', '')}")
+            else:
+                lines.append(f"{head}, unreadable: {item.get('error')}")
+        return lines
+    return []
+
+
+# --- verify -----------------------------------------------------------------------------------
+
+def _host_and_registry(extra_dirs):
+    from .board import BoardRegistry
+    from .plugins import make_plugin_host
+
+    host = make_plugin_host([d for d in extra_dirs.split(",") if d.strip()])
+    registry = BoardRegistry()
+    host.register_boards(registry)
+    return host, registry
+
+
+def cmd_verify(args) -> int:
+    from .prepare import prepare_board
+    from .verify import load_flash, verify_flash
+
+    host, registry = _host_and_registry(args.plugins)
+    prepared = prepare_board(args.board, registry, host, extra_tables=host.board_tables())
+    data, doc = load_flash(args.path)
+    report = verify_flash(data, doc, prepared)
+    print(f"verify {args.path} against board {prepared.board.id}:")
+    for line in report.matches:
+        print(f"  ok       {line}")
+    for line in report.warnings:
+        print(f"  warning  {line}")
+    for line in report.differences:
+        print(f"  DIFFERS  {line}")
+    print("result: " + ("matches the board" if report.ok else f"{len(report.differences)} difference(s)"))
+    return 0 if report.ok else 1
+
+
+# --- extract ----------------------------------------------------------------------------------
+
+def cmd_extract(args) -> int:
+    from .extract import extract
+    from .verify import load_flash
+
+    data, doc = load_flash(args.path)
+    os.makedirs(args.output, exist_ok=True)
+    board_path, notes = extract(data, doc, args.output)
+    print(f"wrote {board_path}")
+    for note in notes:
+        print(f"note: {note}")
+    return 0
+
+
+# --- diff -------------------------------------------------------------------------------------
+
+def _keyed(items: list) -> dict:
+    """Lists of named things (partitions, PKI items, GATT rows) are compared by name, not position."""
+    out = {}
+    for n, v in enumerate(items):
+        if isinstance(v, dict) and "name" in v:
+            out[v["name"]] = v
+        elif isinstance(v, dict) and "id" in v and "type" in v:
+            out[f"{v.get('type_name', v['type'])} {v['id']}"] = v
+        elif isinstance(v, dict) and "index" in v:
+            out[f"index {v['index']}"] = v
+        else:
+            out[n] = v
+    return out
+
+
+def diff_documents(a, b, path: str = "") -> List[str]:
+    """One line per difference, partition by partition and field by field."""
+    if isinstance(a, list) and isinstance(b, list):
+        a, b = _keyed(a), _keyed(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        lines = []
+        for key in list(a) + [k for k in b if k not in a]:
+            if key == "path":
+                continue
+            sub = f"{path}[{key}]" if isinstance(key, int) or " " in str(key) or path.endswith("partitions") \
+                else (f"{path}.{key}" if path else str(key))
+            if key not in b:
+                lines.append(f"{sub}: only in the first")
+            elif key not in a:
+                lines.append(f"{sub}: only in the second")
+            else:
+                lines += diff_documents(a[key], b[key], sub)
+        return lines
+    if a != b:
+        return [f"{path}: {_show(a)} -> {_show(b)}"]
+    return []
+
+
+def cmd_diff(args) -> int:
+    from .readback import read_path
+
+    a, b = read_path(args.a), read_path(args.b)
+    a.pop("_flash", None)
+    b.pop("_flash", None)
+    lines = diff_documents(a, b)
+    for line in lines:
+        print(line)
+    if not lines:
+        print("no differences")
+    return 1 if lines else 0
+
+
+def _show(v) -> str:
+    return _hex(v) if isinstance(v, int) and not isinstance(v, bool) and v > 255 else repr(v) if isinstance(v, str) else str(v)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

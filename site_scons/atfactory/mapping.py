@@ -1,0 +1,105 @@
+"""Flash maps of boards and of decoded images: what is where, as MapRegions for flash_map."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+from .chips import CHIPS, flash_size_bytes
+from .errors import AtFactoryError
+from .flash_map import MapRegion, render_flash_map
+from .fsutil import write_atomic
+
+TABLE_OFFSET = 0x8000
+AT_TABLE_SECTOR = 0x1000
+
+
+def _main_kind(ptype: int, subtype: int) -> str:
+    if ptype == 0x40 and subtype == 0:
+        return "at_customize"
+    return {0x00: "app", 0x01: "data"}.get(ptype, "data")
+
+
+def build_regions(bootloader_offset: Optional[int], main_entries: Sequence[Tuple[str, int, int, int, int]],
+                  at_offset: Optional[int], at_size: Optional[int],
+                  at_entries: Sequence[Tuple[str, int, int, str]]) -> List[MapRegion]:
+    """main_entries: (name, type, subtype, offset, size); at_entries: (name, offset, size, detail)."""
+    children = [MapRegion("at_customize.bin", at_offset, AT_TABLE_SECTOR, "partition_table", "AT partition table")] \
+        if at_offset is not None else []
+    children += [MapRegion(name, offset, size, "erased" if detail == "erased" else "at_partition", detail)
+                 for name, offset, size, detail in at_entries]
+    regions: List[MapRegion] = []
+    if bootloader_offset is not None:
+        regions.append(MapRegion("bootloader", bootloader_offset, TABLE_OFFSET - bootloader_offset, "bootloader"))
+        regions.append(MapRegion("partition table", TABLE_OFFSET, 0x1000, "partition_table"))
+    placed_at = False
+    for name, ptype, subtype, offset, size in main_entries:
+        kind = _main_kind(ptype, subtype)
+        if kind == "at_customize":
+            placed_at = True
+            regions.append(MapRegion(name, offset, size, kind, "AT partitions", tuple(children)))
+        else:
+            regions.append(MapRegion(name, offset, size, kind))
+    if not placed_at and at_offset is not None:
+        end = max([at_offset + (at_size or 0)] + [o + s for _, o, s, _ in at_entries])
+        regions.append(MapRegion("at_customize", at_offset, end - at_offset, "at_customize", "AT partitions",
+                                 tuple(children)))
+    return regions
+
+
+def _content_detail(content: dict) -> str:
+    kind = content.get("kind", "")
+    if kind == "pki":
+        n = len(content.get("items", []))
+        return f"{n} item{'s' if n != 1 else ''}"
+    if kind == "ble_data":
+        return f"GATT, {len(content.get('rows', []))} rows"
+    if kind == "raw":
+        return f"{content['length']} bytes of data"
+    return kind
+
+
+def regions_of_document(doc: dict) -> Tuple[int, List[MapRegion]]:
+    at = doc.get("at_customize") or {}
+    entries = [(p["name"], p["offset"], p["size"], _content_detail(p.get("content", {})))
+               for p in at.get("partitions", [])]
+    main = [(e["name"], e["type"], e["subtype"], e["offset"], e["size"])
+            for e in (doc.get("partition_table") or {}).get("partitions", [])]
+    boot = (doc.get("bootloader") or {}).get("offset")
+    flash = doc.get("size") or 0
+    size_name = (doc.get("flash") or {}).get("size")
+    if size_name and any(size_name in c.flash_sizes for c in CHIPS.values()):
+        flash = max(flash, flash_size_bytes(size_name)) if doc["kind"] != "image" else flash
+    return flash, build_regions(boot, main, at.get("offset"), at.get("size"), entries)
+
+
+def write_map_for_document(doc: dict, path: str) -> None:
+    if "at_customize" not in doc and "partition_table" not in doc:
+        raise AtFactoryError(f"--map: {doc.get('path')} is a {doc['kind']}, not an image or release folder; "
+                             "nothing to map")
+    flash, regions = regions_of_document(doc)
+    title = f"{doc.get('path', '')} ({doc.get('chip') or 'unknown chip'})"
+    write_atomic(path, render_flash_map(flash, regions, title).encode("utf-8"))
+
+
+def board_map_spec(board, firmware=None) -> dict:
+    """The JSON-able spec of a board's flash map: exactly what the drawing depends on."""
+    at_entries = []
+    for p in board.partitions:
+        detail = p.content.kind if p.content else "listed only"
+        if p.content and p.content.kind == "pki":
+            detail = f"{len(p.sources)} item{'s' if len(p.sources) != 1 else ''}"
+        at_entries.append([p.name, p.offset, p.size, detail])
+    main = []
+    boot = None
+    if firmware is not None:
+        boot = firmware.bootloader_offset
+        main = [[e.name, e.type, e.subtype, e.offset, e.size] for e in firmware.table.entries]
+    return {"flash_bytes": board.flash_size_bytes, "title": f"{board.id}: {board.module_name} ({board.chip.title}, "
+            f"{board.flash_size})", "bootloader": boot, "main": main, "at": [board.at_customize_offset,
+            board.at_customize_size], "at_entries": at_entries}
+
+
+def render_board_map(spec: dict) -> bytes:
+    at_offset, at_size = spec["at"]
+    regions = build_regions(spec["bootloader"], [tuple(e) for e in spec["main"]], at_offset, at_size,
+                            [tuple(e) for e in spec["at_entries"]])
+    return render_flash_map(spec["flash_bytes"], regions, spec["title"]).encode("utf-8")
