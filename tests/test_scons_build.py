@@ -12,18 +12,18 @@ import pytest
 from conftest import REPO, run_scons, write
 
 WROOM32_FILES = sorted(
-    ["at_customize.bin", "download.config", "flash_map.svg"]
+    ["at_customize.bin", "download.config", "flash_map.svg", "manifest.json"]
     + [f"customized_partitions/{n}.bin" for n in (
         "ble_data", "factory_param", "factory_param_WROOM-32",
         "server_cert", "server_key", "server_ca", "client_cert", "client_key", "client_ca",
         "wpa2_cert", "wpa2_key", "wpa2_ca", "mqtt_cert", "mqtt_key", "mqtt_ca")]
 )
-BUILT = re.compile(r"^(TABLE|PARAM|PKI|GATT|RAW|PLUGIN|COPY|CUT|CONFIG|MERGE|MAP)\s+(\S+)$", re.M)
+BUILT = re.compile(r"^(TABLE|PARAM|PKI|GATT|RAW|PLUGIN|COPY|CUT|CONFIG|MERGE|MAP|LIST|SIGN)\s+(\S+)$", re.M)
 
 
 def built(stdout: str):
     """The targets a run built, as 'customized_partitions/x.bin' relative to the board folder."""
-    return sorted(re.sub(r"^.*?/(?=at_customize|customized_partitions|download|flash_map)", "", p)
+    return sorted(re.sub(r"^.*?/(?=at_customize|customized_partitions|download|flash_map|manifest)", "", p)
                   for _, p in BUILT.findall(stdout))
 
 
@@ -111,20 +111,21 @@ def test_board_by_path_and_incremental_rebuilds(tmp_path):
     shutil.copy(REPO / "boards/data/certs/client.key", tmp_path / "certs/server.key")
     r = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert built(r.stdout) == ["customized_partitions/server_cert.bin", "customized_partitions/server_key.bin"]
+    assert built(r.stdout) == ["customized_partitions/server_cert.bin", "customized_partitions/server_key.bin",
+                               "manifest.json"]
 
     # One pin rebuilds the two factory_param files and nothing else.
     board.write_text(board.read_text().replace("uart_rx_pin = 4", "uart_rx_pin = 18"))
     r = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert built(r.stdout) == ["customized_partitions/factory_param.bin"]
+    assert built(r.stdout) == ["customized_partitions/factory_param.bin", "manifest.json"]
     assert (out / "customized_partitions/factory_param_ACME-1.bin").read_bytes()[17] == 18
 
     # Moving a partition rebuilds the table and download.config, not the partition contents.
     board.write_text(board.read_text().replace('name = "server_cert"', 'name = "server_cert"\noffset = 0x40000'))
     r = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert built(r.stdout) == ["at_customize.bin", "download.config", "flash_map.svg"]
+    assert built(r.stdout) == ["at_customize.bin", "download.config", "flash_map.svg", "manifest.json"]
 
 
 def test_clean_removes_outputs(tmp_path):
@@ -165,7 +166,7 @@ def test_help_works_even_with_a_broken_default(tmp_path):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["bord=WROOM-32"], "unknown variable bord=WROOM-32; accepted: board, build_dir, firmware, plugins, VERBOSE"),
+    (["bord=WROOM-32"], "unknown variable bord=WROOM-32; accepted: board, build_dir, firmware, plugins, sign_key, sandbox, VERBOSE"),
     (["board=NOPE-1"], 'board = "NOPE-1": no board with this id and no such .toml file; accepted: a board id ('),
 ])
 def test_command_line_mistakes(tmp_path, args, expected):

@@ -49,7 +49,9 @@ def read_gatt_csv(text: str) -> List[Row]:
         raise ContentError(f"line 1: not a readable CSV header ({exc})") from None
     header = [h.strip() for h in header]
     if sorted(header) != sorted(COLUMNS):
-        raise ContentError(f"line 1: header {','.join(header)!r}; expected the columns {','.join(COLUMNS)}")
+        shown = ",".join(header)
+        shown = shown if len(shown) <= 80 else shown[:80] + "..."   # a binary file has no line ends
+        raise ContentError(f"line 1: header {shown!r}; expected the columns {','.join(COLUMNS)}")
     rows: List[Row] = []
     while True:
         try:

@@ -7,6 +7,7 @@ all use this module.
 """
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from dataclasses import dataclass, field
@@ -140,22 +141,26 @@ class Board:
 
 def load_board(ref: str, registry: BoardRegistry, *, board_id: Optional[str] = None,
                relative_to: Optional[str] = None, extra_tables: Optional[Dict[str, Callable]] = None,
-               overlays: Sequence[Tuple[str, dict]] = (), extra_partitions: Sequence[dict] = ()) -> Board:
+               overlays: Sequence[Tuple[str, dict]] = (), extra_partitions: Sequence[dict] = (),
+               sandbox: bool = False) -> Board:
     """Read, merge and check a board.  Raises BoardError with every problem found.
 
     ``ref`` is a board id or a .toml path (relative to ``relative_to``, default the cwd).
     ``overlays`` are (origin, board-shaped dict) laid over the files, as plugins' adjustments;
     ``extra_partitions`` are partitions whose content is already made (plugin partitions):
     dicts with name, type, subtype, size, offset (None: placed in free space), origin and
-    content (a :class:`Content`).
+    content (a :class:`Content`).  ``sandbox``: paths the board file names (and files it extends by
+    path name) must resolve inside the board file's folder.
     """
     problems: List[Problem] = []
     path = registry.resolve(ref, relative_to=relative_to)
     if path is None:
         raise BoardError([unknown_board_problem(ref, registry)])
-    layers = _load_chain(path, registry, problems, [], extra_tables)
+    root = os.path.realpath(os.path.dirname(path)) if sandbox else None
+    layers = _load_chain(path, registry, problems, [], extra_tables, root)
     if problems or not layers:
         raise BoardError(problems)
+    files = tuple(layer.path for layer in layers)
     for origin, data in overlays:
         check_layer(origin, data, problems, extra_tables)
         resolve_sources(os.path.join(os.getcwd(), "overlay"), data)
@@ -173,7 +178,7 @@ def load_board(ref: str, registry: BoardRegistry, *, board_id: Optional[str] = N
     if board_id is None:
         entry = registry.get(os.path.splitext(os.path.basename(path))[0])
         board_id = entry.id if entry and entry.path == path else os.path.splitext(os.path.basename(path))[0]
-    board = _check(merged, path, board_id, tuple(layer.path for layer in layers), problems)
+    board = _check(merged, path, board_id, files, problems)
     if problems:
         raise BoardError(problems)
     return board
@@ -239,8 +244,36 @@ def unknown_board_problem(ref: str, registry: BoardRegistry) -> Problem:
                                   f"({ids}), 'all', or the path of a .toml file", ref)
 
 
+def _inside(path: str, root: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _check_sandbox(path: str, data: dict, root: str, problems: List[Problem]) -> None:
+    """sandbox=yes: every path this (untrusted) file names must resolve inside ``root``."""
+    def refuse(key: str, value: str):
+        problems.append(Problem(path, key, f"resolves outside {display_path(root)}, the folder of the board "
+                                           "named on the command line (sandbox=yes); accepted: files inside it, "
+                                           "symbolic links included only when they point inside it", value))
+
+    at = data.get("at_customize") or {}
+    for part in at.get("partitions", []) if isinstance(at, dict) else []:
+        if isinstance(part, dict):
+            for n, source in enumerate(part.get("source", []) or []):
+                if not _inside(source, root):
+                    refuse(f"at_customize.partitions[{part.get('name')}].source", source)
+    fw = data.get("firmware")
+    if isinstance(fw, dict) and isinstance(fw.get("release"), str):
+        release = os.path.join(os.path.dirname(path), os.path.expanduser(fw["release"]))
+        if not _inside(release, root):
+            refuse("firmware.release", fw["release"])
+
+
 def _load_chain(path: str, registry: BoardRegistry, problems: List[Problem], stack: List[str],
-                extra_tables) -> List[Layer]:
+                extra_tables, sandbox_root: Optional[str] = None) -> List[Layer]:
+    """The extends chain of ``path``, base first.  With ``sandbox_root``, this file is untrusted:
+    the paths it names must stay inside the root; a board reached by id (a registered board) is
+    trusted, and so is everything it names."""
     path = os.path.abspath(path)
     if path in stack:
         cycle = " -> ".join(os.path.basename(p) for p in stack + [path])
@@ -254,6 +287,8 @@ def _load_chain(path: str, registry: BoardRegistry, problems: List[Problem], sta
     if len(problems) > before:
         return []
     resolve_sources(path, data)
+    if sandbox_root is not None:
+        _check_sandbox(path, data, sandbox_root, problems)
     chain: List[Layer] = []
     ext = data.get("extends")
     if isinstance(ext, str):
@@ -263,7 +298,17 @@ def _load_chain(path: str, registry: BoardRegistry, problems: List[Problem], sta
             problems.append(Problem(path, "extends", f"no board with this id and no such file; accepted: a board "
                                                      f"id ({ids}) or a .toml path relative to this file", ext))
             return []
-        chain = _load_chain(base, registry, problems, stack + [path], extra_tables)
+        by_id = registry.get(ext) is not None and registry.get(ext).path == base
+        base_root = sandbox_root
+        if sandbox_root is not None:
+            if by_id:
+                base_root = None      # a registered board: trusted, like the stock boards
+            elif not _inside(base, sandbox_root):
+                problems.append(Problem(path, "extends", f"resolves outside {display_path(sandbox_root)}, the folder "
+                                        "of the board named on the command line (sandbox=yes); accepted: a board id "
+                                        "or a file inside that folder", ext))
+                return []
+        chain = _load_chain(base, registry, problems, stack + [path], extra_tables, base_root)
         if not chain:
             return []
     return chain + [Layer(path, data)]
@@ -333,6 +378,8 @@ def _check(merged: Merged, path: str, board_id: str, files: Tuple[str, ...], pro
     # [at_customize] and its partitions
     region = _check_region(c, flash_bytes)
     partitions = _check_partitions(c, merged, chip, at_version, region, flash_bytes, values, warnings)
+
+    _check_valid_until(c, partitions)
 
     firmware = None
     fw = merged.data.get("firmware") or {}
@@ -572,6 +619,46 @@ def _check_partitions(c: _Checker, merged: Merged, chip, at_version, region, fla
                             f"at_customize.partitions[{p.name}].subtype = {p.subtype}: the same type 0x{p.type:02x} "
                             f"and subtype as partition {other}; the firmware finds partitions by name, so this builds")
     return out
+
+
+def _parse_date(value) -> Optional[datetime.date]:
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _check_valid_until(c: _Checker, partitions: Sequence[Partition]) -> None:
+    """[release] valid_until: no certificate of the board may expire before that day."""
+    raw = c.get("release", "valid_until")
+    if raw is None:
+        return
+    until = _parse_date(raw)
+    if until is None:
+        c.fail(("release", "valid_until"), "expected a date: 2030-01-01 (a TOML date or a string)", str(raw))
+        return
+    limit = datetime.datetime.combine(until, datetime.time(0), tzinfo=datetime.timezone.utc)
+    for p in partitions:
+        if not (p.content and p.content.kind == "pki" and pki.PKI_PARTITIONS[p.name] in ("cert", "ca")):
+            continue
+        for n, source in enumerate(p.sources):
+            try:
+                with open(source, "rb") as f:
+                    certs = pki.load_certificates(f.read())
+            except (OSError, ContentError):
+                continue   # reported by the content checks
+            for cert in certs:
+                expires = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+                if expires < limit:
+                    c.fail(("release", "valid_until"), f"certificate {cert.subject.rfc4514_string()} in {p.name} "
+                           f"({os.path.basename(source)}) expires {expires:%Y-%m-%d}, before this date; replace it "
+                           "or move the date", until.isoformat())
 
 
 def _check_overlaps(parts: Sequence[Partition], fail, raw_offsets: Dict[str, object]) -> None:

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--map", metavar="SVG", help="also draw a flash map of an image into this SVG file")
     v = sub.add_parser("verify", help="compare an image or release folder with what its board builds")
     v.add_argument("path")
-    v.add_argument("--board", required=True, help="board id or .toml file")
+    v.add_argument("--board", help="board id or .toml file (required unless --pubkey is given)")
+    v.add_argument("--pubkey", help="Ed25519 public key: check manifest.json.sig and every hash first")
     v.add_argument("--plugins", default="", help="more plugin folders, comma-separated")
     e = sub.add_parser("extract", help="write a board file and its sources from an image or release folder")
     e.add_argument("path")
@@ -173,6 +174,21 @@ def cmd_verify(args) -> int:
     from .prepare import prepare_board
     from .verify import load_flash, verify_flash
 
+    if not args.board and not args.pubkey:
+        raise AtFactoryError("verify needs --board ID|FILE, --pubkey KEY, or both")
+    if args.pubkey:
+        from .manifest import check_release
+        folder, problems, manifest = check_release(args.path, args.pubkey)
+        print(f"signature and hashes of {folder}:")
+        for line in problems:
+            print(f"  DIFFERS  {line}")
+        if problems:
+            print(f"result: {len(problems)} difference(s); the release cannot be trusted")
+            return 1
+        print(f"  ok       manifest.json signed by this key; {len(manifest['outputs'])} outputs match their SHA-256")
+        if not args.board:
+            print("result: matches the signed manifest")
+            return 0
     host, registry = _host_and_registry(args.plugins)
     prepared = prepare_board(args.board, registry, host, extra_tables=host.board_tables())
     data, doc = load_flash(args.path)

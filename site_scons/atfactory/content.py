@@ -8,6 +8,7 @@ the values recorded in ``Content.spec`` and the input files, which is what SCons
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -33,6 +34,17 @@ class Content:
 def _read_file(path: str) -> bytes:
     if os.path.isdir(path):
         raise ContentError("is a folder; expected a file", path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ContentError(f"is a symbolic link to {os.readlink(path)}, which does not exist", path) from None
+        raise ContentError("no such file", path) from None
+    except OSError as exc:
+        raise ContentError(f"cannot be read ({exc.strerror})", path) from None
+    if not stat.S_ISREG(mode):
+        # reading a FIFO waits for a writer, reading /dev/zero never ends
+        raise ContentError("is not a regular file (a device, FIFO or socket); expected a file", path)
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -102,8 +114,9 @@ def _read_gatt(path: str) -> List[dict]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ContentError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                           "expected a GATT CSV", path) from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ContentError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}, at offset {exc.start}); "
+                           "expected a GATT CSV in UTF-8", path) from None
     try:
         return ble_data.read_gatt_csv(text)
     except ContentError as err:

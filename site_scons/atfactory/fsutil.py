@@ -23,7 +23,9 @@ def write_atomic(path: str, data: bytes, secret: bool = False) -> None:
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    prefix = "." + os.path.basename(path) + "."
+    _remove_stale_temporaries(folder, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     try:
         # mkstemp creates 0600; widen ordinary outputs to what the umask allows, as open() would.
         if not secret:
@@ -37,3 +39,20 @@ def write_atomic(path: str, data: bytes, secret: bool = False) -> None:
         except OSError:
             pass
         raise
+
+
+def _remove_stale_temporaries(folder: str, prefix: str) -> None:
+    """Temporary files of this output left by a build that was killed before its rename.
+
+    Only one action writes a given output, so any such file is a leftover, never work in flight.
+    """
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass

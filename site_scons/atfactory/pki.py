@@ -8,6 +8,7 @@ the order the types first appear and numbered per type from 0, as Espressif's ge
 """
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Sequence, Tuple
@@ -123,14 +124,57 @@ def load_certificates(data: bytes):
         if _is_pem(data):
             if b"PRIVATE KEY-----" in data and b"CERTIFICATE-----" not in data:
                 raise ContentError("holds a private key, expected a certificate")
+            if b"PRIVATE KEY-----" in data:
+                # The file is written as it is into a partition that is not kept secret.
+                raise ContentError("holds a private key besides the certificate; a certificate partition is "
+                                   "written as it is and not kept secret: put the key in a file of its own "
+                                   "for the *_key partition")
             certs = x509.load_pem_x509_certificates(data)
         else:
             certs = [x509.load_der_x509_certificate(data)]
     except ContentError:
         raise
     except Exception as exc:  # cryptography raises ValueError and friends
+        if not _is_pem(data) and _is_der_private_key(data):
+            raise ContentError("holds a private key (DER), expected a certificate") from None
+        extra = None if _is_pem(data) else _trailing_bytes(data, x509.load_der_x509_certificate)
+        if extra:
+            raise ContentError(f"{extra} bytes after the end of the DER certificate; expected the "
+                               "certificate alone (cut the file to its DER length)") from None
         raise ContentError(f"not a PEM or DER X.509 certificate ({_reason(exc)})") from None
     return certs
+
+
+def _trailing_bytes(data: bytes, load) -> int:
+    """How many bytes follow a DER element that ``load`` accepts on its own; 0 when that is not the case."""
+    if len(data) < 2 or data[0] != 0x30:   # a SEQUENCE, as certificates and keys are
+        return 0
+    if data[1] < 0x80:
+        end = 2 + data[1]
+    else:
+        count = data[1] & 0x7F
+        if not 1 <= count <= 4 or len(data) < 2 + count:
+            return 0
+        end = 2 + count + int.from_bytes(data[2:2 + count], "big")
+    if end >= len(data):
+        return 0
+    try:
+        load(data[:end])
+    except Exception:
+        return 0
+    return len(data) - end
+
+
+def _is_der_private_key(data: bytes) -> bool:
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        serialization.load_der_private_key(data, password=None, unsafe_skip_rsa_key_validation=True)
+    except TypeError:
+        return True   # an encrypted DER key
+    except Exception:
+        return False
+    return True
 
 
 def load_private_key(data: bytes):
@@ -157,6 +201,11 @@ def load_private_key(data: bytes):
         # cryptography: "Password was not given but private key is encrypted"
         raise ContentError(_ENCRYPTED) from None
     except Exception as exc:
+        extra = 0 if pem else _trailing_bytes(data, lambda der: serialization.load_der_private_key(
+            der, password=None, unsafe_skip_rsa_key_validation=True))
+        if extra:
+            raise ContentError(f"{extra} bytes after the end of the DER private key; expected the key alone "
+                               "(cut the file to its DER length)") from None
         raise ContentError(f"not a PEM or DER private key ({_reason(exc)})") from None
 
 
@@ -164,9 +213,38 @@ _ENCRYPTED = ("the private key is encrypted; the AT firmware needs it in the cle
               "decrypt it first, e.g. 'openssl pkey -in KEY -out KEY.plain'")
 
 
+# cryptography's parse errors, in words: PEM framing (the pem crate's error names) and ASN.1.
+_PEM_ERROR = re.compile(r"^Unable to load PEM file\..*? for more details\. (\w+)")
+_PEM_REASONS = {
+    "NotUtf8": "the PEM block holds bytes that are not text",
+    "InvalidData": "the PEM block is not valid base64",
+    "MalformedFraming": "no complete -----BEGIN ...----- ... -----END ...----- block",
+    "MismatchedTags": "the PEM block's BEGIN and END lines name different things",
+    "MissingBeginTag": "a PEM block without its -----BEGIN ...----- line",
+    "MissingEndTag": "a PEM block without its -----END ...----- line",
+    "MissingData": "an empty PEM block",
+}
+_ASN1_ERROR = re.compile(r"ParseError \{ kind: (\w+)|ASN\.1 parsing error: ([a-z ]+)")
+_ASN1_REASONS = {   # "ExtraData" (certificates) or "extra data" (keys), lower case without spaces
+    "extradata": "bytes after the end of the DER data",
+    "shortdata": "the DER data ends early (truncated?)",
+    "invalidlength": "a DER length that does not fit the data",
+    "unexpectedtag": "DER data of another kind (unexpected ASN.1 tag)",
+}
+
+
 def _reason(exc: Exception) -> str:
     # First line only, without anything that could echo key material back.
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    pem = _PEM_ERROR.match(text)
+    if pem:
+        return _PEM_REASONS.get(pem.group(1), f"PEM: {pem.group(1)}")
+    asn1 = _ASN1_ERROR.search(text)
+    if asn1:
+        kind = (asn1.group(1) or asn1.group(2)).strip()
+        return _ASN1_REASONS.get(kind.replace(" ", "").lower(), f"ASN.1: {kind}")
+    if text.startswith("Could not deserialize key data"):
+        return "a key format or key type that cannot be read"
     return text[:160]
 
 

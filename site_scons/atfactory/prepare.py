@@ -32,8 +32,8 @@ class PreparedBoard:
 
 
 def prepare_board(ref: str, registry: BoardRegistry, host=None, *, relative_to: Optional[str] = None,
-                  firmware_override: Optional[str] = None, extra_tables=None) -> PreparedBoard:
-    kwargs = dict(relative_to=relative_to, extra_tables=extra_tables)
+                  firmware_override: Optional[str] = None, extra_tables=None, sandbox: bool = False) -> PreparedBoard:
+    kwargs = dict(relative_to=relative_to, extra_tables=extra_tables, sandbox=sandbox)
     board = load_board(ref, registry, **kwargs)
     builders: Dict[str, Tuple[Callable, Board]] = {}
     if host is not None:

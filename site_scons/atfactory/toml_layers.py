@@ -6,6 +6,7 @@ file set it (``origin``), so that later range and layout checks can name that fi
 """
 from __future__ import annotations
 
+import datetime
 import os
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
@@ -24,8 +25,9 @@ INT_OR_STR = (int, str)
 STR_OR_LIST = (str, list)
 SCHEMA: Dict[str, Dict[str, tuple]] = {
     "": {"extends": (str,), "module": (dict,), "flash": (dict,), "factory_param": (dict,),
-         "at_customize": (dict,), "firmware": (dict,)},
+         "at_customize": (dict,), "firmware": (dict,), "release": (dict,)},
     "firmware": {"release": (str,)},
+    "release": {"valid_until": (str, datetime.date)},
     "module": {"name": (str,), "chip": (str,), "platform": (str,), "description": (str,),
                "at_version": (str,)},
     "flash": {"mode": (str,), "freq": (str,), "size": (str,)},
@@ -40,7 +42,8 @@ SCHEMA: Dict[str, Dict[str, tuple]] = {
     "partition": {"name": (str,), "type": INT_OR_STR, "subtype": INT_OR_STR, "offset": INT_OR_STR,
                   "size": INT_OR_STR, "source": STR_OR_LIST, "remove": (bool,)},
 }
-TYPE_WORDS = {int: "an integer", str: "a string", dict: "a table", list: "an array", bool: "true or false"}
+TYPE_WORDS = {int: "an integer", str: "a string", dict: "a table", list: "an array", bool: "true or false",
+              datetime.date: "a date"}
 
 
 def _describe_types(types: tuple) -> str:
@@ -74,8 +77,9 @@ def read_toml(path: str, problems: List[Problem]) -> Optional[dict]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        problems.append(Problem(path, "", f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                                          "a board file is TOML in UTF-8"))
+        line = raw.count(b"\n", 0, exc.start) + 1
+        problems.append(Problem(path, "", f"not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}, at offset "
+                                          f"{exc.start}); a board file is TOML in UTF-8"))
         return None
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -97,7 +101,7 @@ def check_layer(path: str, data: dict, problems: List[Problem],
     for name in extra_tables:
         top[name] = (dict,)
     _check_table(path, "", data, top, problems)
-    for table in ("module", "flash", "factory_param", "at_customize", "firmware"):
+    for table in ("module", "flash", "factory_param", "at_customize", "firmware", "release"):
         if isinstance(data.get(table), dict):
             _check_table(path, table, data[table], SCHEMA[table], problems)
     at = data.get("at_customize")

@@ -20,6 +20,7 @@ from atfactory import artifacts as art
 from atfactory import content
 from atfactory.errors import AtFactoryError, BoardError, display_path
 from atfactory.fsutil import write_atomic
+from atfactory.manifest import MANIFEST, SIGNATURE, board_inputs, manifest_spec, render_manifest, sign_manifest
 from atfactory.merge import MergeError, check_layout
 from atfactory.prepare import KIND_PLUGIN, prepare_board
 
@@ -93,21 +94,56 @@ def _declare(env, out_dir, artifact):
     return builder(targets, [_value(env, artifact)] + [env.File(s) for s in artifact.sources])
 
 
-def declare_board(env, prepared, build_dir, host=None):
+def declare_board(env, prepared, build_dir, host=None, sign_key=None):
     """Declare every artifact of a prepared board under ``build_dir/<id>``; return its alias."""
     board = prepared.board
     out_dir = env.Dir(os.path.join(build_dir, board.id))
     for name, builder in prepared.plugin_builders.items():
         _PLUGIN_BUILDERS[(board.id, name)] = builder
-    nodes = []
+    nodes, listed = [], []   # listed: (path in the release folder, flash offset) per node
     planned = art.plan_board(board, prepared.firmware)
     for artifact in planned:
-        nodes += _declare(env, out_dir, artifact)
+        made = _declare(env, out_dir, artifact)
+        nodes += made
+        listed += [(t, artifact.offset if n == 0 else None) for n, t in enumerate(artifact.targets)]
     if prepared.firmware is not None:
-        nodes += _declare_factory_image(env, out_dir, board, planned, host)
+        made = _declare_factory_image(env, out_dir, board, planned, host)
+        nodes += made
+        listed.append((art.factory_image_path(board), 0))
+    manifest = _declare_manifest(env, out_dir, prepared, nodes, listed, host)
+    nodes += manifest
+    if sign_key:
+        nodes += env.AtfSignature(out_dir.File(SIGNATURE), [manifest[0], env.File(sign_key)])
     if host is not None and host.impls("atfactory_post_build"):
         nodes += _declare_post_build(env, out_dir, board, nodes, host)
     return env.Alias(board.id, nodes)
+
+
+def _declare_manifest(env, out_dir, prepared, nodes, listed, host):
+    from atfactory import __version__
+    inputs = board_inputs(prepared.board, prepared.firmware)
+    spec = manifest_spec(prepared.board, listed, [d for d, _ in inputs], host.versions() if host else {}, __version__)
+    value = env.Value(json.dumps(spec, sort_keys=True, separators=(",", ":")))
+    return env.AtfManifest(out_dir.File(MANIFEST), [value] + list(nodes) + [env.File(p) for _, p in inputs])
+
+
+def _build_manifest(target, source, env):
+    spec = json.loads(source[0].read())
+    write_atomic(target[0].abspath, render_manifest(spec, [s.abspath for s in source[1:]]))
+
+
+def _build_signature(target, source, env):
+    manifest, key = source[0].abspath, source[1].abspath
+    try:
+        with open(manifest, "rb") as f:
+            data = sign_manifest(f.read(), key)
+    except AtFactoryError as err:
+        raise SCons.Errors.BuildError(node=target[0], errstr=str(err), exitstatus=2)
+    write_atomic(target[0].abspath, data)
+
+
+def _show_one(label):
+    return lambda target, source, env: f"{label:<6} {display_path(target[0].abspath, env.GetLaunchDir())}"
 
 
 def _declare_factory_image(env, out_dir, board, planned, host):
@@ -164,7 +200,7 @@ def _declare_post_build(env, out_dir, board, nodes, host):
     return env.Command(stamp, [versions] + list(nodes), Action(_run_post_build, strfunction=_show_post_build))
 
 
-def load_boards(env, ref, registry, host=None, firmware=None):
+def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False):
     """The boards ``board=`` names ("all", an id, a path), prepared; StopError lists every problem."""
     refs = registry.ids() if ref.lower() == "all" else [ref]
     tables = host.board_tables() if host is not None else None
@@ -172,7 +208,7 @@ def load_boards(env, ref, registry, host=None, firmware=None):
     for r in refs:
         try:
             prepared.append(prepare_board(r, registry, host, relative_to=env.GetLaunchDir(),
-                                          firmware_override=firmware, extra_tables=tables))
+                                          firmware_override=firmware, extra_tables=tables, sandbox=sandbox))
         except BoardError as err:
             problems += err.problems
         except AtFactoryError as err:
@@ -196,6 +232,8 @@ def load_boards(env, ref, registry, host=None, firmware=None):
 def generate(env):
     for kind, (name, label) in KINDS.items():
         env["BUILDERS"][name] = _make_builder(label)
+    env["BUILDERS"]["AtfManifest"] = Builder(action=Action(_build_manifest, strfunction=_show_one("LIST")))
+    env["BUILDERS"]["AtfSignature"] = Builder(action=Action(_build_signature, strfunction=_show_one("SIGN")))
     env.AddMethod(declare_board, "AtfBoard")
     env.AddMethod(load_boards, "AtfLoadBoards")
 

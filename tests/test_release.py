@@ -1,0 +1,224 @@
+"""Issue 5: manifest, signed releases, [release] valid_until, sandbox=yes."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from atfactory.cli import main
+from atfactory.manifest import sha256_file
+from conftest import REPO, load_board, run_scons, write
+from firmware_factory import make_release
+
+
+def _write_key(path: Path, key, encrypted: bool = False) -> Path:
+    enc = serialization.BestAvailableEncryption(b"pw") if encrypted else serialization.NoEncryption()
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    root = tmp_path_factory.mktemp("keys")
+    private = ed25519.Ed25519PrivateKey.generate()
+    _write_key(root / "release.key", private)
+    (root / "release.pub").write_bytes(private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    other = ed25519.Ed25519PrivateKey.generate()
+    (root / "other.pub").write_bytes(other.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    _write_key(root / "encrypted.key", ed25519.Ed25519PrivateKey.generate(), encrypted=True)
+    _write_key(root / "rsa.key", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    return root
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory, keys, registry):
+    root = tmp_path_factory.mktemp("signed")
+    release = make_release(root / "fw", load_board("WROOM-32", registry))
+    r = run_scons("board=WROOM-32", f"firmware={release}", f"sign_key={keys / 'release.key'}", "build_dir=out", cwd=root)
+    assert r.returncode == 0, r.stderr
+    return root / "out" / "WROOM-32"
+
+
+def test_manifest_lists_every_output_and_input(signed):
+    manifest = json.loads((signed / "manifest.json").read_text())
+    assert manifest["board"] == {"id": "WROOM-32", "module": "WROOM-32", "chip": "esp32",
+                                 "flash": {"mode": "dio", "freq": "40m", "size": "4MB"}}
+    outputs = {o["path"]: o for o in manifest["outputs"]}
+    on_disk = sorted(str(p.relative_to(signed)) for p in signed.rglob("*")
+                     if p.is_file() and p.name not in ("manifest.json", "manifest.json.sig"))
+    assert sorted(outputs) == on_disk
+    for path, out in outputs.items():
+        assert out["sha256"] == sha256_file(signed / path)
+        assert out["size"] == (signed / path).stat().st_size
+    assert outputs["customized_partitions/server_cert.bin"]["offset"] == 0x24000
+    assert outputs["factory/factory_WROOM-32.bin"]["offset"] == 0
+    assert outputs["flash_map.svg"]["offset"] is None
+    roles = {(i["role"], i["name"]) for i in manifest["inputs"]}
+    assert ("board file", "WROOM-32.toml") in roles and ("source", "server.crt") in roles
+    assert ("firmware", "esp-at.bin") in roles and ("firmware", "download.config") in roles
+    assert {"name": "acme_vendor", "version": "1.0.0"} in manifest["plugins"]
+    text = (signed / "manifest.json").read_text()
+    assert str(REPO) not in text and str(signed) not in text   # no absolute paths: reproducible
+    for key in (REPO / "boards/data/certs").glob("*.key"):
+        for line in key.read_text().splitlines()[1:-1]:
+            assert line not in text
+
+
+def _verify(*argv):
+    return main(["verify", *argv])
+
+
+def test_signed_release_verifies(signed, keys, capsys):
+    assert _verify(str(signed), "--pubkey", str(keys / "release.pub")) == 0
+    out = capsys.readouterr().out
+    count = len(json.loads((signed / "manifest.json").read_text())["outputs"])
+    assert f"manifest.json signed by this key; {count} outputs match their SHA-256" in out
+    assert _verify(str(signed / "factory/factory_WROOM-32.bin"), "--pubkey", str(keys / "release.pub"),
+                   "--board", "WROOM-32") == 0
+
+
+@pytest.mark.parametrize("tamper, expected", [
+    ("output", "customized_partitions/factory_param.bin: SHA-256 differs from the manifest: the file was altered"),
+    ("manifest", "manifest.json: the signature in manifest.json.sig does not match the manifest and this key"),
+    ("missing", "download.config: listed in the manifest, missing from the release folder"),
+])
+def test_tampering_is_caught_and_named(signed, keys, tmp_path, capsys, tamper, expected):
+    copy = tmp_path / "copy"
+    shutil.copytree(signed, copy)
+    if tamper == "output":
+        data = bytearray((copy / "customized_partitions/factory_param.bin").read_bytes())
+        data[16] ^= 1
+        (copy / "customized_partitions/factory_param.bin").write_bytes(bytes(data))
+    elif tamper == "manifest":
+        text = (copy / "manifest.json").read_text()
+        (copy / "manifest.json").write_text(text.replace('"module": "WROOM-32"', '"module": "WROOM-33"'))
+    else:
+        (copy / "download.config").unlink()
+    assert _verify(str(copy), "--pubkey", str(keys / "release.pub"), "--board", "WROOM-32") == 1
+    out = capsys.readouterr().out
+    assert expected in out
+    assert "against board" not in out   # signature and hashes come before anything else
+
+
+def test_wrong_public_key(signed, keys, capsys):
+    assert _verify(str(signed), "--pubkey", str(keys / "other.pub")) == 1
+    assert "does not match the manifest and this key" in capsys.readouterr().out
+
+
+def test_rebuild_restores_a_removed_output(signed, keys, tmp_path, registry):
+    # SCons rebuilds what is missing (an altered output is for verify --pubkey to catch).
+    root = signed.parent.parent
+    target = signed / "customized_partitions/server_cert.bin"
+    good = target.read_bytes()
+    target.unlink()
+    release = root / "fw"
+    r = run_scons("board=WROOM-32", f"firmware={release}", f"sign_key={keys / 'release.key'}", "build_dir=out", cwd=root)
+    assert r.returncode == 0
+    assert target.read_bytes() == good
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("encrypted.key", "the key is encrypted; the build signs unattended, so give it a decrypted copy"),
+    ("rsa.key", "a RSA key; accepted: an Ed25519 key"),
+    ("missing.key", "cannot be read"),
+])
+def test_bad_signing_key(keys, tmp_path, key, expected):
+    r = run_scons("board=WROOM-32", f"sign_key={keys / key}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 2
+    assert expected in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out/WROOM-32").exists()
+
+
+def test_signing_keys_never_printed(keys, tmp_path):
+    body = [l for l in (keys / "rsa.key").read_text().splitlines() if not l.startswith("-----")]
+    r = run_scons("board=WROOM-32", f"sign_key={keys / 'rsa.key'}", "build_dir=out", cwd=tmp_path)
+    assert not any(line in r.stderr + r.stdout for line in body)
+
+
+# --- [release] valid_until ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("until, ok", [("2045-12-31", True), ("2046-01-02", False)])
+def test_valid_until(tmp_path, until, ok):
+    board = write(tmp_path / "rel.toml", f'extends = "WROOM-32"\n[release]\nvalid_until = {until}\n')
+    r = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
+    if ok:
+        assert r.returncode == 0, r.stderr
+        return
+    assert r.returncode == 2
+    assert (f'rel.toml: release.valid_until = "2046-01-02": certificate CN=atfactory-dev-server,O=atfactory '
+            f'development (not for production) in server_cert (server.crt) expires 2046-01-01, before this date') in r.stderr
+    assert not (tmp_path / "out/rel").exists()
+
+
+def test_valid_until_must_be_a_date(tmp_path):
+    from atfactory.errors import BoardError
+    from conftest import board_from_text
+    with pytest.raises(BoardError) as err:
+        board_from_text(tmp_path, 'extends = "WROOM-32"\n[release]\nvalid_until = "next year"\n')
+    assert 'release.valid_until = "next year": expected a date: 2030-01-01' in str(err.value)
+
+
+# --- sandbox=yes ------------------------------------------------------------------------------------
+
+def _untrusted(tmp_path, text):
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    return write(folder / "their.toml", text)
+
+
+SECRET = "/etc/passwd"
+
+
+@pytest.mark.parametrize("text, key", [
+    (f'extends = "WROOM-32"\n[[at_customize.partitions]]\nname = "userdata"\ntype = 0x40\nsubtype = 0x20\n'
+     f'offset = 0x40000\nsize = "8K"\nsource = "{SECRET}"\n', "at_customize.partitions[userdata].source"),
+    ('extends = "WROOM-32"\n[[at_customize.partitions]]\nname = "client_ca"\nsource = "../../../../../../etc/ssl/certs/ca-certificates.crt"\n',
+     "at_customize.partitions[client_ca].source"),
+    ('extends = "../outside.toml"\n', "extends"),
+    ('extends = "WROOM-32"\n[firmware]\nrelease = "/opt"\n', "firmware.release"),
+])
+def test_sandbox_refuses_paths_outside(tmp_path, text, key):
+    write(tmp_path / "outside.toml", 'extends = "WROOM-32"\n')
+    board = _untrusted(tmp_path, text)
+    r = run_scons(f"board={board}", "sandbox=yes", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 2, r.stdout
+    assert f"their.toml: {key} = " in r.stderr
+    assert f"resolves outside {tmp_path / 'incoming'}, the folder of the board named on the command line (sandbox=yes)" in r.stderr
+    assert not (tmp_path / "out/their").exists()
+    # Without sandbox=yes the same paths are free (where they make sense).
+    if key == "at_customize.partitions[userdata].source":
+        free = run_scons(f"board={board}", "build_dir=out2", cwd=tmp_path)
+        assert free.returncode == 0, free.stderr
+        assert (tmp_path / "out2/their/customized_partitions/userdata.bin").read_bytes() == Path(SECRET).read_bytes()
+
+
+def test_sandbox_follows_symlinks(tmp_path):
+    board = _untrusted(tmp_path, 'extends = "WROOM-32"\n[[at_customize.partitions]]\nname = "userdata"\ntype = 0x40\n'
+                                 'subtype = 0x20\noffset = 0x40000\nsize = "8K"\nsource = "innocent.bin"\n')
+    os.symlink(SECRET, tmp_path / "incoming/innocent.bin")
+    r = run_scons(f"board={board}", "sandbox=yes", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 2
+    assert 'at_customize.partitions[userdata].source = "' in r.stderr and f"resolves outside {tmp_path / 'incoming'}" in r.stderr
+
+
+def test_sandbox_allows_inside_files_stock_boards_and_command_line_paths(tmp_path, registry):
+    folder = tmp_path / "incoming"
+    (folder / "certs").mkdir(parents=True)
+    shutil.copy(REPO / "boards/data/certs/client.crt", folder / "certs/client.crt")
+    shutil.copy(REPO / "boards/data/certs/client.key", folder / "certs/client.key")
+    board = write(folder / "their.toml", 'extends = "WROOM-32"\n'
+                  '[[at_customize.partitions]]\nname = "client_cert"\nsource = "certs/client.crt"\n'
+                  '[[at_customize.partitions]]\nname = "client_key"\nsource = "certs/client.key"\n')
+    release = make_release(tmp_path / "fw", load_board("WROOM-32", registry))   # outside: given on the command line
+    r = run_scons(f"board={board}", "sandbox=yes", f"firmware={release}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out/their/factory/factory_their.bin").is_file()
