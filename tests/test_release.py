@@ -222,3 +222,22 @@ def test_sandbox_allows_inside_files_stock_boards_and_command_line_paths(tmp_pat
     r = run_scons(f"board={board}", "sandbox=yes", f"firmware={release}", "build_dir=out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out/their/factory/factory_their.bin").is_file()
+
+
+@pytest.mark.parametrize("name", ["../../../pwned", "a/b", "..", ".hidden", "x\\\\y"])
+def test_partition_names_cannot_leave_the_release_folder(tmp_path, name):
+    from atfactory.errors import BoardError
+    from conftest import board_from_text
+    (tmp_path / "data.bin").write_bytes(b"x")
+    with pytest.raises(BoardError) as err:
+        board_from_text(tmp_path, f'extends = "WROOM-32"\n[[at_customize.partitions]]\nname = "{name}"\ntype = 0x40\n'
+                                  'subtype = 0x20\noffset = 0x40000\nsize = "4K"\nsource = ["data.bin"]\n')
+    assert "accepted: letters, digits, '_', '-' and '.', not starting with '.'" in str(err.value)
+
+
+def test_stale_temporaries_of_one_output_only(tmp_path):
+    from atfactory.fsutil import write_atomic
+    (tmp_path / ".cfg.bin.bin.abcdEFGH.tmp").write_bytes(b"in flight")   # another output's temporary
+    (tmp_path / ".cfg.bin.12345678.tmp").write_bytes(b"stale")
+    write_atomic(str(tmp_path / "cfg.bin"), b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cfg.bin.bin.abcdEFGH.tmp", "cfg.bin"]

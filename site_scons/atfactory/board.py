@@ -26,6 +26,7 @@ DEFAULT_BOARD = "WROOM-32"
 AT_CUSTOMIZE_SECTOR = 0x1000   # the first sector of the region holds at_customize.bin itself
 _PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
 _COUNTRY = re.compile(r"^[A-Za-z0-9]{1,3}$")
+_PARTITION_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 _REQUIRED_FACTORY_PARAM = [f.name for f in fp.FIELDS
                            if f.name not in fp.DEFAULTS and f.name not in ("platform", "module_name")]
 
@@ -551,6 +552,11 @@ def _check_partitions(c: _Checker, merged: Merged, chip, at_version, region, fla
         ok = True
         if not name or not _PRINTABLE.match(name):
             fail(name, "name", "expected 1 to 16 printable ASCII characters", name)
+            ok = False
+        elif not _PARTITION_NAME.match(name):
+            # The name is also the output's file name (customized_partitions/<name>.bin): no
+            # separators, no leading dot, nothing that could leave the release folder.
+            fail(name, "name", "accepted: letters, digits, '_', '-' and '.', not starting with '.'", name)
             ok = False
         elif len(name.encode("ascii")) > 16:
             fail(name, "name", f"{len(name)} bytes; a partition name holds at most 16", name)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 
@@ -50,8 +51,11 @@ def _remove_stale_temporaries(folder: str, prefix: str) -> None:
         names = os.listdir(folder)
     except OSError:
         return
+    # mkstemp's names: the prefix, 8 random characters, the suffix.  Matching exactly that keeps
+    # "cfg.bin" from taking the temporary of "cfg.bin.bin" for its own.
+    pattern = re.compile(re.escape(prefix) + r"[A-Za-z0-9_]{8}\.tmp$")
     for name in names:
-        if name.startswith(prefix) and name.endswith(".tmp"):
+        if pattern.match(name):
             try:
                 os.unlink(os.path.join(folder, name))
             except OSError:
