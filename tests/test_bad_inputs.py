@@ -410,7 +410,7 @@ def test_10_mib_board_file_is_read_in_seconds(tmp_path, kind):
     start = time.monotonic()
     b = load_bytes(tmp_path, data)
     elapsed = time.monotonic() - start
-    assert elapsed < 5, f"{elapsed:.1f} s for a {len(data)} byte board file"
+    assert elapsed < 8, f"{elapsed:.1f} s for a {len(data)} byte board file"   # measured: 0.2 to 3 s
     assert len(b.description) >= (TEN_MIB - 100 if "description" in kind else 0)
     assert b.partition("server_cert") is not None
 

@@ -137,7 +137,7 @@ def load_certificates(data: bytes):
     except Exception as exc:  # cryptography raises ValueError and friends
         if not _is_pem(data) and _is_der_private_key(data):
             raise ContentError("holds a private key (DER), expected a certificate") from None
-        extra = None if _is_pem(data) else _trailing_bytes(data, x509.load_der_x509_certificate)
+        extra = 0 if _is_pem(data) else _trailing_bytes(data, x509.load_der_x509_certificate)
         if extra:
             raise ContentError(f"{extra} bytes after the end of the DER certificate; expected the "
                                "certificate alone (cut the file to its DER length)") from None
