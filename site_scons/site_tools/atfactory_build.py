@@ -39,6 +39,9 @@ KINDS = {
     art.KIND_FLASH_MAP: ("AtfFlashMap", "MAP"),
 }
 
+# A file of a million typos should not print a million lines.
+MAX_PROBLEMS_SHOWN = 100
+
 # (board id, partition) -> (build function, board): plugin partitions are made by plugin code,
 # which cannot travel in a Value node; the spec in the Value says which one to call.
 _PLUGIN_BUILDERS = {}
@@ -214,7 +217,10 @@ def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False):
         except AtFactoryError as err:
             problems.append(str(err))
     if problems:
-        raise SCons.Errors.StopError("\nscons: *** ".join(str(p) for p in problems))
+        shown = [str(p) for p in problems[:MAX_PROBLEMS_SHOWN]]
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            shown.append(f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems; fix these first")
+        raise SCons.Errors.StopError("\nscons: *** ".join(shown))
     shown = set()
     for p in prepared:
         for warning in p.board.warnings:
