@@ -1277,7 +1277,7 @@ def test_scons_unknown_variable(tmp_path):
     result = run_scons("bord=WROOM-32", "build_dir=" + str(out), cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "unknown variable bord=WROOM-32" in result.stderr
-    assert re.search(r"accepted: board, build_dir, firmware, plugins, sign_key, sandbox, VERBOSE", result.stderr), result.stderr
+    assert re.search(r"accepted: board, build_dir, firmware, plugins, sign_key, sandbox, devices, device_images, VERBOSE", result.stderr), result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     _assert_nothing_written(out)
 

@@ -26,6 +26,22 @@ def split_list(text: str):
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def device_args(env) -> list:
+    """The options a device chunk process needs to prepare the board exactly as this build did."""
+    import os
+    args = []
+    if env["firmware"]:
+        args += ["--firmware", env["firmware"]]
+    if env["plugins"]:
+        launch = env.GetLaunchDir()
+        args += ["--plugins", ",".join(os.path.join(launch, d) for d in split_list(env["plugins"]))]
+    if env["sandbox"]:
+        args.append("--sandbox")
+    if env["device_images"]:
+        args.append("--images")
+    return args
+
+
 def plugin_listing(host) -> str:
     lines = ["Plugins (the last listed runs first within a hook):"]
     for info in host.describe():

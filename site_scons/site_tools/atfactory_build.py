@@ -235,6 +235,67 @@ def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False):
     return prepared
 
 
+# ledger path -> (board, release folder, chunks): module-level, so the action's signature is stable.
+_LEDGERS = {}
+
+
+def _write_ledger(target, source, env):
+    from atfactory import devices as dev
+    board, release, chunks = _LEDGERS[target[0].abspath]
+    dev.write_ledger(board, release, chunks, target[0].abspath)
+
+
+def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args):
+    """The per-device outputs of one board: chunk processes, then the devices.json ledger.
+
+    SCons tracks a handful of nodes per batch (the chunks), not one per device file: the CSV and
+    a digest of the files it names decide when the batch is rebuilt."""
+    import hashlib
+    import sys as _sys
+    from atfactory import devices as dev
+
+    board = prepared.board
+    release = os.path.join(build_dir, board.id)
+    tables = host.board_tables() if host is not None else {}
+    try:
+        maker = dev.DeviceMaker(prepared, csv_path, tables)
+        digest = dev.inputs_digest(csv_path, maker)
+        key = hashlib.sha256(json.dumps([digest, art.plan_board.__module__, host.versions() if host else {},
+                                         board.id, args], sort_keys=True).encode()).hexdigest()
+        cache = os.path.join(build_dir, ".atfactory", f"{board.id}.devices-checked")
+        count = None
+        if os.path.isfile(cache):
+            with open(cache) as f:
+                saved = f.read().split()
+            if len(saved) == 2 and saved[0] == key:
+                count = int(saved[1])
+        if count is None:
+            count = dev.check_devices(maker)   # every row, before anything is written
+            write_atomic(cache, f"{key} {count}\n".encode())
+    except BoardError as err:
+        shown = [str(p) for p in err.problems[:MAX_PROBLEMS_SHOWN]]
+        raise SCons.Errors.StopError("\nscons: *** ".join(shown))
+    chunks = dev.chunk_count(count)
+    site = os.path.dirname(os.path.dirname(os.path.abspath(dev.__file__)))
+    env["ENV"]["PYTHONPATH"] = site + (os.pathsep + env["ENV"]["PYTHONPATH"] if env["ENV"].get("PYTHONPATH") else "")
+    value = env.Value(key)
+    ledgers = []
+    for c in range(chunks):
+        command = [_sys.executable, "-m", "atfactory.devices", "--board", board.path, "--relative-to",
+                   env.GetLaunchDir(), "--devices", os.path.abspath(csv_path), "--release", release,
+                   "--chunk", str(c), "--chunks", str(chunks)] + args
+        target = dev.chunk_ledger_path(release, c, chunks)
+        ledgers += env.Command(target, [value, env.File(os.path.abspath(csv_path)), board_alias],
+                               Action([command], cmdstr=f"{'DEVICES':<6} {board.id}: devices chunk {c + 1} of {chunks}"))
+
+    target = os.path.abspath(os.path.join(release, dev.LEDGER))
+    _LEDGERS[target] = (board, release, chunks)
+    ledger = env.Command(target, [env.Value(f"{board.id} {chunks}")] + ledgers,
+                         Action(_write_ledger, strfunction=_show_one("LEDGER")))
+    env.Clean(ledger, os.path.join(release, dev.DEVICES_DIR))
+    return ledger
+
+
 def generate(env):
     for kind, (name, label) in KINDS.items():
         env["BUILDERS"][name] = _make_builder(label)
@@ -242,6 +303,7 @@ def generate(env):
     env["BUILDERS"]["AtfSignature"] = Builder(action=Action(_build_signature, strfunction=_show_one("SIGN")))
     env.AddMethod(declare_board, "AtfBoard")
     env.AddMethod(load_boards, "AtfLoadBoards")
+    env.AddMethod(declare_devices, "AtfDevices")
 
 
 def exists(env):

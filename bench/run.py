@@ -1,0 +1,863 @@
+#!/usr/bin/env python3
+"""atfactory benchmarks: build times and peak memory, each against a baseline of the same run.
+
+    .venv/bin/python bench/run.py                      # the full run (about 5-10 minutes on 2 cores)
+    .venv/bin/python bench/run.py --quick              # smoke run: 3 repeats, 200 devices (< 2 minutes)
+    .venv/bin/python bench/run.py --devices 1000,10000 # device counts of figure 4
+    .venv/bin/python bench/run.py --figures 1,3        # only some figures (setup is always done)
+
+This is not a test: it prints a table and writes ``bench/.cache/last-run.json``.  Nothing in
+the repository is modified: the SConstruct, site_scons/, boards/ and plugins/ are copied into a
+temporary folder (removed at the end unless ``--keep``), and every build writes there.  The
+per-device certificates of figure 4 and the server certificates of figure 3 are made once with
+``cryptography`` (EC P-256) and cached in ``bench/.cache/`` (ignored by git).
+
+Method
+------
+* Every measured command is a fresh child process.  Wall time is ``time.perf_counter()`` around
+  the child (spawn to reap); peak memory is ``ru_maxrss`` of the rusage that ``os.wait4`` returns
+  for that child, which on Linux covers the child and every descendant it waited for (as
+  ``/usr/bin/time -v`` reports it).  SCons runs its builders in threads, so for an SCons build
+  this is the peak resident memory of the one scons process.
+* Each measurement is repeated (``--repeat``, default 5; 3 with ``--quick``) and the median is
+  reported; the measurement and its baseline are interleaved run by run, so that drift of the
+  machine affects both alike.  One unmeasured warm-up run precedes each series (Python byte
+  code of the copied site_scons, the page cache).
+* Every figure is a ratio against a baseline measured in the same run on the same machine.
+
+Figures
+-------
+1a  no-op rebuild of WROOM-32 (built, no firmware)   vs  ``scons -Q`` on an empty SConstruct
+1b  the same with firmware (factory image built)     vs  the same empty SConstruct
+2   cold ``scons -Q board=all -j2``, firmware for every board  vs  a shell script running one
+    ``python -m esptool merge-bin`` per board from the download.config the build wrote
+    (2b: the same script run two at a time with ``xargs -P 2``, for information)
+3   ``board=all -j2`` after replacing the server certificate/key pair of WROOM-32 (which
+    ACME-W32 extends)  vs  the no-op ``board=all -j2`` of the same tree; lists what was rebuilt
+4   ``scons board=WROOM-32 devices=CSV -j2`` for each device count  vs  the 500 devices/s goal
+    and the no-op rebuild; peak memory of the largest count vs the smallest
+5   cold build of a WROOM-32 with 16MB flash and firmware  vs  the same board with 4MB flash;
+    reference: esptool's ``merge_bin`` of that 16MB image in-process in a fresh Python
+Profile: ``-X importtime`` and cProfile of the no-op rebuild of 1a (and of 1b), top costs.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import pstats
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.dont_write_bytecode = True   # leave no byte code in the repository from this process
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+CACHE = BENCH / ".cache"
+PY = sys.executable
+SCONS = str(Path(PY).parent / "scons") if (Path(PY).parent / "scons").exists() else shutil.which("scons")
+sys.path[:0] = [str(REPO / "site_scons"), str(REPO / "tests")]
+
+# Every target SCons builds prints "LABEL  path" (see site_scons/site_tools/atfactory_build.py).
+LABEL_LINE = re.compile(r"^(PKI|PARAM|TABLE|CONFIG|MAP|LIST|MERGE|HOOKS|COPY|CUT|GATT|RAW|PLUGIN|SIGN|[A-Z]{3,8})\s+(\S.*)$")
+GOAL_DEVICES_PER_S = 500.0
+VENDOR_TABLES = {"vendor": lambda *args: None}   # let load_board accept the ACME plugin's table
+
+
+# --- running and measuring ------------------------------------------------------------------
+
+@dataclass
+class Run:
+    seconds: float
+    maxrss_kb: int            # the largest single process of the tree (ru_maxrss)
+    returncode: int
+    output: str
+    tree_peak_kb: int = 0     # sampled: the largest sum of RSS over the tree at one moment
+
+
+# The children's environment: set by main() (bytecode caching on, into the work folder).
+ENV = dict(os.environ)
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def _children(pid: int):
+    """Child pids of ``pid`` (from every thread: SCons starts processes from worker threads)."""
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def _tree_rss_kb(root: int) -> int:
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE_KB
+        except (OSError, ValueError, IndexError):
+            continue
+        stack += _children(pid)
+    return total
+
+
+def run(cmd, cwd, check=True, sample=False, env=None) -> Run:
+    """Run ``cmd`` in a fresh child; wall time and peak RSS of the child and its descendants.
+
+    ``sample``: also poll /proc every 50 ms for the RSS summed over the process tree (children
+    running at the same time add up there, unlike in ru_maxrss)."""
+    import threading
+
+    peak = [0]
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=str(cwd), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env or ENV)
+        done = threading.Event()
+        if sample:
+            def poll():
+                while not done.wait(0.05):
+                    peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+            sampler = threading.Thread(target=poll, daemon=True)
+            sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        done.set()
+        if sample:
+            sampler.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    result = Run(seconds, usage.ru_maxrss, proc.returncode, text, max(peak[0], usage.ru_maxrss))
+    if check and result.returncode != 0:
+        raise SystemExit(f"bench: command failed ({result.returncode}): {' '.join(map(str, cmd))}\n"
+                         f"{text[-3000:]}")
+    return result
+
+
+def scons(cwd, *args, check=True, sample=False, env=None) -> Run:
+    return run([PY, SCONS, "-Q", *args], cwd, check=check, sample=sample, env=env)
+
+
+def med(runs, attr="seconds"):
+    return statistics.median(getattr(r, attr) for r in runs)
+
+
+def built_lines(output: str):
+    """(label, rest) for every target line a build printed."""
+    out = []
+    for line in output.splitlines():
+        m = LABEL_LINE.match(line)
+        if m and not line.startswith("scons:"):
+            out.append((m.group(1), m.group(2).strip()))
+    return out
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+def fmt_s(seconds):
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def fmt_mb(kb):
+    return f"{kb / 1024:.0f} MB"
+
+
+def spread(runs, attr="seconds"):
+    values = sorted(getattr(r, attr) for r in runs)
+    if attr == "seconds":
+        return "[" + ", ".join(f"{v * 1000:.0f}" for v in values) + "] ms"
+    return "[" + ", ".join(f"{v / 1024:.0f}" for v in values) + "] MB"
+
+
+# --- the machine ----------------------------------------------------------------------------
+
+def machine_info():
+    info = {"nproc": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(), "cpu_model": "?",
+            "memory": "?", "kernel": platform.release(), "python": platform.python_version()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["memory"] = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    except OSError:
+        pass
+    import cryptography
+    import esptool
+    import SCons
+    info["scons"] = SCons.__version__
+    info["esptool"] = esptool.__version__
+    info["cryptography"] = cryptography.__version__
+    info["usr_bin_time"] = os.path.exists("/usr/bin/time")
+    return info
+
+
+# --- certificates (cached) ------------------------------------------------------------------
+
+def _ec_material(ca_key, ca_name, cn, not_before, not_after):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                              serialization.NoEncryption()))
+
+
+def _write(path: Path, data: bytes, mode=0o644):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def bench_ca():
+    """A small EC P-256 CA in bench/.cache/ca/, made once."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = CACHE / "ca"
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "atfactory bench (not for production)"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "atfactory bench CA")])
+    if (folder / "ca.key").exists():
+        key = serialization.load_pem_private_key((folder / "ca.key").read_bytes(), None)
+        return key, name
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, hashes.SHA256()))
+    _write(folder / "ca.crt", cert.public_bytes(serialization.Encoding.PEM))
+    _write(folder / "ca.key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()), 0o600)
+    return key, name
+
+
+def _validity():
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return now - datetime.timedelta(days=1), now + datetime.timedelta(days=3650)
+
+
+def server_pairs():
+    """Two server certificate/key pairs, A and B (for figure 3)."""
+    folder = CACHE / "server"
+    if not (folder / "b.key").exists():
+        ca_key, ca_name = bench_ca()
+        nb, na = _validity()
+        for tag in ("a", "b"):
+            cert, key = _ec_material(ca_key, ca_name, f"atfactory-bench-server-{tag}", nb, na)
+            _write(folder / f"{tag}.crt", cert)
+            _write(folder / f"{tag}.key", key, 0o600)
+    return {tag: ((folder / f"{tag}.crt").read_bytes(), (folder / f"{tag}.key").read_bytes()) for tag in "ab"}
+
+
+def device_certs(count: int) -> float:
+    """Make sure bench/.cache/devices/ holds ``count`` device pairs; seconds spent making new ones."""
+    folder = CACHE / "devices"
+    stamp = folder / "count"
+    have = int(stamp.read_text()) if stamp.exists() else 0
+    if have >= count:
+        return 0.0
+    ca_key, ca_name = bench_ca()
+    nb, na = _validity()
+    t0 = time.perf_counter()
+    for n in range(have, count):
+        cert, key = _ec_material(ca_key, ca_name, f"atfactory-bench-device-{n:05d}", nb, na)
+        sub = folder / f"d{n // 1000:03d}"
+        _write(sub / f"cert_{n}.pem", cert)
+        _write(sub / f"key_{n}.pem", key, 0o600)
+        if (n + 1) % 1000 == 0:
+            stamp.write_text(str(n + 1))
+    stamp.write_text(str(count))
+    return time.perf_counter() - t0
+
+
+def devices_csv(count: int) -> Path:
+    """bench/.cache/devices_<count>.csv: device_id,client_cert,client_key, paths relative to it."""
+    path = CACHE / f"devices_{count}.csv"
+    if not path.exists():
+        lines = ["device_id,client_cert,client_key"]
+        for n in range(count):
+            sub = f"devices/d{n // 1000:03d}"
+            lines.append(f"dev-{n:05d},{sub}/cert_{n}.pem,{sub}/key_{n}.pem")
+        path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --- the work tree --------------------------------------------------------------------------
+
+def copy_repo(dst: Path) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    dst.mkdir(parents=True)
+    shutil.copy2(REPO / "SConstruct", dst / "SConstruct")
+    for d in ("site_scons", "boards", "plugins"):
+        shutil.copytree(REPO / d, dst / d, ignore=ignore)
+    return dst
+
+
+def registry_for(root: Path):
+    from atfactory.board import BoardRegistry
+    registry = BoardRegistry()
+    registry.add_folder(str(root / "boards"))
+    for p in sorted((root / "plugins" / "boards").glob("*.toml")):
+        registry.add(str(p))
+    return registry
+
+
+def load(ref, registry):
+    from atfactory.board import load_board
+    return load_board(ref, registry, extra_tables=VENDOR_TABLES)
+
+
+def append(path: Path, text: str):
+    with open(path, "a") as f:
+        f.write("\n" + text)
+
+
+def parse_download_config(path: Path):
+    words = path.read_text().split()
+    options, entries, i = {}, [], 0
+    while i < len(words):
+        if words[i].startswith("--"):
+            options[words[i][2:]] = words[i + 1]
+        else:
+            entries.append((int(words[i], 0), words[i + 1]))
+        i += 2
+    return options, entries
+
+
+def setup(work: Path):
+    """plain/: a pristine copy.  fw/: a copy whose every board has [firmware] release, whose
+    WROOM-32 takes its server certificate and key from bench_certs/, plus bench_boards/ with
+    WROOM-32 at 16MB and 4MB (figure 5)."""
+    from firmware_factory import make_release
+
+    plain = copy_repo(work / "plain")
+    fw = copy_repo(work / "fw")
+    pairs = server_pairs()
+    _write(fw / "bench_certs" / "server.crt", pairs["a"][0])
+    _write(fw / "bench_certs" / "server.key", pairs["a"][1], 0o600)
+    for size in ("16MB", "4MB"):
+        (fw / "bench_boards").mkdir(exist_ok=True)
+        (fw / "bench_boards" / f"BENCH-{size}.toml").write_text(
+            f'# figure 5: WROOM-32 with {size} of flash\nextends = "WROOM-32"\n\n[flash]\nsize = "{size}"\n')
+    registry = registry_for(fw)
+    releases = {}
+    for board_id in registry.ids():
+        releases[board_id] = make_release(work / "releases" / board_id, load(board_id, registry))
+    for size in ("16MB", "4MB"):
+        path = fw / "bench_boards" / f"BENCH-{size}.toml"
+        releases[path.stem] = make_release(work / "releases" / path.stem, load(str(path), registry))
+    boards = {}
+    for board_id in registry.ids():
+        path = Path(registry.get(board_id).path)
+        text = path.read_text()
+        assert "[firmware]" not in text, f"{path} already has a [firmware] table"
+        append(path, f'[firmware]\nrelease = "{releases[board_id]}"\n')
+        boards[board_id] = load(board_id, registry).chip.name
+    for size in ("16MB", "4MB"):
+        append(fw / "bench_boards" / f"BENCH-{size}.toml", f'[firmware]\nrelease = "{releases[f"BENCH-{size}"]}"\n')
+    append(fw / "boards" / "WROOM-32.toml",
+           '# figure 3: a server certificate/key pair of the benchmark\n'
+           '[[at_customize.partitions]]\nname = "server_cert"\nsource = ["../bench_certs/server.crt"]\n\n'
+           '[[at_customize.partitions]]\nname = "server_key"\nsource = ["../bench_certs/server.key"]\n')
+    (work / "empty").mkdir()
+    (work / "empty" / "SConstruct").write_text("")
+    return plain, fw, boards, pairs
+
+
+# --- the figures ----------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args, work: Path):
+        self.args = args
+        self.work = work
+        self.n = args.repeat
+        self.rows = []       # the final table
+        self.results = {}    # everything, for last-run.json
+        self.remarks = []    # anything that looked wrong
+
+    def row(self, figure, measured, baseline, ratio, goal, met):
+        self.rows.append((figure, measured, baseline, ratio, goal, met))
+
+    def remark(self, text):
+        self.remarks.append(text)
+        log(f"  !! {text}")
+
+    def interleaved(self, *series):
+        """series: callables returning a Run; each run once per repeat, in turn."""
+        out = [[] for _ in series]
+        for _ in range(self.n):
+            for i, fn in enumerate(series):
+                out[i].append(fn())
+        return out
+
+    # 1 ------------------------------------------------------------------------------------
+    def fig1(self, plain, fw):
+        log("\n[1] no-op rebuild of WROOM-32 vs scons -Q on an empty SConstruct")
+        empty = self.work / "empty"
+        out_plain = self.work / "out-plain"
+        scons(plain, "board=WROOM-32", f"build_dir={out_plain}")                 # build it
+        scons(plain, "board=WROOM-32", f"build_dir={out_plain}")                 # warm-up
+        scons(empty)
+        floor_py = [run([PY, "-c", "pass"], empty) for _ in range(self.n)]
+        noop, base = self.interleaved(lambda: scons(plain, "board=WROOM-32", f"build_dir={out_plain}"),
+                                      lambda: scons(empty))
+        self._check_noop(noop, "1a")
+        ratio = med(noop) / med(base)
+        log(f"  no-op WROOM-32      median {fmt_s(med(noop))} {spread(noop)}  peak {fmt_mb(med(noop, 'maxrss_kb'))}")
+        log(f"  empty SConstruct    median {fmt_s(med(base))} {spread(base)}  peak {fmt_mb(med(base, 'maxrss_kb'))}")
+        log(f"  python -c pass      median {fmt_s(med(floor_py))}")
+        log(f"  ratio {ratio:.2f}x (goal <= 1.5x)")
+        self.results["1a"] = {"noop_s": med(noop), "empty_s": med(base), "python_s": med(floor_py), "ratio": ratio,
+                              "noop_maxrss_kb": med(noop, "maxrss_kb"), "empty_maxrss_kb": med(base, "maxrss_kb")}
+        self.row("1a no-op WROOM-32 (no firmware)", fmt_s(med(noop)), f"{fmt_s(med(base))} empty SConstruct",
+                 f"{ratio:.2f}x", "<= 1.5x", ratio <= 1.5)
+        self.noop_s = med(noop)
+        self.empty = base
+        if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+            nobc = {**ENV, "PYTHONDONTWRITEBYTECODE": "1"}
+            nobc.pop("PYTHONPYCACHEPREFIX", None)   # as here: site_scons compiled at every run
+            nb_noop, nb_base = self.interleaved(
+                lambda: scons(plain, "board=WROOM-32", f"build_dir={out_plain}", env=nobc),
+                lambda: scons(empty, env=nobc))
+            r = med(nb_noop) / med(nb_base)
+            log(f"  with PYTHONDONTWRITEBYTECODE=1 (as set in this environment): no-op {fmt_s(med(nb_noop))}, "
+                f"empty {fmt_s(med(nb_base))}, ratio {r:.2f}x")
+            self.results["1a_nobytecode"] = {"noop_s": med(nb_noop), "empty_s": med(nb_base), "ratio": r}
+            self.row("1a' same, PYTHONDONTWRITEBYTECODE=1", fmt_s(med(nb_noop)), f"{fmt_s(med(nb_base))} empty SConstruct",
+                     f"{r:.2f}x", "(info)", None)
+
+    def fig1b(self, fw, out_all):
+        log("\n[1b] no-op rebuild of WROOM-32 with firmware (factory image) vs the empty SConstruct")
+        empty = self.work / "empty"
+        scons(fw, "board=WROOM-32", f"build_dir={out_all}")   # warm-up
+        noop, base = self.interleaved(lambda: scons(fw, "board=WROOM-32", f"build_dir={out_all}"),
+                                      lambda: scons(empty))
+        self._check_noop(noop, "1b")
+        ratio = med(noop) / med(base)
+        log(f"  no-op WROOM-32+fw   median {fmt_s(med(noop))} {spread(noop)}  peak {fmt_mb(med(noop, 'maxrss_kb'))}")
+        log(f"  empty SConstruct    median {fmt_s(med(base))} {spread(base)}")
+        log(f"  ratio {ratio:.2f}x (goal <= 1.5x)")
+        self.results["1b"] = {"noop_s": med(noop), "empty_s": med(base), "ratio": ratio}
+        self.row("1b no-op WROOM-32 (with firmware)", fmt_s(med(noop)), f"{fmt_s(med(base))} empty SConstruct",
+                 f"{ratio:.2f}x", "<= 1.5x", ratio <= 1.5)
+
+    def _check_noop(self, runs, fig):
+        for r in runs:
+            built = built_lines(r.output)
+            if built:
+                self.remark(f"figure {fig}: a no-op run built {len(built)} targets: {built[:3]}")
+                return
+
+    # 2 ------------------------------------------------------------------------------------
+    def fig2(self, fw, boards, out_all):
+        log(f"\n[2] cold scons board=all -j2 with firmware ({len(boards)} boards) vs one esptool merge-bin per board")
+        cold = self.work / "out-cold"
+        first = scons(fw, "board=all", "-j2", f"build_dir={out_all}")   # warm-up; its download.configs feed the script
+        lines = built_lines(first.output)
+        log(f"  warm-up build: {len(lines)} targets, {fmt_s(first.seconds)}")
+        script, script_p2, outdir = self._merge_scripts(boards, out_all)
+
+        def cold_build():
+            shutil.rmtree(cold, ignore_errors=True)
+            return scons(fw, "board=all", "-j2", f"build_dir={cold}")
+
+        def by_hand():
+            shutil.rmtree(outdir, ignore_errors=True)
+            outdir.mkdir()
+            return run(["bash", script], self.work)
+
+        def by_hand_p2():
+            shutil.rmtree(outdir, ignore_errors=True)
+            outdir.mkdir()
+            return run(["bash", script_p2], self.work)
+
+        series = [cold_build, by_hand] + ([] if self.args.quick else [by_hand_p2])
+        results = self.interleaved(*series)
+        builds, hand = results[0], results[1]
+        self._compare_images(boards, out_all, outdir)
+        ratio = med(builds) / med(hand)
+        log(f"  scons board=all -j2      median {fmt_s(med(builds))} {spread(builds)}  peak {fmt_mb(med(builds, 'maxrss_kb'))}")
+        log(f"  esptool script ({len(boards)} procs) median {fmt_s(med(hand))} {spread(hand)}  peak {fmt_mb(med(hand, 'maxrss_kb'))}")
+        log(f"  ratio {ratio:.2f}x (goal < 1: faster than the script)")
+        self.results["2"] = {"scons_s": med(builds), "script_s": med(hand), "ratio": ratio,
+                             "scons_maxrss_kb": med(builds, "maxrss_kb"), "targets": len(lines),
+                             "script_maxrss_kb": med(hand, "maxrss_kb")}
+        self.row(f"2  cold board=all -j2 + firmware ({len(boards)} boards)", fmt_s(med(builds)),
+                 f"{fmt_s(med(hand))} esptool script", f"{ratio:.2f}x", "< 1x", ratio < 1)
+        if len(results) > 2:
+            p2 = results[2]
+            ratio2 = med(builds) / med(p2)
+            log(f"  esptool script -P 2      median {fmt_s(med(p2))} {spread(p2)}  ratio {ratio2:.2f}x")
+            self.results["2"].update({"script_p2_s": med(p2), "ratio_p2": ratio2})
+            self.row("2b (info) same vs script run 2 at a time", fmt_s(med(builds)), f"{fmt_s(med(p2))} xargs -P 2",
+                     f"{ratio2:.2f}x", "-", None)
+
+    def _merge_scripts(self, boards, out_all):
+        outdir = self.work / "script-out"
+        commands = []
+        for board_id, chip in sorted(boards.items()):
+            release = out_all / board_id
+            options, entries = parse_download_config(release / "download.config")
+            words = [PY, "-m", "esptool", "--chip", chip, "merge-bin", "-o", str(outdir / f"factory_{board_id}.bin"),
+                     "--flash-mode", options["flash_mode"], "--flash-freq", options["flash_freq"],
+                     "--flash-size", options["flash_size"], "--pad-to-size", options["flash_size"]]
+            for offset, rel in entries:
+                words += [f"0x{offset:x}", str(release / rel)]
+            commands.append(" ".join(shlex.quote(w) for w in words))
+        script = self.work / "merge_all.sh"
+        script.write_text("#!/bin/bash\n# one esptool merge-bin per board, as a user would script it\nset -e\n"
+                          + "\n".join(c + " >/dev/null" for c in commands) + "\n")
+        cmds = self.work / "merge_commands.txt"
+        cmds.write_text("\n".join(c + " >/dev/null" for c in commands) + "\n")
+        script_p2 = self.work / "merge_all_p2.sh"
+        script_p2.write_text(f"#!/bin/bash\nset -e\nxargs -d '\\n' -P 2 -n 1 bash -c < {shlex.quote(str(cmds))}\n")
+        return script, script_p2, outdir
+
+    def _compare_images(self, boards, out_all, outdir):
+        differ = []
+        for board_id in sorted(boards):
+            built = next((out_all / board_id / "factory").glob("factory_*.bin"), None)
+            mine = outdir / f"factory_{board_id}.bin"
+            if built is None or not mine.exists():
+                differ.append(f"{board_id} (missing)")
+            elif built.read_bytes() != mine.read_bytes():
+                differ.append(board_id)
+        self.results["2_image_mismatch"] = differ
+        if differ:
+            self.remark(f"figure 2: the factory image differs from esptool merge-bin's for: {', '.join(differ)}")
+        else:
+            log(f"  every factory image is byte-identical to esptool merge-bin's ({len(boards)} boards)")
+
+    # 3 ------------------------------------------------------------------------------------
+    def fig3(self, fw, out_all, pairs):
+        log("\n[3] board=all -j2 after replacing WROOM-32's server certificate/key vs the no-op of the same tree")
+        scons(fw, "board=all", "-j2", f"build_dir={out_all}")   # up to date (warm-up)
+        state = {"tag": "a"}
+
+        def change_and_build():
+            state["tag"] = "b" if state["tag"] == "a" else "a"
+            cert, key = pairs[state["tag"]]
+            _write(fw / "bench_certs" / "server.crt", cert)
+            _write(fw / "bench_certs" / "server.key", key, 0o600)
+            return scons(fw, "board=all", "-j2", f"build_dir={out_all}")
+
+        rebuilds, noops = self.interleaved(change_and_build,
+                                           lambda: scons(fw, "board=all", "-j2", f"build_dir={out_all}"))
+        self._check_noop(noops, "3 (baseline)")
+        targets = sorted({f"{label:<6} {os.path.relpath(rest, out_all) if rest.startswith('/') else rest}"
+                          for label, rest in built_lines(rebuilds[0].output)})
+        counts = {len(built_lines(r.output)) for r in rebuilds}
+        if len(counts) > 1:
+            self.remark(f"figure 3: the rebuilds built different numbers of targets: {sorted(counts)}")
+        ratio = med(rebuilds) / med(noops)
+        log(f"  rebuild after cert change median {fmt_s(med(rebuilds))} {spread(rebuilds)}")
+        log(f"  no-op board=all -j2       median {fmt_s(med(noops))} {spread(noops)}")
+        log(f"  ratio {ratio:.2f}x; rebuilt {len(targets)} targets:")
+        for t in targets:
+            log(f"    {t}")
+        self.results["3"] = {"rebuild_s": med(rebuilds), "noop_s": med(noops), "ratio": ratio, "targets": targets}
+        self.row("3  board=all after 1 cert/key change", fmt_s(med(rebuilds)), f"{fmt_s(med(noops))} no-op board=all",
+                 f"{ratio:.2f}x", f"only its targets ({len(targets)} rebuilt)", None)
+
+    # 4 ------------------------------------------------------------------------------------
+    def fig4(self, plain, counts):
+        log(f"\n[4] per-device builds: scons board=WROOM-32 devices=CSV -j2, {', '.join(map(str, counts))} devices")
+        made = device_certs(max(counts))
+        if made:
+            log(f"  made {max(counts)} device certificates/keys (EC P-256) in {made:.1f} s (cached in bench/.cache/devices)")
+        probe_dir = self.work / "out-dev-probe"
+        probe_csv = devices_csv(2)
+        probe = scons(plain, "board=WROOM-32", f"devices={probe_csv}", f"build_dir={probe_dir}", "-j2", check=False)
+        if probe.returncode != 0:
+            first = next((l for l in probe.output.splitlines() if "***" in l or "rror" in l), probe.output.strip()[:300])
+            pending = "unknown variable devices" in probe.output
+            status = "pending (devices= not accepted yet)" if pending else "failed"
+            log(f"  {status}: {first.strip()}")
+            self.results["4"] = {"status": status, "message": first.strip()}
+            for n in counts:
+                self.row(f"4  devices={n} -j2", status.split(" ")[0], f"{fmt_s(self.noop_s)} no-op 1a", "-",
+                         f">= {GOAL_DEVICES_PER_S:.0f} dev/s", None)
+            return
+        per_size = {}
+        budget = 40.0 if self.args.quick else 150.0
+        for n in counts:
+            csv = devices_csv(n)
+            runs, spent = [], 0.0
+            out = self.work / f"out-dev-{n}"
+            for i in range(self.n):
+                shutil.rmtree(out, ignore_errors=True)
+                r = scons(plain, "board=WROOM-32", f"devices={csv}", f"build_dir={out}", "-j2", sample=True)
+                runs.append(r)
+                spent += r.seconds
+                if spent > budget:
+                    break
+            files = sum(len(f) for _, _, f in os.walk(out / "WROOM-32" / "devices"))
+            labels = {}
+            for label, _ in built_lines(runs[-1].output):
+                labels[label] = labels.get(label, 0) + 1
+            noop = scons(plain, "board=WROOM-32", f"devices={csv}", f"build_dir={out}", "-j2", sample=True)
+            rebuilt = built_lines(noop.output)
+            if rebuilt:
+                self.remark(f"figure 4: the no-op rebuild of {n} devices built {len(rebuilt)} targets")
+            rate = n / med(runs)
+            rss, tree = med(runs, "maxrss_kb"), med(runs, "tree_peak_kb")
+            per_size[n] = {"seconds": med(runs), "runs": len(runs), "all_s": [r.seconds for r in runs],
+                           "devices_per_s": rate, "maxrss_kb": rss, "tree_peak_kb": tree,
+                           "device_files": files, "targets": labels, "noop_s": noop.seconds,
+                           "noop_maxrss_kb": noop.maxrss_kb}
+            log(f"  {n:>6} devices: median {fmt_s(med(runs))} {spread(runs)} ({len(runs)} runs), {rate:.0f} devices/s; "
+                f"peak {fmt_mb(rss)} largest process, {fmt_mb(tree)} whole tree (sampled); "
+                f"{files} files under devices/; targets {labels}")
+            log(f"          no-op rebuild {fmt_s(noop.seconds)}, peak {fmt_mb(noop.maxrss_kb)}")
+            self.row(f"4  devices={n} -j2 (cold)", f"{fmt_s(med(runs))} = {rate:.0f} dev/s",
+                     f"{fmt_s(self.noop_s)} no-op 1a", f"{med(runs) / self.noop_s:.1f}x; {rate / GOAL_DEVICES_PER_S:.2f}x goal",
+                     f">= {GOAL_DEVICES_PER_S:.0f} dev/s", rate >= GOAL_DEVICES_PER_S)
+            self.row(f"4  devices={n}: peak memory", f"{fmt_mb(rss)} (tree {fmt_mb(tree)})",
+                     f"{fmt_mb(self.results['1a']['noop_maxrss_kb'])} no-op 1a", f"{rss / self.results['1a']['noop_maxrss_kb']:.2f}x",
+                     "-", None)
+            self.row(f"4  devices={n}: no-op rebuild", fmt_s(noop.seconds), f"{fmt_s(self.noop_s)} no-op 1a",
+                     f"{noop.seconds / self.noop_s:.2f}x", "-", None)
+        if len(counts) > 1:
+            lo, hi = per_size[counts[0]], per_size[counts[-1]]
+            mem_ratio = hi["maxrss_kb"] / lo["maxrss_kb"]
+            tree_ratio = hi["tree_peak_kb"] / lo["tree_peak_kb"]
+            marginal = (counts[-1] - counts[0]) / max(hi["seconds"] - lo["seconds"], 1e-9)
+            log(f"  peak memory {counts[-1]} vs {counts[0]}: {mem_ratio:.2f}x largest process, {tree_ratio:.2f}x whole tree; "
+                f"marginal rate {marginal:.0f} devices/s")
+            self.row(f"4  peak memory {counts[-1]} vs {counts[0]} devices", f"{fmt_mb(hi['maxrss_kb'])} (tree {fmt_mb(hi['tree_peak_kb'])})",
+                     f"{fmt_mb(lo['maxrss_kb'])} (tree {fmt_mb(lo['tree_peak_kb'])})",
+                     f"{mem_ratio:.2f}x (tree {tree_ratio:.2f}x)", "same (<= 1.2x)", mem_ratio <= 1.2)
+            self.row(f"4  marginal rate {counts[0]}->{counts[-1]} devices", f"{marginal:.0f} dev/s", "-",
+                     f"{marginal / GOAL_DEVICES_PER_S:.2f}x goal", f">= {GOAL_DEVICES_PER_S:.0f} dev/s (info)", None)
+            per_size["marginal_devices_per_s"] = marginal
+        self.results["4"] = per_size
+
+    # 5 ------------------------------------------------------------------------------------
+    def fig5(self, fw):
+        log("\n[5] cold build of WROOM-32 at 16MB with firmware vs the same board at 4MB")
+        outs = {size: self.work / f"out-{size}" for size in ("16MB", "4MB")}
+
+        def build(size):
+            def go():
+                shutil.rmtree(outs[size], ignore_errors=True)
+                return scons(fw, f"board=bench_boards/BENCH-{size}.toml", f"build_dir={outs[size]}", "-j2")
+            return go
+
+        build("16MB")(), build("4MB")()   # warm-up
+        big, small = self.interleaved(build("16MB"), build("4MB"))
+        image16 = outs["16MB"] / "BENCH-16MB" / "factory" / "factory_BENCH-16MB.bin"
+        size16 = image16.stat().st_size
+        if size16 != 16 * 1024 * 1024:
+            self.remark(f"figure 5: the 16MB factory image is {size16} bytes")
+        # reference: esptool's merge_bin in-process, in a fresh Python (and the same Python without the merge)
+        options, entries = parse_download_config(outs["16MB"] / "BENCH-16MB" / "download.config")
+        spec = {"chip": "esp32", "mode": options["flash_mode"], "freq": options["flash_freq"],
+                "size": options["flash_size"], "out": str(self.work / "merge16.bin"),
+                "entries": [(o, str(outs["16MB"] / "BENCH-16MB" / p)) for o, p in entries]}
+        code = ("import json, sys, time\n"
+                "from esptool.cmds import merge_bin\nfrom esptool.logger import log\n"
+                "log.set_verbosity('silent')\ns = json.loads(sys.argv[1])\n"
+                "pairs = [(o, open(p, 'rb').read()) for o, p in s['entries']]\n"
+                "if s.get('merge', True):\n"
+                "    t = time.perf_counter()\n"
+                "    data = merge_bin(pairs, s['chip'], output=None, flash_freq=s['freq'], flash_mode=s['mode'],\n"
+                "                     flash_size=s['size'], format='raw', pad_to_size=s['size'])\n"
+                "    print(json.dumps({'merge_s': time.perf_counter() - t, 'bytes': len(data)}))\n"
+                "    open(s['out'], 'wb').write(data)\n")
+        refs = [run([PY, "-c", code, json.dumps(spec)], self.work) for _ in range(self.n)]
+        merge_s = statistics.median(json.loads(r.output.strip().splitlines()[-1])["merge_s"] for r in refs)
+        floor = [run([PY, "-c", code, json.dumps({**spec, "merge": False})], self.work) for _ in range(self.n)]
+        same = Path(spec["out"]).read_bytes() == image16.read_bytes()
+        if not same:
+            self.remark("figure 5: the build's 16MB factory image differs from esptool merge_bin's")
+        t_ratio = med(big) / med(small)
+        m_ratio = med(big, "maxrss_kb") / med(small, "maxrss_kb")
+        log(f"  16MB build  median {fmt_s(med(big))} {spread(big)}  peak {fmt_mb(med(big, 'maxrss_kb'))} {spread(big, 'maxrss_kb')}")
+        log(f"   4MB build  median {fmt_s(med(small))} {spread(small)}  peak {fmt_mb(med(small, 'maxrss_kb'))}")
+        log(f"  ratio time {t_ratio:.2f}x, peak memory {m_ratio:.2f}x")
+        log(f"  reference: esptool merge_bin 16MB in-process {merge_s * 1000:.0f} ms; that Python's peak "
+            f"{fmt_mb(med(refs, 'maxrss_kb'))} ({fmt_mb(med(floor, 'maxrss_kb'))} without the merge); "
+            f"identical to the build's image: {same}")
+        self.results["5"] = {"s16": med(big), "s4": med(small), "rss16_kb": med(big, "maxrss_kb"),
+                             "rss4_kb": med(small, "maxrss_kb"), "time_ratio": t_ratio, "mem_ratio": m_ratio,
+                             "merge_bin_s": merge_s, "merge_bin_maxrss_kb": med(refs, "maxrss_kb"),
+                             "merge_bin_floor_maxrss_kb": med(floor, "maxrss_kb"), "identical": same}
+        self.row("5  cold build 16MB + firmware: time", fmt_s(med(big)), f"{fmt_s(med(small))} same board 4MB",
+                 f"{t_ratio:.2f}x", "-", None)
+        self.row("5  cold build 16MB + firmware: peak memory", fmt_mb(med(big, "maxrss_kb")),
+                 f"{fmt_mb(med(small, 'maxrss_kb'))} same board 4MB", f"{m_ratio:.2f}x", "-", None)
+        self.row("5  (ref) esptool merge_bin 16MB in-process", f"{merge_s * 1000:.0f} ms, {fmt_mb(med(refs, 'maxrss_kb'))}",
+                 f"{fmt_mb(med(floor, 'maxrss_kb'))} without merge", "-", "-", None)
+
+    # profile ------------------------------------------------------------------------------
+    def profile(self, plain, fw, out_all):
+        log("\n[profile] no-op rebuild of WROOM-32: -X importtime and cProfile")
+        out_plain = self.work / "out-plain"
+        cases = [("no firmware (1a)", plain, out_plain)]
+        if not self.args.quick:
+            cases.append(("with firmware (1b)", fw, out_all))
+        self.results["profile"] = {}
+        for name, tree, out in cases:
+            imp = run([PY, "-X", "importtime", SCONS, "-Q", "board=WROOM-32", f"build_dir={out}"], tree)
+            rows = []
+            for line in imp.output.splitlines():
+                m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)", line)
+                if m:
+                    rows.append((int(m.group(1)), int(m.group(2)), len(m.group(3)) // 2, m.group(4)))
+            total_us = sum(r[0] for r in rows)
+            top = sorted((r for r in rows if r[2] == 0), key=lambda r: -r[1])[:12]
+            log(f"  {name}: imports {total_us / 1000:.0f} ms in total ({len(rows)} modules; under -X importtime)")
+            log("    top-level imports by cumulative time:")
+            for self_us, cum_us, _, mod in top:
+                log(f"      {cum_us / 1000:7.1f} ms  {mod}")
+            prof = self.work / f"noop-{len(self.results['profile'])}.prof"
+            cp = run([PY, "-m", "cProfile", "-o", prof, SCONS, "-Q", "board=WROOM-32", f"build_dir={out}"], tree)
+            stats = pstats.Stats(str(prof))
+            entries = []
+            for (path, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
+                entries.append((tt, ct, nc, short(path, line, func)))
+            by_tt = sorted(entries, key=lambda e: -e[0])[:15]
+            by_ct = sorted(entries, key=lambda e: -e[1])[:40]
+            log(f"    cProfile: {stats.total_tt * 1000:.0f} ms profiled (wall {fmt_s(cp.seconds)} under the profiler)")
+            log("    functions by own time:")
+            for tt, ct, nc, where in by_tt:
+                log(f"      {tt * 1000:7.1f} ms own {ct * 1000:7.1f} ms cum {nc:>7} calls  {where}")
+            log("    functions by cumulative time:")
+            for tt, ct, nc, where in by_ct:
+                log(f"      {ct * 1000:7.1f} ms cum {tt * 1000:7.1f} ms own {nc:>7} calls  {where}")
+            self.results["profile"][name] = {
+                "imports_total_ms": total_us / 1000,
+                "top_imports_ms": [(mod, cum / 1000) for _, cum, _, mod in top],
+                "profiled_ms": stats.total_tt * 1000,
+                "by_own_ms": [(w, tt * 1000, nc) for tt, _, nc, w in by_tt],
+                "by_cum_ms": [(w, ct * 1000, nc) for _, ct, nc, w in by_ct],
+            }
+
+
+def short(path, line, func):
+    if path == "~":
+        return func
+    for prefix in (str(REPO) + "/", "site-packages/"):
+        if prefix in path:
+            path = path.split(prefix, 1)[1]
+    path = re.sub(r"^.*/(site_scons|lib/python3\.\d+)/", r"\1/", path)
+    return f"{path}:{line}({func})"
+
+
+def print_table(rows):
+    head = ("figure", "measured (median)", "baseline (median)", "ratio", "goal", "met?")
+    cells = [head] + [(f, m, b, r, g, "-" if ok is None else ("yes" if ok else "NO")) for f, m, b, r, g, ok in rows]
+    widths = [max(len(str(c[i])) for c in cells) for i in range(len(head))]
+    line = "+".join("-" * (w + 2) for w in widths)
+    out = []
+    for i, c in enumerate(cells):
+        out.append("|" + "|".join(f" {str(v):<{w}} " for v, w in zip(c, widths)) + "|")
+        if i == 0:
+            out.append("|" + line + "|")
+    log("\n".join(out))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: 3 repeats, 200 devices, no parallel-script row")
+    ap.add_argument("--devices", help="device counts of figure 4, comma-separated (default 1000,10000; --quick 200)")
+    ap.add_argument("--repeat", type=int, help="repeats per measurement (default 5; --quick 3)")
+    ap.add_argument("--figures", default="1,2,3,4,5,profile", help="which figures to run (default all)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    args = ap.parse_args()
+    args.repeat = args.repeat or (3 if args.quick else 5)
+    counts = [int(x) for x in (args.devices or ("200" if args.quick else "1000,10000")).split(",") if x.strip()]
+    figures = {f.strip() for f in args.figures.split(",")}
+    started = time.perf_counter()
+
+    info = machine_info()
+    log("atfactory bench: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    log(f"repeats {args.repeat}; medians reported; python {PY}; scons {SCONS}")
+    CACHE.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="atf-bench-"))
+    # Children cache their byte code as a user's Python does, but into the work folder
+    # (PYTHONPYCACHEPREFIX), so that neither the repository nor the venv is written to.
+    ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+    ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        log("note: PYTHONDONTWRITEBYTECODE is set here; the children run without it (row 1a' shows its cost)")
+    bench = Bench(args, work)
+    try:
+        t0 = time.perf_counter()
+        plain, fw, boards, pairs = setup(work)
+        log(f"setup: copies of the repository, {len(boards) + 2} firmware releases, in {time.perf_counter() - t0:.1f} s ({work})")
+        out_all = work / "out-all"
+        bench.noop_s = None
+        if "1" in figures or "4" in figures or "profile" in figures:
+            bench.fig1(plain, fw)
+        if figures & {"2", "3", "1", "profile"}:
+            if "2" in figures:
+                bench.fig2(fw, boards, out_all)
+            else:
+                scons(fw, "board=all", "-j2", f"build_dir={out_all}")
+        if "1" in figures:
+            bench.fig1b(fw, out_all)
+        if "3" in figures:
+            bench.fig3(fw, out_all, pairs)
+        if "5" in figures:
+            bench.fig5(fw)
+        if "profile" in figures:
+            bench.profile(plain, fw, out_all)
+        if "4" in figures:
+            bench.fig4(plain, counts)
+    finally:
+        if args.keep:
+            log(f"\nkept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    log(f"\nResults ({args.repeat} repeats, medians; {info['nproc']} CPUs {info['cpu_model']}; "
+        f"Python {info['python']}, SCons {info['scons']}, esptool {info['esptool']}; total {elapsed:.0f} s)\n")
+    print_table(bench.rows)
+    if bench.remarks:
+        log("\nLooked wrong:")
+        for r in bench.remarks:
+            log(f"  - {r}")
+    (CACHE / "last-run.json").write_text(json.dumps(
+        {"when": datetime.datetime.now().isoformat(timespec="seconds"), "machine": info, "args": vars(args),
+         "elapsed_s": elapsed, "results": bench.results, "remarks": bench.remarks,
+         "table": [list(r) for r in bench.rows]}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Issue 6: per-device builds for manufacturing lines (scons board=ID devices=devices.csv)."""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from atfactory import pki
+from atfactory.download_config import decode_download_config
+from atfactory.factory_param import decode_factory_param
+from conftest import load_board, run_scons, write
+from firmware_factory import make_factory_image, make_release
+
+T0, T1 = datetime.datetime(2026, 1, 1), datetime.datetime(2036, 1, 1)
+
+
+def make_device_pki(folder: Path, count: int):
+    """An EC CA and ``count`` device certificates with their keys (cert_N.pem, key_N.pem)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "line CA")])
+    for n in range(count):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"dev-{n}")]))
+                .issuer_name(ca).public_key(key.public_key()).serial_number(n + 1)
+                .not_valid_before(T0).not_valid_after(T1).sign(ca_key, hashes.SHA256()))
+        (folder / f"cert_{n}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (folder / f"key_{n}.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                              serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
+@pytest.fixture(scope="module")
+def device_pki(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pki")
+    make_device_pki(root / "certs", 520)
+    return root
+
+
+def write_csv(path: Path, header: str, rows):
+    path.write_text(header + "\n" + "".join(r + "\n" for r in rows))
+    return path
+
+
+def rows_for(n, pki_dir: Path, csv_dir: Path, extra=lambda i: ""):
+    rel = Path(*([".."] * len(csv_dir.relative_to(csv_dir.anchor).parts))) / pki_dir.relative_to(pki_dir.anchor)
+    return [f"D{i:05d},{rel}/certs/cert_{i}.pem,{rel}/certs/key_{i}.pem{extra(i)}" for i in range(n)]
+
+
+def test_devices_end_to_end(device_pki, tmp_path):
+    csv = write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key,uart_baudrate",
+                    rows_for(20, device_pki, tmp_path, lambda i: ",921600" if i == 3 else ","))
+    r = run_scons("board=WROOM-32", f"devices={csv.name}", "build_dir=out", "-j2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    release = tmp_path / "out/WROOM-32"
+    ledger = json.loads((release / "devices.json").read_text())
+    assert [d["device_id"] for d in ledger["devices"]] == [f"D{i:05d}" for i in range(20)]
+    for entry in ledger["devices"]:
+        folder = release / "devices" / entry["device_id"]
+        for rel, digest in entry["outputs"].items():
+            assert hashlib.sha256((folder / rel).read_bytes()).hexdigest() == digest
+        n = int(entry["device_id"][1:])
+        items = pki.decode_pki((folder / "customized_partitions/client_cert.bin").read_bytes())
+        assert items[0].content == (device_pki / f"certs/cert_{n}.pem").read_bytes()
+        assert (folder / "customized_partitions/client_key.bin").stat().st_mode & 0o077 == 0
+        config = decode_download_config((folder / "download.config").read_bytes())
+        paths = dict((p, o) for o, p in config.entries)
+        assert paths["customized_partitions/client_cert.bin"] == 0x2A000
+        assert paths["../../customized_partitions/server_cert.bin"] == 0x24000   # shared with the board
+        for _, p in config.entries:
+            assert (folder / p).is_file(), p
+        has_fp = (folder / "customized_partitions/factory_param.bin").exists()
+        assert has_fp == (n == 3)   # only the device whose row sets a factory_param value
+    fp = decode_factory_param((release / "devices/D00003/customized_partitions/factory_param_WROOM-32.bin").read_bytes())
+    assert fp["uart_baudrate"] == 921600 and fp["uart_tx_pin"] == 17
+    again = run_scons("board=WROOM-32", f"devices={csv.name}", "build_dir=out", cwd=tmp_path)
+    assert "DEVICES" not in again.stdout and "LEDGER" not in again.stdout
+    # A new certificate file for one device rebuilds the batch; the ledger records it.
+    cert, key = device_pki / "certs/cert_5.pem", device_pki / "certs/key_5.pem"
+    original = cert.read_bytes(), key.read_bytes()
+    make_device_pki(tmp_path / "fresh", 1)
+    cert.write_bytes((tmp_path / "fresh/cert_0.pem").read_bytes())
+    (device_pki / "certs/key_5.pem").write_bytes((tmp_path / "fresh/key_0.pem").read_bytes())
+    try:
+        third = run_scons("board=WROOM-32", f"devices={csv.name}", "build_dir=out", cwd=tmp_path)
+        assert third.returncode == 0, third.stderr
+        assert "DEVICES" in third.stdout and "LEDGER" in third.stdout
+    finally:
+        cert.write_bytes(original[0])
+        key.write_bytes(original[1])
+    # scons -c removes the devices too.
+    assert run_scons("-c", "board=WROOM-32", f"devices={csv.name}", "build_dir=out", cwd=tmp_path).returncode == 0
+    assert not (release / "devices").exists()
+
+
+def test_many_devices_run_in_chunks(device_pki, tmp_path):
+    csv = write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key", rows_for(520, device_pki, tmp_path))
+    r = run_scons("board=WROOM-32", f"devices={csv.name}", "build_dir=out", "-j2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert re.findall(r"devices chunk (\d) of (\d)", r.stdout) == [("1", "2"), ("2", "2")] or \
+        sorted(re.findall(r"devices chunk (\d) of (\d)", r.stdout)) == [("1", "2"), ("2", "2")]
+    ledger = json.loads((tmp_path / "out/WROOM-32/devices.json").read_text())
+    assert len(ledger["devices"]) == 520
+    assert [d["line"] for d in ledger["devices"]] == list(range(2, 522))
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda rows: rows[:3] + [rows[1]], 'line 5, device_id = "D00001": already used on line 3; each device needs an id of its own'),
+    (lambda rows: rows[:3] + ["D99999" + rows[0][6:]], 'line 5, client_cert = "'),
+    (lambda rows: [rows[0] + ",40"], 'line 2, factory_param.uart_tx_pin = 40: ESP32 has no GPIO40'),
+    (lambda rows: [rows[0] + ",x"], 'line 2, factory_param.uart_tx_pin = "x": expected an integer'),
+    (lambda rows: [rows[0].replace("cert_0.pem", "nope.pem") + ","], 'line 2, client_cert = "'),
+    (lambda rows: [rows[0].replace("key_0.pem", "key_1.pem") + ","], ('line 2, client_key = "', "does not pair with client_cert")),
+    (lambda rows: ["../evil" + rows[0][6:] + ","], 'line 2, device_id = "../evil": accepted: 1 to 64 letters'),
+])
+def test_bad_rows_fail_before_anything_is_written(device_pki, tmp_path, mutate, expected):
+    rows = rows_for(3, device_pki, tmp_path, lambda i: "," if True else "")
+    header = "device_id,client_cert,client_key,uart_tx_pin"
+    rows = [r for r in mutate([r.rstrip(",") for r in rows])]
+    rows = [r if r.count(",") == 3 else r + "," for r in rows]
+    csv = write_csv(tmp_path / "devices.csv", header, rows)
+    r = run_scons("board=WROOM-32", f"devices={csv.name}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 2, r.stdout
+    for part in (expected if isinstance(expected, tuple) else (expected,)):
+        assert "devices.csv: " + part in r.stderr if part.startswith("line") else part in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "out/WROOM-32").exists()
+
+
+def test_duplicate_certificate_is_a_security_defect(device_pki, tmp_path):
+    rows = rows_for(3, device_pki, tmp_path)
+    rows.append("D00099" + rows[1][6:])   # device D00001's certificate and key again
+    csv = write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key", rows)
+    r = run_scons("board=WROOM-32", f"devices={csv.name}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "line 5, client_cert = " in r.stderr
+    assert "the same file content as line 3 (client_cert): a certificate or key reused across devices is a security defect" in r.stderr
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("client_cert,client_key", "line 1: no device_id column"),
+    ("device_id,client_crt", "line 1, column 'client_crt': unknown column; accepted: device_id, magic_flag"),
+])
+def test_bad_headers(tmp_path, header, expected):
+    csv = write_csv(tmp_path / "devices.csv", header, ["a,b"])
+    r = run_scons("board=WROOM-32", f"devices={csv.name}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 2
+    assert expected in r.stderr
+
+
+def test_device_images_and_plugin_columns(device_pki, tmp_path, registry):
+    release = make_release(tmp_path / "fw", load_board("WROOM-32", registry))
+    rows = rows_for(3, device_pki, tmp_path, lambda i: f",rev-{i}")
+    csv = write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key,vendor.hw_revision", rows)
+    r = run_scons("board=ACME-W32", f"devices={csv.name}", f"firmware={release}", "device_images=yes",
+                  "build_dir=out", "-j2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    root = tmp_path / "out/ACME-W32/devices"
+    infos = [json.loads((root / f"D0000{i}/customized_partitions/device_info.bin").read_bytes()[6:]) for i in range(3)]
+    assert [i["hw_revision"] for i in infos] == ["rev-0", "rev-1", "rev-2"]
+    image = (root / "D00001/factory/factory_ACME-W32.bin").read_bytes()
+    assert len(image) == 4 << 20
+    assert image[0x2A000:0x2A000 + 8] == (root / "D00001/customized_partitions/client_cert.bin").read_bytes()[:8]
+    assert image[0x24000:0x24008] == (tmp_path / "out/ACME-W32/customized_partitions/server_cert.bin").read_bytes()[:8]
+    assert (root / "D00001/factory/factory_ACME-W32.bin").stat().st_mode & 0o077 == 0
+
+
+def test_devices_need_one_board(tmp_path):
+    csv = write_csv(tmp_path / "devices.csv", "device_id", ["A"])
+    r = run_scons("board=all", f"devices={csv.name}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 2 and "devices= builds the devices of one board" in r.stderr
