@@ -88,7 +88,7 @@ def is_temp(name: str) -> bool:
 
 def ignored(rel: Path) -> bool:
     """SCons's own database and the post-build stamp folder are not outputs to compare."""
-    return rel.parts[0] == ".atfactory" or any(part.startswith(".sconsign") for part in rel.parts)
+    return ".atfactory" in rel.parts or any(part.startswith(".sconsign") for part in rel.parts)
 
 
 def snapshot(root: Path, with_temps: bool = False) -> dict:

@@ -7,6 +7,7 @@ the values recorded in ``Content.spec`` and the input files, which is what SCons
 """
 from __future__ import annotations
 
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -54,6 +55,54 @@ def _read_file(path: str) -> bytes:
         raise ContentError(f"cannot be read ({exc.strerror})", path) from None
 
 
+# --- a cache of what parsing a certificate or key found, keyed by file size and mtime --------------
+# Every scons run checks every board before it declares targets; parsing the same certificates
+# each time (and importing cryptography to do it) was most of a no-op build.  A file whose size
+# and modification time are unchanged gives the public key recorded the last time.
+
+_CACHE: Dict[str, object] = {"path": None, "entries": {}, "dirty": False}
+
+
+def use_input_cache(path: str) -> None:
+    _CACHE.update(path=path, entries={}, dirty=False)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if data.get("format") == 1:
+            _CACHE["entries"] = data["entries"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+
+
+def save_input_cache() -> None:
+    if _CACHE["path"] and _CACHE["dirty"]:
+        from .fsutil import write_atomic
+        write_atomic(_CACHE["path"], json.dumps({"format": 1, "entries": _CACHE["entries"]}, sort_keys=True).encode())
+        _CACHE["dirty"] = False
+
+
+def _public_key_of(path: str, data: bytes, kind: str) -> bytes:
+    try:
+        st = os.stat(path)
+        stamp = f"{kind}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+    except OSError:
+        stamp = None
+    entry = _CACHE["entries"].get(path) if _CACHE["path"] else None
+    if stamp and entry and entry[0] == stamp:
+        return bytes.fromhex(entry[1])
+    try:
+        if kind == "key":
+            public = pki.public_key_bytes(pki.load_private_key(data).public_key())
+        else:
+            public = pki.public_key_bytes(pki.load_certificates(data)[0].public_key())
+    except ContentError as err:
+        raise ContentError(err.message, path) from None
+    if stamp and _CACHE["path"]:
+        _CACHE["entries"][path] = [stamp, public.hex()]
+        _CACHE["dirty"] = True
+    return public
+
+
 def sort_sources(sources: Sequence[str]) -> Tuple[str, ...]:
     """File-name order, as Espressif's generator reads a folder of certificates."""
     return tuple(sorted(sources, key=lambda p: (os.path.basename(p), p)))
@@ -89,14 +138,7 @@ def read_content(name: str, sources: Sequence[str], at_version: str,
             data = _read_file(path)
             if len(data) > pki.MAX_CONTENT:
                 raise ContentError(f"{len(data)} bytes; a certificate or key item holds at most {pki.MAX_CONTENT}", path)
-            try:
-                if kind == "key":
-                    public_keys.append(pki.public_key_bytes(pki.load_private_key(data).public_key()))
-                else:
-                    certs = pki.load_certificates(data)
-                    public_keys.append(pki.public_key_bytes(certs[0].public_key()))
-            except ContentError as err:
-                raise ContentError(err.message, path) from None
+            public_keys.append(_public_key_of(path, data, kind))
             lengths.append(len(data))
         spec = {"item_type": pki.item_type(kind, at_version), "files": [os.path.basename(p) for p in ordered]}
         return Content(KIND_PKI, pki.pki_size(lengths), spec, ordered, secret=(kind == "key"),
