@@ -356,7 +356,11 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--plugins", default="")
     p.add_argument("--sandbox", action="store_true")
     p.add_argument("--images", action="store_true")
+    p.add_argument("--input-cache", default="")
     args = p.parse_args(argv)
+    if args.input_cache:
+        from .content import use_input_cache
+        use_input_cache(args.input_cache)   # read only here: the scons process owns the file
     try:
         host = make_plugin_host([d for d in args.plugins.split(",") if d])
         registry = BoardRegistry()

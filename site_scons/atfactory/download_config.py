@@ -1,10 +1,13 @@
 """download.config: one line of flash options and ``offset path`` pairs (FORMATS.md §5)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import List, Tuple
 
 from .errors import FormatError
+
+_SPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True)
@@ -19,14 +22,14 @@ def encode_download_config(config: DownloadConfig) -> bytes:
     words = ["--flash_mode", config.flash_mode, "--flash_freq", config.flash_freq,
              "--flash_size", config.flash_size]
     for offset, path in config.entries:
-        if any(c.isspace() for c in path):
+        if _SPACE.search(path):
             raise FormatError(f"download.config: path {path!r} contains white space, which the format cannot hold")
         if offset < 0:
             raise FormatError(f"download.config: negative offset {offset} for {path!r}")
         words += [f"0x{offset:x}", path]
     for word in words:
         # The line is split on white space: every word must be one non-empty ASCII token.
-        if not word or any(c.isspace() for c in word) or not word.isascii():
+        if not word or _SPACE.search(word) or not word.isascii():
             raise FormatError(f"download.config: {word!r} cannot be written: values and paths must be "
                               "non-empty ASCII without white space")
     return (" ".join(words) + "\n").encode("ascii")

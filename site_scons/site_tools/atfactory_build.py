@@ -283,7 +283,8 @@ def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args)
     for c in range(chunks):
         command = [_sys.executable, "-m", "atfactory.devices", "--board", board.path, "--relative-to",
                    env.GetLaunchDir(), "--devices", os.path.abspath(csv_path), "--release", release,
-                   "--chunk", str(c), "--chunks", str(chunks)] + args
+                   "--chunk", str(c), "--chunks", str(chunks),
+                   "--input-cache", os.path.join(build_dir, ".atfactory", "inputs.json")] + args
         target = dev.chunk_ledger_path(release, c, chunks)
         ledgers += env.Command(target, [value, env.File(os.path.abspath(csv_path)), board_alias],
                                Action([command], cmdstr=f"{'DEVICES':<6} {board.id}: devices chunk {c + 1} of {chunks}"))
