@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """atfactory benchmarks: build times and peak memory, each against a baseline of the same run.
 
-    .venv/bin/python bench/run.py                      # the full run (about 5-10 minutes on 2 cores)
-    .venv/bin/python bench/run.py --quick              # smoke run: 3 repeats, 200 devices (< 2 minutes)
+    .venv/bin/python bench/run.py                      # the full run (5-6 minutes on this 2-core machine)
+    .venv/bin/python bench/run.py --quick              # smoke run: 3 repeats, 200 devices (about 75 s)
     .venv/bin/python bench/run.py --devices 1000,10000 # device counts of figure 4
     .venv/bin/python bench/run.py --figures 1,3        # only some figures (setup is always done)
 
@@ -15,15 +15,25 @@ per-device certificates of figure 4 and the server certificates of figure 3 are 
 Method
 ------
 * Every measured command is a fresh child process.  Wall time is ``time.perf_counter()`` around
-  the child (spawn to reap); peak memory is ``ru_maxrss`` of the rusage that ``os.wait4`` returns
-  for that child, which on Linux covers the child and every descendant it waited for (as
-  ``/usr/bin/time -v`` reports it).  SCons runs its builders in threads, so for an SCons build
-  this is the peak resident memory of the one scons process.
+  the child (spawn to reap).  Peak memory is the ``ru_maxrss`` of the command and every
+  descendant it waited for, reported by ``/usr/bin/time -f %M`` (or, where that is missing, by
+  a tiny Python wrapper from ``getrusage(RUSAGE_CHILDREN)``): the largest single process of the
+  tree.  The wrapper matters: a child forked straight from this process would inherit this
+  process's own high-water mark.  SCons runs its builders in threads, so for most builds this is
+  the scons process; figure 4 also samples /proc every 50 ms for the RSS summed over the tree.
+* Each run also records how busy the machine was with other processes meanwhile ("other load",
+  from /proc/stat less the child's own CPU time); a series whose median exceeds 0.25 CPU is
+  flagged as noisy.  Before starting, the script waits (``--wait-quiet``) for the machine to
+  be quiet.
 * Each measurement is repeated (``--repeat``, default 5; 3 with ``--quick``) and the median is
   reported; the measurement and its baseline are interleaved run by run, so that drift of the
   machine affects both alike.  One unmeasured warm-up run precedes each series (Python byte
   code of the copied site_scons, the page cache).
+  Sub-second measurements (figure 1, the profile experiment) are repeated 2n+1 times.
 * Every figure is a ratio against a baseline measured in the same run on the same machine.
+* The children cache Python byte code as a user's Python does, into the work folder
+  (PYTHONPYCACHEPREFIX), even where PYTHONDONTWRITEBYTECODE is set (as in some sandboxes:
+  row 1a' shows what that costs); nothing is written into the repository or the venv.
 
 Figures
 -------
@@ -38,7 +48,9 @@ Figures
     and the no-op rebuild; peak memory of the largest count vs the smallest
 5   cold build of a WROOM-32 with 16MB flash and firmware  vs  the same board with 4MB flash;
     reference: esptool's ``merge_bin`` of that 16MB image in-process in a fresh Python
-Profile: ``-X importtime`` and cProfile of the no-op rebuild of 1a (and of 1b), top costs.
+Profile: ``-X importtime`` (imports beyond those of the empty SConstruct, by package) and
+cProfile of the no-op rebuild of 1a (and of 1b), and one experiment: the no-op of 1a with
+``DefaultEnvironment(tools=[])`` put first in (a copy of) the SConstruct.
 """
 from __future__ import annotations
 
@@ -82,6 +94,18 @@ class Run:
     returncode: int
     output: str
     tree_peak_kb: int = 0     # sampled: the largest sum of RSS over the tree at one moment
+    other_cpu: float = 0.0    # CPUs kept busy by processes other than this one's tree, on average
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _busy_seconds() -> float:
+    """CPU seconds spent busy by the whole machine since boot (every core summed)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _TICK
 
 
 # The children's environment: set by main() (bytecode caching on, into the work folder).
@@ -114,17 +138,31 @@ def _tree_rss_kb(root: int) -> int:
     return total
 
 
+# Peak memory: ru_maxrss of a child forked from this (large) process starts at this process's
+# own peak (Linux carries the high-water mark across exec), so each command is started by a small
+# program that reports its own children's peak: /usr/bin/time, or a tiny Python if it is missing.
+TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+_WRAPPER = ("import resource, subprocess, sys\n"
+            "code = subprocess.call(sys.argv[2:])\n"
+            "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+            "sys.exit(code if code >= 0 else 128 - code)\n")
+
+
 def run(cmd, cwd, check=True, sample=False, env=None) -> Run:
-    """Run ``cmd`` in a fresh child; wall time and peak RSS of the child and its descendants.
+    """Run ``cmd`` in a fresh child: wall time (perf_counter around it) and peak RSS of the
+    command and its descendants (the largest single process, as /usr/bin/time -v reports it).
 
     ``sample``: also poll /proc every 50 ms for the RSS summed over the process tree (children
     running at the same time add up there, unlike in ru_maxrss)."""
     import threading
 
+    cmd = [str(c) for c in cmd]
     peak = [0]
-    with tempfile.TemporaryFile() as out:
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        launcher = [TIME, "-f", "%M", "-o", rss.name] if TIME else [PY, "-c", _WRAPPER, rss.name]
+        busy0 = _busy_seconds()
         t0 = time.perf_counter()
-        proc = subprocess.Popen([str(c) for c in cmd], cwd=str(cwd), stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(launcher + cmd, cwd=str(cwd), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env or ENV)
         done = threading.Event()
         if sample:
@@ -135,21 +173,77 @@ def run(cmd, cwd, check=True, sample=False, env=None) -> Run:
             sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
+        busy = _busy_seconds() - busy0
         done.set()
         if sample:
             sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
-    result = Run(seconds, usage.ru_maxrss, proc.returncode, text, max(peak[0], usage.ru_maxrss))
+        lines = [l for l in open(rss.name).read().splitlines() if l.strip().isdigit()]
+        maxrss = int(lines[-1]) if lines else 0
+    other = max(0.0, busy - usage.ru_utime - usage.ru_stime) / seconds
+    result = Run(seconds, maxrss, proc.returncode, text, max(peak[0], maxrss), other)
     if check and result.returncode != 0:
-        raise SystemExit(f"bench: command failed ({result.returncode}): {' '.join(map(str, cmd))}\n"
+        raise SystemExit(f"bench: command failed ({result.returncode}): {' '.join(cmd)}\n"
                          f"{text[-3000:]}")
     return result
 
 
+def timeline(cmd, cwd):
+    """One unmeasured run, its output lines timestamped and the RSS of its root process sampled:
+    (seconds, [(t, line)], [(t, rss_kb)])."""
+    import threading
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=ENV, text=True, bufsize=1)
+    lines, rss, done = [], [], threading.Event()
+
+    def poll():
+        while not done.wait(0.05):
+            try:
+                with open(f"/proc/{proc.pid}/statm") as f:
+                    rss.append((time.perf_counter() - t0, int(f.read().split()[1]) * PAGE_KB))
+            except (OSError, ValueError, IndexError):
+                pass
+    sampler = threading.Thread(target=poll, daemon=True)
+    sampler.start()
+    for line in proc.stdout:
+        lines.append((time.perf_counter() - t0, line.rstrip("\n")))
+    proc.wait()
+    done.set()
+    sampler.join()
+    return time.perf_counter() - t0, lines, rss
+
+
 def scons(cwd, *args, check=True, sample=False, env=None) -> Run:
     return run([PY, SCONS, "-Q", *args], cwd, check=check, sample=sample, env=env)
+
+
+def machine_load(seconds=1.0) -> float:
+    """CPUs kept busy by other processes over ``seconds`` (this process sleeps meanwhile)."""
+    busy0 = _busy_seconds()
+    time.sleep(seconds)
+    return (_busy_seconds() - busy0) / seconds
+
+
+def wait_quiet(limit_s: float, quiet=False):
+    """Wait (at most ``limit_s``) until other processes use less than 0.2 CPU."""
+    deadline = time.monotonic() + limit_s
+    load = machine_load()
+    if load >= 0.2 and not quiet:
+        log(f"waiting for the machine to be quiet (other processes use {load:.2f} CPU; at most {limit_s:.0f} s)")
+    while load >= 0.2 and time.monotonic() < deadline:
+        load = machine_load(2.0)
+    if load >= 0.2 and not quiet:
+        log(f"warning: other processes still use {load:.2f} CPU: the figures will be noisy")
+    return load
+
+
+def settle():
+    """Flush dirty pages (from the previous run's files and their removal) outside the timing."""
+    os.sync()
 
 
 def med(runs, attr="seconds"):
@@ -181,7 +275,8 @@ def fmt_mb(kb):
 def spread(runs, attr="seconds"):
     values = sorted(getattr(r, attr) for r in runs)
     if attr == "seconds":
-        return "[" + ", ".join(f"{v * 1000:.0f}" for v in values) + "] ms"
+        other = statistics.median(r.other_cpu for r in runs)
+        return "[" + ", ".join(f"{v * 1000:.0f}" for v in values) + f"] ms (other load {other:.2f} CPU)"
     return "[" + ", ".join(f"{v / 1024:.0f}" for v in values) + "] MB"
 
 
@@ -208,7 +303,23 @@ def machine_info():
     info["esptool"] = esptool.__version__
     info["cryptography"] = cryptography.__version__
     info["usr_bin_time"] = os.path.exists("/usr/bin/time")
+    info["code"] = code_version()
+    info["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return info
+
+
+def code_version():
+    """The commit measured, and whether the work tree had changes (the bench copies it as it is)."""
+    import hashlib
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout
+    head = git("rev-parse", "--short", "HEAD").strip() or "?"
+    changed = [l[3:] for l in git("status", "--porcelain", "--", "SConstruct", "site_scons", "boards", "plugins").splitlines()]
+    if not changed:
+        return head
+    digest = hashlib.sha256(git("diff", "HEAD", "--", "SConstruct", "site_scons", "boards", "plugins").encode()).hexdigest()[:8]
+    return f"{head} + uncommitted changes to {len(changed)} files (diff {digest}: {', '.join(changed)})"
 
 
 # --- certificates (cached) ------------------------------------------------------------------
@@ -409,6 +520,8 @@ class Bench:
         self.rows = []       # the final table
         self.results = {}    # everything, for last-run.json
         self.remarks = []    # anything that looked wrong
+        self.current = ""    # the figure being measured
+        self.retried = 0     # runs made again because the machine was busy
 
     def row(self, figure, measured, baseline, ratio, goal, met):
         self.rows.append((figure, measured, baseline, ratio, goal, met))
@@ -417,25 +530,54 @@ class Bench:
         self.remarks.append(text)
         log(f"  !! {text}")
 
-    def interleaved(self, *series):
-        """series: callables returning a Run; each run once per repeat, in turn."""
+    def fresh(self, name: str) -> Path:
+        """A new, never used folder for one run's outputs.  Nothing is deleted between runs: on
+        ext4, creating files soon after deleting many is slow (inode allocation skips and scans
+        recently deleted inodes), which made each repeat of figure 4 slower than the one before."""
+        self._fresh = getattr(self, "_fresh", 0) + 1
+        return self.work / "runs" / f"{name}-{self._fresh}"
+
+    def interleaved(self, *series, cheap=False):
+        """series: callables returning a Run; each run once per repeat, in turn.  ``cheap``: a
+        sub-second measurement, repeated 2n+1 times (its median is more exposed to noise)."""
         out = [[] for _ in series]
-        for _ in range(self.n):
+        for _ in range(2 * self.n + 1 if cheap else self.n):
             for i, fn in enumerate(series):
-                out[i].append(fn())
+                out[i].append(self.measure(fn))
+        self.check_load(out)
         return out
+
+    def measure(self, fn, retries=2):
+        """fn() -> Run; a run during which other processes kept the machine busy (another
+        session's test suite, say) is dropped and made again once the machine is quiet."""
+        result = fn()
+        for _ in range(retries):
+            if result.other_cpu <= 0.25:
+                break
+            self.retried += 1
+            wait_quiet(self.args.wait_quiet, quiet=True)
+            result = fn()
+        return result
+
+    def check_load(self, series):
+        worst = max(statistics.median(r.other_cpu for r in runs) for runs in series)
+        self.max_other = max(getattr(self, "max_other", 0.0), worst)
+        if worst > 0.25:
+            self.remark(f"{self.current}: other processes kept {worst:.2f} CPU busy (median) during a measurement: "
+                        "its figures are noisy; run again on a quiet machine")
 
     # 1 ------------------------------------------------------------------------------------
     def fig1(self, plain, fw):
+        self.current = "figure 1a"
         log("\n[1] no-op rebuild of WROOM-32 vs scons -Q on an empty SConstruct")
         empty = self.work / "empty"
         out_plain = self.work / "out-plain"
         scons(plain, "board=WROOM-32", f"build_dir={out_plain}")                 # build it
         scons(plain, "board=WROOM-32", f"build_dir={out_plain}")                 # warm-up
         scons(empty)
-        floor_py = [run([PY, "-c", "pass"], empty) for _ in range(self.n)]
+        floor_py = [run([PY, "-c", "pass"], empty) for _ in range(2 * self.n + 1)]
         noop, base = self.interleaved(lambda: scons(plain, "board=WROOM-32", f"build_dir={out_plain}"),
-                                      lambda: scons(empty))
+                                      lambda: scons(empty), cheap=True)
         self._check_noop(noop, "1a")
         ratio = med(noop) / med(base)
         log(f"  no-op WROOM-32      median {fmt_s(med(noop))} {spread(noop)}  peak {fmt_mb(med(noop, 'maxrss_kb'))}")
@@ -453,7 +595,7 @@ class Bench:
             nobc.pop("PYTHONPYCACHEPREFIX", None)   # as here: site_scons compiled at every run
             nb_noop, nb_base = self.interleaved(
                 lambda: scons(plain, "board=WROOM-32", f"build_dir={out_plain}", env=nobc),
-                lambda: scons(empty, env=nobc))
+                lambda: scons(empty, env=nobc), cheap=True)
             r = med(nb_noop) / med(nb_base)
             log(f"  with PYTHONDONTWRITEBYTECODE=1 (as set in this environment): no-op {fmt_s(med(nb_noop))}, "
                 f"empty {fmt_s(med(nb_base))}, ratio {r:.2f}x")
@@ -462,11 +604,12 @@ class Bench:
                      f"{r:.2f}x", "(info)", None)
 
     def fig1b(self, fw, out_all):
+        self.current = "figure 1b"
         log("\n[1b] no-op rebuild of WROOM-32 with firmware (factory image) vs the empty SConstruct")
         empty = self.work / "empty"
         scons(fw, "board=WROOM-32", f"build_dir={out_all}")   # warm-up
         noop, base = self.interleaved(lambda: scons(fw, "board=WROOM-32", f"build_dir={out_all}"),
-                                      lambda: scons(empty))
+                                      lambda: scons(empty), cheap=True)
         self._check_noop(noop, "1b")
         ratio = med(noop) / med(base)
         log(f"  no-op WROOM-32+fw   median {fmt_s(med(noop))} {spread(noop)}  peak {fmt_mb(med(noop, 'maxrss_kb'))}")
@@ -485,31 +628,30 @@ class Bench:
 
     # 2 ------------------------------------------------------------------------------------
     def fig2(self, fw, boards, out_all):
+        self.current = "figure 2"
         log(f"\n[2] cold scons board=all -j2 with firmware ({len(boards)} boards) vs one esptool merge-bin per board")
-        cold = self.work / "out-cold"
         first = scons(fw, "board=all", "-j2", f"build_dir={out_all}")   # warm-up; its download.configs feed the script
         lines = built_lines(first.output)
         log(f"  warm-up build: {len(lines)} targets, {fmt_s(first.seconds)}")
-        script, script_p2, outdir = self._merge_scripts(boards, out_all)
+        script, script_p2 = self._merge_scripts(boards, out_all)
+        last = {}
 
         def cold_build():
-            shutil.rmtree(cold, ignore_errors=True)
-            return scons(fw, "board=all", "-j2", f"build_dir={cold}")
+            settle()
+            return scons(fw, "board=all", "-j2", f"build_dir={self.fresh('cold')}")
 
-        def by_hand():
-            shutil.rmtree(outdir, ignore_errors=True)
-            outdir.mkdir()
-            return run(["bash", script], self.work)
+        def by_hand(which):
+            def go():
+                last["dir"] = self.fresh("script")
+                last["dir"].mkdir(parents=True)
+                settle()
+                return run(["bash", which, last["dir"]], self.work)
+            return go
 
-        def by_hand_p2():
-            shutil.rmtree(outdir, ignore_errors=True)
-            outdir.mkdir()
-            return run(["bash", script_p2], self.work)
-
-        series = [cold_build, by_hand] + ([] if self.args.quick else [by_hand_p2])
+        series = [cold_build, by_hand(script)] + ([] if self.args.quick else [by_hand(script_p2)])
         results = self.interleaved(*series)
         builds, hand = results[0], results[1]
-        self._compare_images(boards, out_all, outdir)
+        self._compare_images(boards, out_all, last["dir"])
         ratio = med(builds) / med(hand)
         log(f"  scons board=all -j2      median {fmt_s(med(builds))} {spread(builds)}  peak {fmt_mb(med(builds, 'maxrss_kb'))}")
         log(f"  esptool script ({len(boards)} procs) median {fmt_s(med(hand))} {spread(hand)}  peak {fmt_mb(med(hand, 'maxrss_kb'))}")
@@ -528,25 +670,27 @@ class Bench:
                      f"{ratio2:.2f}x", "-", None)
 
     def _merge_scripts(self, boards, out_all):
-        outdir = self.work / "script-out"
         commands = []
         for board_id, chip in sorted(boards.items()):
             release = out_all / board_id
             options, entries = parse_download_config(release / "download.config")
-            words = [PY, "-m", "esptool", "--chip", chip, "merge-bin", "-o", str(outdir / f"factory_{board_id}.bin"),
+            words = [PY, "-m", "esptool", "--chip", chip, "merge-bin", "-o", f"factory_{board_id}.bin",
                      "--flash-mode", options["flash_mode"], "--flash-freq", options["flash_freq"],
                      "--flash-size", options["flash_size"], "--pad-to-size", options["flash_size"]]
             for offset, rel in entries:
                 words += [f"0x{offset:x}", str(release / rel)]
-            commands.append(" ".join(shlex.quote(w) for w in words))
+            words = [shlex.quote(w) for w in words]
+            words[words.index("-o") + 1] = f'"$OUT"/factory_{board_id}.bin'   # the output folder: $1 of the script
+            commands.append(" ".join(words))
         script = self.work / "merge_all.sh"
-        script.write_text("#!/bin/bash\n# one esptool merge-bin per board, as a user would script it\nset -e\n"
+        script.write_text("#!/bin/bash\n# one esptool merge-bin per board, as a user would script it\nset -e\nOUT=\"$1\"\n"
                           + "\n".join(c + " >/dev/null" for c in commands) + "\n")
         cmds = self.work / "merge_commands.txt"
         cmds.write_text("\n".join(c + " >/dev/null" for c in commands) + "\n")
         script_p2 = self.work / "merge_all_p2.sh"
-        script_p2.write_text(f"#!/bin/bash\nset -e\nxargs -d '\\n' -P 2 -n 1 bash -c < {shlex.quote(str(cmds))}\n")
-        return script, script_p2, outdir
+        script_p2.write_text("#!/bin/bash\nset -e\nexport OUT=\"$1\"\n"
+                             f"xargs -d '\\n' -P 2 -n 1 bash -c < {shlex.quote(str(cmds))}\n")
+        return script, script_p2
 
     def _compare_images(self, boards, out_all, outdir):
         differ = []
@@ -565,6 +709,7 @@ class Bench:
 
     # 3 ------------------------------------------------------------------------------------
     def fig3(self, fw, out_all, pairs):
+        self.current = "figure 3"
         log("\n[3] board=all -j2 after replacing WROOM-32's server certificate/key vs the no-op of the same tree")
         scons(fw, "board=all", "-j2", f"build_dir={out_all}")   # up to date (warm-up)
         state = {"tag": "a"}
@@ -591,11 +736,17 @@ class Bench:
         for t in targets:
             log(f"    {t}")
         self.results["3"] = {"rebuild_s": med(rebuilds), "noop_s": med(noops), "ratio": ratio, "targets": targets}
+        # Only targets of WROOM-32 and of ACME-W32 (which extends it) that depend on the pair.
+        affected = ("/WROOM-32/", "/ACME-W32/", "of WROOM-32", "of ACME-W32")
+        unrelated = {"TABLE", "CONFIG", "MAP", "PARAM", "GATT", "COPY", "CUT", "RAW", "PLUGIN"}
+        only = bool(targets) and all(
+            t.split()[0] not in unrelated and any(a in "/" + t.split(None, 1)[1] for a in affected) for t in targets)
         self.row("3  board=all after 1 cert/key change", fmt_s(med(rebuilds)), f"{fmt_s(med(noops))} no-op board=all",
-                 f"{ratio:.2f}x", f"only its targets ({len(targets)} rebuilt)", None)
+                 f"{ratio:.2f}x", f"only its targets ({len(targets)} rebuilt)", only)
 
     # 4 ------------------------------------------------------------------------------------
     def fig4(self, plain, counts):
+        self.current = "figure 4"
         log(f"\n[4] per-device builds: scons board=WROOM-32 devices=CSV -j2, {', '.join(map(str, counts))} devices")
         made = device_certs(max(counts))
         if made:
@@ -618,14 +769,20 @@ class Bench:
         for n in counts:
             csv = devices_csv(n)
             runs, spent = [], 0.0
-            out = self.work / f"out-dev-{n}"
+            last = {}
+
+            def cold():
+                last["out"] = self.fresh(f"dev{n}")
+                settle()
+                return scons(plain, "board=WROOM-32", f"devices={csv}", f"build_dir={last['out']}", "-j2", sample=True)
             for i in range(self.n):
-                shutil.rmtree(out, ignore_errors=True)
-                r = scons(plain, "board=WROOM-32", f"devices={csv}", f"build_dir={out}", "-j2", sample=True)
+                r = self.measure(cold)
                 runs.append(r)
                 spent += r.seconds
                 if spent > budget:
                     break
+            self.check_load([runs])
+            out = last["out"]
             files = sum(len(f) for _, _, f in os.walk(out / "WROOM-32" / "devices"))
             labels = {}
             for label, _ in built_lines(runs[-1].output):
@@ -634,19 +791,21 @@ class Bench:
             rebuilt = built_lines(noop.output)
             if rebuilt:
                 self.remark(f"figure 4: the no-op rebuild of {n} devices built {len(rebuilt)} targets")
+            phases = self._device_phases(plain, csv, n)
             rate = n / med(runs)
             rss, tree = med(runs, "maxrss_kb"), med(runs, "tree_peak_kb")
             per_size[n] = {"seconds": med(runs), "runs": len(runs), "all_s": [r.seconds for r in runs],
                            "devices_per_s": rate, "maxrss_kb": rss, "tree_peak_kb": tree,
                            "device_files": files, "targets": labels, "noop_s": noop.seconds,
-                           "noop_maxrss_kb": noop.maxrss_kb}
+                           "noop_maxrss_kb": noop.maxrss_kb, "phases": phases}
             log(f"  {n:>6} devices: median {fmt_s(med(runs))} {spread(runs)} ({len(runs)} runs), {rate:.0f} devices/s; "
                 f"peak {fmt_mb(rss)} largest process, {fmt_mb(tree)} whole tree (sampled); "
                 f"{files} files under devices/; targets {labels}")
             log(f"          no-op rebuild {fmt_s(noop.seconds)}, peak {fmt_mb(noop.maxrss_kb)}")
             self.row(f"4  devices={n} -j2 (cold)", f"{fmt_s(med(runs))} = {rate:.0f} dev/s",
                      f"{fmt_s(self.noop_s)} no-op 1a", f"{med(runs) / self.noop_s:.1f}x; {rate / GOAL_DEVICES_PER_S:.2f}x goal",
-                     f">= {GOAL_DEVICES_PER_S:.0f} dev/s", rate >= GOAL_DEVICES_PER_S)
+                     f">= {GOAL_DEVICES_PER_S:.0f} dev/s" + ("" if n >= 1000 else " (for >= 1000)"),
+                     rate >= GOAL_DEVICES_PER_S if n >= 1000 else None)
             self.row(f"4  devices={n}: peak memory", f"{fmt_mb(rss)} (tree {fmt_mb(tree)})",
                      f"{fmt_mb(self.results['1a']['noop_maxrss_kb'])} no-op 1a", f"{rss / self.results['1a']['noop_maxrss_kb']:.2f}x",
                      "-", None)
@@ -667,14 +826,43 @@ class Bench:
             per_size["marginal_devices_per_s"] = marginal
         self.results["4"] = per_size
 
+    def _device_phases(self, plain, csv, n):
+        """Where the time of a cold devices build goes, from one extra timestamped run."""
+        out = self.fresh(f"dev{n}-timeline")
+        settle()
+        total, lines, rss = timeline([PY, SCONS, "-Q", "board=WROOM-32", f"devices={csv}", f"build_dir={out}", "-j2"], plain)
+        labelled = [(t, m.group(1)) for t, l in lines for m in [LABEL_LINE.match(l)] if m]
+        if not labelled:
+            return {}
+        first = labelled[0][0]
+        dev = [t for t, label in labelled if label == "DEVICES"]
+        ledger = [t for t, label in labelled if label == "LEDGER"]
+        chunks_from = dev[0] if dev else first
+        ledger_at = ledger[0] if ledger else total
+
+        def rss_until(t):
+            return max((kb for at, kb in rss if at <= t), default=0)
+        phases = {"total_s": total, "startup_and_check_s": first, "board_partitions_s": chunks_from - first,
+                  "device_chunks_s": ledger_at - chunks_from, "ledger_s": total - ledger_at,
+                  "scons_rss_after_check_kb": rss_until(first), "scons_rss_before_ledger_kb": rss_until(ledger_at),
+                  "scons_rss_peak_kb": max((kb for _, kb in rss), default=0)}
+        log(f"  {n:>6} devices, one timestamped run ({fmt_s(total)}): startup + board + device check "
+            f"{fmt_s(first)} (scons at {fmt_mb(phases['scons_rss_after_check_kb'])}), board partitions "
+            f"{fmt_s(phases['board_partitions_s'])}, device chunks {fmt_s(phases['device_chunks_s'])} "
+            f"(scons at {fmt_mb(phases['scons_rss_before_ledger_kb'])}), ledger {fmt_s(phases['ledger_s'])} "
+            f"(scons peak {fmt_mb(phases['scons_rss_peak_kb'])})")
+        return phases
+
     # 5 ------------------------------------------------------------------------------------
     def fig5(self, fw):
+        self.current = "figure 5"
         log("\n[5] cold build of WROOM-32 at 16MB with firmware vs the same board at 4MB")
-        outs = {size: self.work / f"out-{size}" for size in ("16MB", "4MB")}
+        outs = {}
 
         def build(size):
             def go():
-                shutil.rmtree(outs[size], ignore_errors=True)
+                outs[size] = self.fresh(size)
+                settle()
                 return scons(fw, f"board=bench_boards/BENCH-{size}.toml", f"build_dir={outs[size]}", "-j2")
             return go
 
@@ -699,9 +887,10 @@ class Bench:
                 "                     flash_size=s['size'], format='raw', pad_to_size=s['size'])\n"
                 "    print(json.dumps({'merge_s': time.perf_counter() - t, 'bytes': len(data)}))\n"
                 "    open(s['out'], 'wb').write(data)\n")
-        refs = [run([PY, "-c", code, json.dumps(spec)], self.work) for _ in range(self.n)]
+        refs = [self.measure(lambda: run([PY, "-c", code, json.dumps(spec)], self.work)) for _ in range(self.n)]
         merge_s = statistics.median(json.loads(r.output.strip().splitlines()[-1])["merge_s"] for r in refs)
-        floor = [run([PY, "-c", code, json.dumps({**spec, "merge": False})], self.work) for _ in range(self.n)]
+        floor = [self.measure(lambda: run([PY, "-c", code, json.dumps({**spec, "merge": False})], self.work))
+                 for _ in range(self.n)]
         same = Path(spec["out"]).read_bytes() == image16.read_bytes()
         if not same:
             self.remark("figure 5: the build's 16MB factory image differs from esptool merge_bin's")
@@ -726,47 +915,98 @@ class Bench:
 
     # profile ------------------------------------------------------------------------------
     def profile(self, plain, fw, out_all):
-        log("\n[profile] no-op rebuild of WROOM-32: -X importtime and cProfile")
+        self.current = "profile experiment"
+        log("\n[profile] no-op rebuild of WROOM-32: -X importtime, cProfile, one experiment")
         out_plain = self.work / "out-plain"
+        empty = self.work / "empty"
         cases = [("no firmware (1a)", plain, out_plain)]
         if not self.args.quick:
             cases.append(("with firmware (1b)", fw, out_all))
         self.results["profile"] = {}
+        floor = importtime(run([PY, "-X", "importtime", SCONS, "-Q"], empty).output)
         for name, tree, out in cases:
-            imp = run([PY, "-X", "importtime", SCONS, "-Q", "board=WROOM-32", f"build_dir={out}"], tree)
-            rows = []
-            for line in imp.output.splitlines():
-                m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)", line)
-                if m:
-                    rows.append((int(m.group(1)), int(m.group(2)), len(m.group(3)) // 2, m.group(4)))
-            total_us = sum(r[0] for r in rows)
-            top = sorted((r for r in rows if r[2] == 0), key=lambda r: -r[1])[:12]
-            log(f"  {name}: imports {total_us / 1000:.0f} ms in total ({len(rows)} modules; under -X importtime)")
-            log("    top-level imports by cumulative time:")
-            for self_us, cum_us, _, mod in top:
-                log(f"      {cum_us / 1000:7.1f} ms  {mod}")
+            rows = importtime(run([PY, "-X", "importtime", SCONS, "-Q", "board=WROOM-32", f"build_dir={out}"], tree).output)
+            total_us = sum(r[0] for r in rows.values())
+            extra = {mod: r for mod, r in rows.items() if mod not in floor}
+            groups = {}
+            for mod, (self_us, _, _) in extra.items():
+                top = mod.split(".")[0]
+                groups[top] = groups.get(top, 0) + self_us
+            log(f"  {name}: imports {total_us / 1000:.0f} ms ({len(rows)} modules) under -X importtime; "
+                f"the empty SConstruct imports {sum(r[0] for r in floor.values()) / 1000:.0f} ms ({len(floor)} modules)")
+            log(f"    imported beyond the empty SConstruct: {sum(r[0] for r in extra.values()) / 1000:.0f} ms in "
+                f"{len(extra)} modules, by package (self times summed):")
+            for top, us in sorted(groups.items(), key=lambda g: -g[1])[:10]:
+                log(f"      {us / 1000:7.1f} ms  {top}")
+            top_self = sorted(extra.items(), key=lambda r: -r[1][0])[:10]
+            log("    slowest of those modules (self time):")
+            for mod, (self_us, cum_us, _) in top_self:
+                log(f"      {self_us / 1000:7.1f} ms  {mod}")
             prof = self.work / f"noop-{len(self.results['profile'])}.prof"
             cp = run([PY, "-m", "cProfile", "-o", prof, SCONS, "-Q", "board=WROOM-32", f"build_dir={out}"], tree)
             stats = pstats.Stats(str(prof))
             entries = []
             for (path, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
                 entries.append((tt, ct, nc, short(path, line, func)))
-            by_tt = sorted(entries, key=lambda e: -e[0])[:15]
-            by_ct = sorted(entries, key=lambda e: -e[1])[:40]
-            log(f"    cProfile: {stats.total_tt * 1000:.0f} ms profiled (wall {fmt_s(cp.seconds)} under the profiler)")
+            noise = ("<frozen importlib", "builtins.exec", "builtins.__import__", "_call_with_frames_removed",
+                     "builtins.__build_class__", ".venv/bin/scons", "Main.py:1481(main)", "Main.py:1419(_exec_main)")
+            by_tt = sorted(entries, key=lambda e: -e[0])[:12]
+            by_ct = [e for e in sorted(entries, key=lambda e: -e[1]) if not any(n in e[3] for n in noise)][:30]
+            log(f"    cProfile: {stats.total_tt * 1000:.0f} ms profiled (wall {fmt_s(cp.seconds)} under the profiler; "
+                "profiled times run about 1.3x the real ones)")
             log("    functions by own time:")
             for tt, ct, nc, where in by_tt:
                 log(f"      {tt * 1000:7.1f} ms own {ct * 1000:7.1f} ms cum {nc:>7} calls  {where}")
-            log("    functions by cumulative time:")
+            log("    functions by cumulative time (import machinery left out):")
             for tt, ct, nc, where in by_ct:
                 log(f"      {ct * 1000:7.1f} ms cum {tt * 1000:7.1f} ms own {nc:>7} calls  {where}")
             self.results["profile"][name] = {
                 "imports_total_ms": total_us / 1000,
-                "top_imports_ms": [(mod, cum / 1000) for _, cum, _, mod in top],
+                "imports_beyond_empty_ms": sum(r[0] for r in extra.values()) / 1000,
+                "imports_beyond_empty_by_package_ms": {k: v / 1000 for k, v in groups.items()},
                 "profiled_ms": stats.total_tt * 1000,
                 "by_own_ms": [(w, tt * 1000, nc) for tt, _, nc, w in by_tt],
                 "by_cum_ms": [(w, ct * 1000, nc) for _, ct, nc, w in by_ct],
             }
+        # Experiment: SCons makes its default environment, with every default tool (compilers
+        # detected by running them), when the SConstruct first calls a global such as Decider();
+        # the empty SConstruct pays for it too, at the end of the run.
+        log("  experiment: DefaultEnvironment(tools=[]) as the first line of the SConstruct")
+        if "DefaultEnvironment(" in (plain / "SConstruct").read_text():
+            log("    skipped: the SConstruct already makes its default environment itself")
+            return
+        lean = self.work / "plain-lean"
+        shutil.copytree(plain, lean)
+        (lean / "SConstruct").write_text("DefaultEnvironment(tools=[])\n" + (plain / "SConstruct").read_text())
+        lean_empty = self.work / "empty-lean"
+        lean_empty.mkdir()
+        (lean_empty / "SConstruct").write_text("DefaultEnvironment(tools=[])\n")
+        out_lean = self.work / "out-lean"
+        scons(lean, "board=WROOM-32", f"build_dir={out_lean}")
+        scons(lean, "board=WROOM-32", f"build_dir={out_lean}")
+        scons(lean_empty)
+        noop, noop_lean, base, base_lean = self.interleaved(
+            lambda: scons(plain, "board=WROOM-32", f"build_dir={out_plain}"),
+            lambda: scons(lean, "board=WROOM-32", f"build_dir={out_lean}"),
+            lambda: scons(empty), lambda: scons(lean_empty), cheap=True)
+        log(f"    no-op 1a {fmt_s(med(noop))} -> {fmt_s(med(noop_lean))} ({(med(noop) - med(noop_lean)) * 1000:+.0f} ms saved); "
+            f"empty SConstruct {fmt_s(med(base))} -> {fmt_s(med(base_lean))}; ratio to the usual empty SConstruct "
+            f"{med(noop_lean) / med(base):.2f}x")
+        self.results["profile"]["experiment_default_env"] = {
+            "noop_s": med(noop), "noop_lean_s": med(noop_lean), "empty_s": med(base), "empty_lean_s": med(base_lean)}
+        self.row("P  (info) 1a with DefaultEnvironment(tools=[])", fmt_s(med(noop_lean)),
+                 f"{fmt_s(med(base))} empty SConstruct", f"{med(noop_lean) / med(base):.2f}x", "<= 1.5x",
+                 med(noop_lean) / med(base) <= 1.5)
+
+
+def importtime(text):
+    """module -> (self us, cumulative us, depth) from -X importtime output."""
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)", line)
+        if m:
+            rows[m.group(4)] = (int(m.group(1)), int(m.group(2)), len(m.group(3)) // 2)
+    return rows
 
 
 def short(path, line, func):
@@ -780,6 +1020,7 @@ def short(path, line, func):
 
 
 def print_table(rows):
+    rows = sorted(rows, key=lambda r: r[0].split()[0])   # by figure; stable within a figure
     head = ("figure", "measured (median)", "baseline (median)", "ratio", "goal", "met?")
     cells = [head] + [(f, m, b, r, g, "-" if ok is None else ("yes" if ok else "NO")) for f, m, b, r, g, ok in rows]
     widths = [max(len(str(c[i])) for c in cells) for i in range(len(head))]
@@ -799,13 +1040,17 @@ def main():
     ap.add_argument("--repeat", type=int, help="repeats per measurement (default 5; --quick 3)")
     ap.add_argument("--figures", default="1,2,3,4,5,profile", help="which figures to run (default all)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    ap.add_argument("--wait-quiet", type=float, default=60.0, metavar="S",
+                    help="wait at most S seconds for other processes to go quiet before starting (default 60)")
     args = ap.parse_args()
     args.repeat = args.repeat or (3 if args.quick else 5)
     counts = [int(x) for x in (args.devices or ("200" if args.quick else "1000,10000")).split(",") if x.strip()]
     figures = {f.strip() for f in args.figures.split(",")}
     started = time.perf_counter()
 
+    quiet = wait_quiet(args.wait_quiet)
     info = machine_info()
+    info["other_load_at_start"] = f"{quiet:.2f} CPU"
     log("atfactory bench: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     log(f"repeats {args.repeat}; medians reported; python {PY}; scons {SCONS}")
     CACHE.mkdir(exist_ok=True)
@@ -846,16 +1091,20 @@ def main():
         else:
             shutil.rmtree(work, ignore_errors=True)
     elapsed = time.perf_counter() - started
+    info["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     log(f"\nResults ({args.repeat} repeats, medians; {info['nproc']} CPUs {info['cpu_model']}; "
-        f"Python {info['python']}, SCons {info['scons']}, esptool {info['esptool']}; total {elapsed:.0f} s)\n")
+        f"Python {info['python']}, SCons {info['scons']}, esptool {info['esptool']}; total {elapsed:.0f} s; "
+        f"code {info['code']})\n")
     print_table(bench.rows)
+    if bench.retried:
+        log(f"\n{bench.retried} runs were made again because other processes kept the machine busy during them.")
     if bench.remarks:
         log("\nLooked wrong:")
         for r in bench.remarks:
             log(f"  - {r}")
     (CACHE / "last-run.json").write_text(json.dumps(
         {"when": datetime.datetime.now().isoformat(timespec="seconds"), "machine": info, "args": vars(args),
-         "elapsed_s": elapsed, "results": bench.results, "remarks": bench.remarks,
+         "elapsed_s": elapsed, "retried": bench.retried, "results": bench.results, "remarks": bench.remarks,
          "table": [list(r) for r in bench.rows]}, indent=2, default=str))
 
 

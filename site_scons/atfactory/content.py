@@ -81,13 +81,15 @@ def save_input_cache() -> None:
         _CACHE["dirty"] = False
 
 
-def _public_key_of(path: str, data: bytes, kind: str) -> bytes:
-    try:
-        st = os.stat(path)
-        stamp = f"{kind}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
-    except OSError:
-        stamp = None
-    entry = _CACHE["entries"].get(path) if _CACHE["path"] else None
+def _public_key_of(path: str, data: bytes, kind: str, cache: bool = True) -> bytes:
+    stamp = None
+    if cache and _CACHE["path"]:
+        try:
+            st = os.stat(path)
+            stamp = f"{kind}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+        except OSError:
+            pass
+    entry = _CACHE["entries"].get(path) if stamp else None
     if stamp and entry and entry[0] == stamp:
         return bytes.fromhex(entry[1])
     try:
@@ -109,8 +111,12 @@ def sort_sources(sources: Sequence[str]) -> Tuple[str, ...]:
 
 
 def read_content(name: str, sources: Sequence[str], at_version: str,
-                 factory_param_values: Optional[dict] = None) -> Optional[Content]:
-    """Check the inputs of partition ``name``; None when it has no content. Raises ContentError."""
+                 factory_param_values: Optional[dict] = None, cache: bool = True,
+                 parse: bool = True) -> Optional[Content]:
+    """Check the inputs of partition ``name``; None when it has no content. Raises ContentError.
+
+    ``cache=False`` keeps per-device files (tens of thousands) out of the input cache;
+    ``parse=False`` skips parsing certificates and keys (for inputs already checked)."""
     if name == "factory_param":
         if sources:
             raise ContentError("factory_param is built from the [factory_param] table; remove its source")
@@ -138,11 +144,12 @@ def read_content(name: str, sources: Sequence[str], at_version: str,
             data = _read_file(path)
             if len(data) > pki.MAX_CONTENT:
                 raise ContentError(f"{len(data)} bytes; a certificate or key item holds at most {pki.MAX_CONTENT}", path)
-            public_keys.append(_public_key_of(path, data, kind))
+            if parse:
+                public_keys.append(_public_key_of(path, data, kind, cache))
             lengths.append(len(data))
         spec = {"item_type": pki.item_type(kind, at_version), "files": [os.path.basename(p) for p in ordered]}
         return Content(KIND_PKI, pki.pki_size(lengths), spec, ordered, secret=(kind == "key"),
-                       public_keys=tuple(public_keys))
+                       public_keys=tuple(public_keys) if parse else None)
     if not sources:
         return None
     if len(sources) != 1:

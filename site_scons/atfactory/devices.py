@@ -102,7 +102,10 @@ def read_columns(path: str, board, plugin_tables) -> Columns:
 class DeviceMaker:
     """Turns rows into device outputs, checking each like a board."""
 
-    def __init__(self, prepared, csv_path: str, plugin_tables=None):
+    def __init__(self, prepared, csv_path: str, plugin_tables=None, checked: bool = False):
+        """``checked``: every row passed check_devices already (chunk processes): certificates
+        and keys are not parsed again."""
+        self.checked = checked
         self.prepared = prepared
         self.board = prepared.board
         self.csv_path = os.path.abspath(csv_path)
@@ -172,7 +175,7 @@ class DeviceMaker:
                 continue
             sources = [os.path.normpath(os.path.join(self.csv_dir, s.strip())) for s in cell.split(";") if s.strip()]
             try:
-                content = read_content(name, sources, board.at_version)
+                content = read_content(name, sources, board.at_version, cache=False, parse=not self.checked)
             except ContentError as err:
                 fail(name, err.message, display_path(err.path) if err.path else cell)
                 continue
@@ -182,7 +185,8 @@ class DeviceMaker:
                 continue
             data = b"".join(open(s, "rb").read() for s in content.sources)
             digests[name] = hashlib.sha256(data).hexdigest()
-            public_keys[name] = content.public_keys
+            if content.public_keys is not None:
+                public_keys[name] = content.public_keys
             files[art.partition_path(name)] = (art.render_artifact(content.kind, content.spec, content.sources),
                                               content.secret)
         for use in ("server", "client", "mqtt", "wpa2"):
@@ -284,11 +288,10 @@ def inputs_digest(csv_path: str, maker: DeviceMaker) -> str:
     return h.hexdigest()
 
 
-def build_chunk(maker: DeviceMaker, release_dir: str, chunk: int, chunks: int, images: bool) -> List[dict]:
-    """Write the outputs of rows chunk, chunk + chunks, ...; return their ledger entries."""
+def build_chunk(maker: DeviceMaker, release_dir: str, chunk: int, chunks: int, images: bool):
+    """Write the outputs of rows chunk, chunk + chunks, ...; yield their ledger entries."""
     board = maker.board
     planned = [a for a in art.plan_board(board, maker.prepared.firmware) if a.offset is not None]
-    ledger = []
     for n, (line, row) in enumerate(maker.rows()):
         if n % chunks != chunk:
             continue
@@ -318,22 +321,45 @@ def build_chunk(maker: DeviceMaker, release_dir: str, chunk: int, chunks: int, i
             rel = art.factory_image_path(board)
             write_atomic(os.path.join(folder, rel), image, secret=any(s for _, s in files.values()))
             hashes[rel] = hashlib.sha256(image).hexdigest()
-        ledger.append({"device_id": device_id, "line": line, "outputs": hashes})
-    return ledger
+        yield {"device_id": device_id, "line": line, "outputs": hashes}
 
 
 def chunk_ledger_path(release_dir: str, chunk: int, chunks: int) -> str:
     return os.path.join(release_dir, DEVICES_DIR, f".chunk-{chunk}-of-{chunks}.json")
 
 
+def _chunk_entries(path: str):
+    with open(path, encoding="utf-8") as f:
+        for text in f:
+            if text.strip():
+                yield json.loads(text)
+
+
 def write_ledger(board, release_dir: str, chunks: int, out_path: str) -> None:
-    entries = []
-    for c in range(chunks):
-        with open(chunk_ledger_path(release_dir, c, chunks), encoding="utf-8") as f:
-            entries += json.load(f)
-    entries.sort(key=lambda e: e["line"])
-    doc = {"board": board.id, "module": board.module_name, "devices": entries}
-    write_atomic(out_path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    """devices.json, streamed: chunk ledgers are each in CSV order, so a merge keeps memory flat."""
+    import heapq
+    import tempfile
+
+    folder = os.path.dirname(out_path)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(out_path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(json.dumps({"board": board.id, "module": board.module_name})[:-1] + ', "devices": [\n')
+            streams = [_chunk_entries(chunk_ledger_path(release_dir, c, chunks)) for c in range(chunks)]
+            for n, entry in enumerate(heapq.merge(*streams, key=lambda e: e["line"])):
+                out.write((",\n" if n else "") + json.dumps(entry, sort_keys=True))
+            out.write("\n]}\n")
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, out_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    from .fsutil import _UMASK
+    return _UMASK
 
 
 # --- the chunk worker: python -m atfactory.devices ----------------------------------------------
@@ -368,10 +394,14 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         tables = host.board_tables()
         prepared = prepare_board(args.board, registry, host, relative_to=args.relative_to,
                                  firmware_override=args.firmware or None, extra_tables=tables, sandbox=args.sandbox)
-        maker = DeviceMaker(prepared, args.devices, tables)
-        ledger = build_chunk(maker, args.release, args.chunk, args.chunks, args.images)
-        write_atomic(chunk_ledger_path(args.release, args.chunk, args.chunks),
-                     (json.dumps(ledger, sort_keys=True) + "\n").encode("utf-8"))
+        maker = DeviceMaker(prepared, args.devices, tables, checked=True)
+        path = chunk_ledger_path(args.release, args.chunk, args.chunks)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        partial = path + ".partial"
+        with open(partial, "w", encoding="utf-8") as out:   # one JSON line per device, streamed
+            for entry in build_chunk(maker, args.release, args.chunk, args.chunks, args.images):
+                out.write(json.dumps(entry, sort_keys=True) + "\n")
+        os.replace(partial, path)
     except BoardError as err:
         for problem in err.problems[:MAX_PROBLEMS]:
             sys.stderr.write(f"atfactory: error: {problem}\n")
