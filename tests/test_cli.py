@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -181,7 +179,6 @@ def test_verify_catches_esp8266_size_encoded_the_esp32_way(built, capsys, tmp_pa
 
 def test_verify_warns_on_expiring_certificate(built, capsys, tmp_path):
     import datetime
-    from atfactory.prepare import prepare_board
     from atfactory.verify import load_flash, verify_flash
     data, doc = load_flash(str(image_of(built, "WROOM-32")))
     prepared = board_of("WROOM-32")

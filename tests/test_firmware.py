@@ -12,7 +12,7 @@ from esptool.logger import log
 from esptool.targets import CHIP_DEFS
 
 from atfactory.download_config import decode_download_config
-from conftest import REPO, load_board, run_scons, write
+from conftest import load_board, run_scons, write
 from firmware_factory import make_factory_image, make_release
 
 BOARDS = ["WROOM-32", "ESP32C3-MINI-1", "ESP32S2-WROOM", "WROOM-02"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -154,8 +152,8 @@ def test_valid_until(tmp_path, until, ok):
         assert r.returncode == 0, r.stderr
         return
     assert r.returncode == 2
-    assert (f'rel.toml: release.valid_until = "2046-01-02": certificate CN=atfactory-dev-server,O=atfactory '
-            f'development (not for production) in server_cert (server.crt) expires 2046-01-01, before this date') in r.stderr
+    assert ('rel.toml: release.valid_until = "2046-01-02": certificate CN=atfactory-dev-server,O=atfactory '
+            'development (not for production) in server_cert (server.crt) expires 2046-01-01, before this date') in r.stderr
     assert not (tmp_path / "out/rel").exists()
 
 

@@ -260,7 +260,7 @@ def _check_sandbox(path: str, data: dict, root: str, problems: List[Problem]) ->
     at = data.get("at_customize") or {}
     for part in at.get("partitions", []) if isinstance(at, dict) else []:
         if isinstance(part, dict):
-            for n, source in enumerate(part.get("source", []) or []):
+            for source in part.get("source", []) or []:
                 if not _inside(source, root):
                     refuse(f"at_customize.partitions[{part.get('name')}].source", source)
     fw = data.get("firmware")
@@ -653,7 +653,7 @@ def _check_valid_until(c: _Checker, partitions: Sequence[Partition]) -> None:
     for p in partitions:
         if not (p.content and p.content.kind == "pki" and pki.PKI_PARTITIONS[p.name] in ("cert", "ca")):
             continue
-        for n, source in enumerate(p.sources):
+        for source in p.sources:
             try:
                 with open(source, "rb") as f:
                     certs = pki.load_certificates(f.read())

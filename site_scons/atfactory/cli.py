@@ -69,7 +69,6 @@ def cmd_inspect(args) -> int:
     from .readback import read_path
 
     doc = read_path(args.path)
-    doc.pop("_flash", None)
     if args.map:
         from .mapping import write_map_for_document
         write_map_for_document(doc, args.map)
@@ -262,10 +261,7 @@ def diff_documents(a, b, path: str = "") -> List[str]:
 def cmd_diff(args) -> int:
     from .readback import read_path
 
-    a, b = read_path(args.a), read_path(args.b)
-    a.pop("_flash", None)
-    b.pop("_flash", None)
-    lines = diff_documents(a, b)
+    lines = diff_documents(read_path(args.a), read_path(args.b))
     for line in lines:
         print(line)
     if not lines:

@@ -3,12 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import AtFactoryError
 from .toml_layers import tomllib
-
-
-class UnknownVariableError(AtFactoryError):
-    pass
 
 
 def reject_unknown_variables(variables) -> None:

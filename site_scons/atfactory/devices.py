@@ -30,7 +30,7 @@ from . import artifacts as art
 from . import factory_param as fp
 from . import pki
 from .board import _Checker, _check_factory_param
-from .content import Content, read_content
+from .content import read_content
 from .errors import AtFactoryError, BoardError, ContentError, Problem, display_path
 from .fsutil import write_atomic
 from .numbers import parse_int
@@ -183,12 +183,12 @@ class DeviceMaker:
             if content.size > part.size:
                 fail(name, f"the content is {content.size} bytes, larger than the partition's {part.size}", cell)
                 continue
-            data = b"".join(open(s, "rb").read() for s in content.sources)
-            digests[name] = hashlib.sha256(data).hexdigest()
+            rendered = art.render_artifact(content.kind, content.spec, content.sources)
+            # Same files give the same partition bytes: the duplicate check hashes those.
+            digests[name] = hashlib.sha256(rendered).hexdigest()
             if content.public_keys is not None:
                 public_keys[name] = content.public_keys
-            files[art.partition_path(name)] = (art.render_artifact(content.kind, content.spec, content.sources),
-                                              content.secret)
+            files[art.partition_path(name)] = (rendered, content.secret)
         for use in ("server", "client", "mqtt", "wpa2"):
             cert, key = f"{use}_cert", f"{use}_key"
             if cert not in public_keys and key not in public_keys:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 from . import ble_data, factory_param as fp, pki
 from .chips import CHIPS
@@ -44,7 +44,7 @@ def _chip_of(doc: dict, fields: dict) -> str:
     raise ExtractError("cannot tell the chip: no bootloader in the image and no known platform in factory_param")
 
 
-def _at_version(data: bytes, parts: List[dict]) -> str:
+def _at_version(parts: List[dict]) -> str:
     versions = set()
     for part in parts:
         if part["content"].get("kind") != "pki":
@@ -75,7 +75,7 @@ def extract(data: bytes, doc: dict, out_dir: str) -> Tuple[str, List[str]]:
     board_id = board_id_for(doc)
     src_dir = os.path.join(out_dir, board_id)
     parts = at["partitions"]
-    at_version = _at_version(data, parts)
+    at_version = _at_version(parts)
     flash = doc.get("flash") or {}
     missing = [k for k in ("mode", "freq", "size") if k not in flash]
     if missing:

@@ -163,13 +163,6 @@ def _used_length(data: bytes, offset: int, size: int) -> int:
     return min(size, (len(chunk) + 3) & ~3)
 
 
-def firmware_bytes(f: FirmwareFile) -> bytes:
-    data = _read(f.source)
-    if f.start is None:
-        return data
-    return data[f.start:f.start + f.length]
-
-
 def check_firmware(board, firmware: Firmware, where: str) -> List[Problem]:
     """Cross-check a loaded board against its firmware.  ``where`` names the firmware setting."""
     problems: List[Problem] = []
@@ -180,7 +173,7 @@ def check_firmware(board, firmware: Firmware, where: str) -> List[Problem]:
 
     at = [e for e in firmware.table.entries if e.type == AT_CUSTOMIZE_TYPE and e.subtype == AT_CUSTOMIZE_SUBTYPE]
     if not at:
-        fail(None, where, f"the firmware's partition table has no at_customize entry (type 0x40, subtype 0): "
+        fail(None, where, "the firmware's partition table has no at_customize entry (type 0x40, subtype 0): "
                           "it is not an ESP-AT firmware", origin)
     else:
         entry = at[0]

@@ -78,16 +78,20 @@ def render_manifest(spec: dict, sources: Sequence[str]) -> bytes:
 
 # --- signing ----------------------------------------------------------------------------------
 
+def _read_key_file(path: str, setting: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise SigningError(f"{setting} {display_path(path)}: cannot be read ({exc.strerror})") from None
+
+
 def load_signing_key(path: str):
     """An Ed25519 private key (PEM or DER, unencrypted).  Raises SigningError with what to do."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise SigningError(f"sign_key = {display_path(path)}: cannot be read ({exc.strerror})") from None
+    data = _read_key_file(path, "sign_key =")
     if b"ENCRYPTED" in data:
         raise SigningError(f"sign_key = {display_path(path)}: the key is encrypted; the build signs unattended, "
                            "so give it a decrypted copy (openssl pkey -in KEY -out KEY.plain) kept owner-readable")
@@ -112,11 +116,7 @@ def load_public_key(path: str):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise SigningError(f"--pubkey {display_path(path)}: cannot be read ({exc.strerror})") from None
+    data = _read_key_file(path, "--pubkey")
     try:
         loader = serialization.load_pem_public_key if b"-----BEGIN" in data else serialization.load_der_public_key
         key = loader(data)

@@ -62,7 +62,7 @@ def read_file(path: str) -> bytes:
 def read_path(path: str) -> dict:
     """Decode whatever ``path`` is.  Raises ReadError/FormatError when it is nothing we know."""
     if os.path.isdir(path):
-        return read_release_folder(path)
+        return read_release_folder(path)[1]
     data = read_file(path)
     kind = detect_kind(data, path)
     if kind == "image":
@@ -80,8 +80,16 @@ def read_path(path: str) -> dict:
     return doc
 
 
-def read_release_folder(folder: str) -> dict:
-    """A release folder as the flash its download.config describes."""
+def read_flash(path: str) -> Tuple[bytes, dict]:
+    """The flash bytes and decoded document of an image file or a release folder."""
+    if os.path.isdir(path):
+        return read_release_folder(path)
+    data = read_file(path)
+    return data, decode_flash(data, source=path)
+
+
+def read_release_folder(folder: str) -> Tuple[bytes, dict]:
+    """A release folder as the flash its download.config describes: (flash bytes, document)."""
     config_path = os.path.join(folder, "download.config")
     if not os.path.isfile(config_path):
         raise ReadError(f"{folder}: no download.config; expected an ESP-AT release folder")
@@ -102,9 +110,8 @@ def read_release_folder(folder: str) -> dict:
     doc = decode_flash(bytes(flash), source=folder, at_customize_offset=at_offset,
                        declared_flash={"mode": config.flash_mode, "freq": config.flash_freq, "size": config.flash_size})
     doc["kind"] = "release"
-    doc["_flash"] = bytes(flash)
     doc["files"] = [{"offset": o, "path": rel, "length": len(d)} for o, d, rel in pieces]
-    return doc
+    return bytes(flash), doc
 
 
 # --- a whole flash ----------------------------------------------------------------------------
@@ -251,13 +258,16 @@ def describe_pki_item(item: pki.PkiItem) -> dict:
     doc: Dict[str, object] = {"type": item.type, "type_name": pki.TYPE_NAMES.get(item.type, "unknown"),
                               "id": item.id, "length": len(item.content),
                               "format": "PEM" if b"-----BEGIN " in item.content else "DER"}
-    if b"PRIVATE KEY" in item.content or _looks_like_der_key(item.content):
+    pem = b"-----BEGIN " in item.content
+    if b"PRIVATE KEY" in item.content or not pem:
         try:
-            key = pki.load_private_key(item.content)
-            doc["key"] = _key_summary(key.public_key())
+            doc["key"] = _key_summary(pki.load_private_key(item.content).public_key())
+            return doc
         except AtFactoryError as err:
-            doc["error"] = str(err)
-        return doc
+            if pem:
+                doc["error"] = str(err)
+                return doc
+            # DER that is no key: read it as a certificate below
     try:
         certs = pki.load_certificates(item.content)
     except AtFactoryError as err:
@@ -275,16 +285,6 @@ def describe_pki_item(item: pki.PkiItem) -> dict:
     if len(certs) > 1:
         doc["certificate"]["chain_length"] = len(certs)
     return doc
-
-
-def _looks_like_der_key(content: bytes) -> bool:
-    if b"-----BEGIN " in content:
-        return False
-    try:
-        pki.load_private_key(content)
-        return True
-    except AtFactoryError:
-        return False
 
 
 def _utc(cert, attr: str) -> str:

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .errors import Problem, format_value
+from .errors import Problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -214,6 +214,3 @@ class Merged:
             for key in part:
                 self.partition_origin[(name, key)] = path
 
-
-def describe_chain(chain: List[str]) -> str:
-    return " -> ".join(format_value(os.path.basename(p)) for p in chain)

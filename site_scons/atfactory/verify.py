@@ -8,9 +8,8 @@ pairs, certificate validity.  The result lists differences (fail) and warnings (
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from . import factory_param as fp
 from . import partition_table as pt
@@ -18,7 +17,7 @@ from . import pki
 from .artifacts import KIND_AT_CUSTOMIZE, plan_board, render_artifact
 from .chips import CHIPS, flash_size_bytes
 from .errors import AtFactoryError
-from .readback import decode_flash, read_file, read_release_folder
+from .readback import read_flash
 
 EXPIRY_WARNING_DAYS = 30
 
@@ -34,13 +33,7 @@ class Report:
         return not self.differences
 
 
-def load_flash(path: str) -> Tuple[bytes, dict]:
-    """The flash bytes and decoded document of an image file or a release folder."""
-    if os.path.isdir(path):
-        doc = read_release_folder(path)
-        return doc.pop("_flash"), doc
-    data = read_file(path)
-    return data, decode_flash(data, source=path)
+load_flash = read_flash   # the flash bytes and decoded document of an image or release folder
 
 
 def verify_flash(data: bytes, doc: dict, prepared, now: Optional[datetime.datetime] = None) -> Report:

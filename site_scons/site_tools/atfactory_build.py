@@ -260,7 +260,8 @@ def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args)
     try:
         maker = dev.DeviceMaker(prepared, csv_path, tables)
         digest = dev.inputs_digest(csv_path, maker)
-        key = hashlib.sha256(json.dumps([digest, art.plan_board.__module__, host.versions() if host else {},
+        from atfactory import __version__
+        key = hashlib.sha256(json.dumps([digest, __version__, host.versions() if host else {},
                                          board.id, args], sort_keys=True).encode()).hexdigest()
         cache = os.path.join(build_dir, ".atfactory", f"{board.id}.devices-checked")
         count = None
@@ -298,7 +299,7 @@ def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args)
 
 
 def generate(env):
-    for kind, (name, label) in KINDS.items():
+    for name, label in KINDS.values():
         env["BUILDERS"][name] = _make_builder(label)
     env["BUILDERS"]["AtfManifest"] = Builder(action=Action(_build_manifest, strfunction=_show_one("LIST")))
     env["BUILDERS"]["AtfSignature"] = Builder(action=Action(_build_signature, strfunction=_show_one("SIGN")))
