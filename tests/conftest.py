@@ -1,23 +1,18 @@
-"""Shared fixtures: the reference vectors, a scons runner, and board-file writers."""
+"""Shared fixtures: the reference vectors, the registries, and the boards built once for a session.
+
+The helpers that are not fixtures are in helpers.py.
+"""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "site_scons"))
+from helpers import reference_dir, stock_registry  # first: it puts this checkout's site_scons on sys.path
 
-from atfactory.board import BoardRegistry, load_board  # noqa: E402
-
-
-def reference_dir() -> Path:
-    env = os.environ.get("ATFACTORY_REFERENCE")
-    return Path(env) if env else REPO.parent / "shared" / "reference"
+from atfactory.board import BoardRegistry  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -31,34 +26,7 @@ def reference() -> Path:
 
 @pytest.fixture(scope="session")
 def registry() -> BoardRegistry:
-    reg = BoardRegistry()
-    reg.add_folder(str(REPO / "boards"), origin="boards/")
-    return reg
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return path
-
-
-def run_scons(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run scons on this repository's SConstruct from ``cwd``, as a user in another folder would."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "SCons", "-C", str(REPO), "-Q", *args],
-        cwd=str(cwd), env=full_env, capture_output=True, text=True, timeout=300,
-    )
-
-
-def board_from_text(tmp_path: Path, text: str, name: str = "test-board.toml", registry: BoardRegistry = None):
-    """Write a board file into tmp_path and load it through the library."""
-    path = write(tmp_path / name, text)
-    reg = registry or BoardRegistry()
-    if registry is None:
-        reg.add_folder(str(REPO / "boards"), origin="boards/")
-    return load_board(str(path), reg)
+    return stock_registry()
 
 
 # --- CI: a skipped test is a failure unless its reason is on this list --------------------------

@@ -8,7 +8,7 @@ import pytest
 from atfactory import ble_data
 from atfactory.errors import BoardError, ContentError, FormatError
 
-from conftest import board_from_text
+from helpers import board_from_text
 from reference_boards import assert_same_bytes, at_customize_board, build_artifacts, pki_layout
 
 HEADER = "index,uuid_len,uuid,perm,val_max_len,val_cur_len,value\n"

@@ -12,190 +12,27 @@ GATT tables), where the stock inputs give a valid starting point.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Iterable, List, Optional
 
 import pytest
 
-from conftest import REPO, board_from_text, run_scons, write
+from helpers import (ANY, BOARD_NAME, CERTS, CHIPS, FP_REQUIRED, GATT_COLUMNS, NO_VALUE, REPO, assert_no_key_material,
+                     assert_refused, board, board_from_text, check, edit, extending, minimal, only_problem,
+                     part_toml, problems_of, run_scons, to_toml, write)
 
 from atfactory import pki
 from atfactory.board import BoardRegistry, load_board
-from atfactory.errors import BoardError, Problem, format_value
+from atfactory.errors import BoardError, format_value
 
-CERTS = REPO / "boards" / "data" / "certs"
-BOARD_NAME = "test-board.toml"
-ANY = object()     # "do not check the value"
-NO_VALUE = object()  # "the problem carries no value"
-
-
-# --- writing boards -------------------------------------------------------------------------
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a TOML basic string (\uXXXX escapes included)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(v)
-
-
-def to_toml(data: dict) -> str:
-    """Board data as TOML: top-level values, then tables, partitions as [[at_customize.partitions]]."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for name, table in data.items():
-        if not isinstance(table, dict):
-            continue
-        lines.append(f"\n[{name}]")
-        parts = []
-        for key, value in table.items():
-            if (name, key) == ("at_customize", "partitions") and isinstance(value, list) and value \
-                    and all(isinstance(p, dict) for p in value):
-                parts = value
-                continue
-            lines.append(f"{key} = {_toml_value(value)}")
-        for part in parts:
-            lines.append("\n[[at_customize.partitions]]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in part.items()]
-    return "\n".join(lines) + "\n"
-
-
-_PINS = {"esp32": (17, 16, 15, 14), "esp32c3": (7, 6, 5, 4), "esp32s2": (17, 21, 20, 19), "esp8266": (15, 13, 3, 1)}
-_FLASH = {"esp32": ("dio", "40m", "4MB"), "esp32c3": ("dio", "40m", "4MB"),
-          "esp32s2": ("qio", "80m", "4MB"), "esp8266": ("dio", "80m", "2MB")}
-CHIPS = tuple(_PINS)
 FP_INT_FIELDS = ("magic_flag", "version", "reserved1", "tx_max_power", "uart_port", "start_channel",
                  "channel_num", "uart_baudrate", "uart_tx_pin", "uart_rx_pin", "uart_cts_pin",
                  "uart_rts_pin", "tx_control_pin", "rx_control_pin")
-FP_REQUIRED = ("tx_max_power", "uart_port", "start_channel", "channel_num", "country_code", "uart_baudrate",
-               "uart_tx_pin", "uart_rx_pin", "uart_cts_pin", "uart_rts_pin", "tx_control_pin", "rx_control_pin")
 PIN_FIELDS = ("uart_tx_pin", "uart_rx_pin", "uart_cts_pin", "uart_rts_pin", "tx_control_pin", "rx_control_pin")
-
-
-def minimal(chip: str = "esp32") -> dict:
-    """A complete board without extends or input files; region 0x20000-0x100000."""
-    tx, rx, cts, rts = _PINS[chip]
-    mode, freq, size = _FLASH[chip]
-    return {
-        "module": {"name": "TEST-1", "chip": chip},
-        "flash": {"mode": mode, "freq": freq, "size": size},
-        "factory_param": {
-            "tx_max_power": 78, "uart_port": 0 if chip == "esp8266" else 1, "start_channel": 1,
-            "channel_num": 13, "country_code": "CN", "uart_baudrate": 115200, "uart_tx_pin": tx,
-            "uart_rx_pin": rx, "uart_cts_pin": cts, "uart_rts_pin": rts, "tx_control_pin": -1,
-            "rx_control_pin": -1,
-        },
-        "at_customize": {
-            "offset": 0x20000, "size": 0xE0000,
-            "partitions": [
-                {"name": "factory_param", "type": 0x40, "subtype": 8, "offset": 0x30000, "size": "4K"},
-                {"name": "user_data", "type": 0x40, "subtype": 0x42, "offset": 0x31000, "size": "8K"},
-            ],
-        },
-    }
-
-
-_DROP = object()
-
-
-def _walk(data, tokens):
-    cur = data
-    for tok in tokens:
-        if tok.startswith("["):
-            cur = next(p for p in cur if isinstance(p, dict) and p.get("name") == tok[1:-1])
-        else:
-            cur = cur[tok]
-    return cur
-
-
-def edit(data: dict, dotted: str, value=_DROP) -> dict:
-    """Set (or drop) ``module.chip`` / ``at_customize.partitions[user_data].size`` in board data."""
-    tokens = dotted.replace("[", ".[").split(".")
-    parent = _walk(data, tokens[:-1])
-    if value is _DROP:
-        del parent[tokens[-1]]
-    else:
-        parent[tokens[-1]] = value
-    return data
-
-
-def board(chip: str = "esp32", changes: Optional[dict] = None, drop: Iterable[str] = (),
-          add: Iterable[dict] = ()) -> str:
-    data = minimal(chip)
-    for dotted, value in (changes or {}).items():
-        edit(data, dotted, value)
-    for dotted in drop:
-        edit(data, dotted)
-    if add:
-        data["at_customize"]["partitions"] += list(add)
-    return to_toml(data)
-
-
-def extending(text: str = "", base: str = "WROOM-32") -> str:
-    return f'extends = "{base}"\n' + text
-
-
-def part_toml(**fields) -> str:
-    return "\n[[at_customize.partitions]]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in fields.items())
-
-
-# --- reading problems -----------------------------------------------------------------------
-
-def problems_of(tmp_path: Path, text: str, name: str = BOARD_NAME) -> List[Problem]:
-    with pytest.raises(BoardError) as info:
-        board_from_text(tmp_path, text, name=name)
-    problems = info.value.problems
-    assert problems, "a BoardError must carry at least one problem"
-    assert str(info.value) == "\n".join(str(p) for p in problems)
-    return problems
-
-
-def check(problem: Problem, file, key: str, value=ANY, *words: str) -> Problem:
-    """The problem names ``file`` and ``key`` (and ``value``) and says each of ``words``."""
-    text = str(problem)
-    if file is not None:
-        assert problem.file == str(file), text
-        assert Path(text.split(": ", 1)[0]).name == Path(file).name, text
-    assert problem.key == key, text
-    if value is NO_VALUE:
-        assert not problem.has_value, text
-        assert not key or f": {key}: " in f": {text}", text
-    elif value is not ANY:
-        assert problem.has_value and problem.value == value and type(problem.value) is type(value), text
-        assert f"{key} = {format_value(value)}: " in text, text
-    for word in words:
-        assert word in text, f"{word!r} not in {text!r}"
-    return problem
-
-
-def only_problem(tmp_path: Path, text: str, key: str, value=ANY, *words: str, file=None, name=BOARD_NAME) -> Problem:
-    problems = problems_of(tmp_path, text, name=name)
-    assert len(problems) == 1, "\n".join(map(str, problems))
-    return check(problems[0], file or tmp_path / name, key, value, *words)
 
 
 def loads(tmp_path: Path, text: str, name: str = BOARD_NAME):
     return board_from_text(tmp_path, text, name=name)
-
-
-def key_material(path: Path) -> List[str]:
-    """The base64 lines of a PEM key file (what must never be echoed back)."""
-    lines = path.read_text().splitlines()
-    return [line for line in lines if line and not line.startswith("-----") and ":" not in line and len(line) >= 16]
-
-
-def assert_no_key_material(text: str, *key_files: Path) -> None:
-    for key_file in key_files:
-        for line in key_material(key_file):
-            assert line not in text, f"key material of {key_file.name} in the message"
-            assert line[:24] not in text, f"key material of {key_file.name} in the message"
 
 
 @pytest.fixture(scope="module")
@@ -1001,7 +838,7 @@ def test_matching_pairs_in_file_name_order_are_accepted(tmp_path):
 
 # --- GATT tables ----------------------------------------------------------------------------
 
-GATT_HEADER = "index,uuid_len,uuid,perm,val_max_len,val_cur_len,value\n"
+GATT_HEADER = GATT_COLUMNS + "\n"
 GATT_OK = "0,16,0x2800,0x01,2,2,FFE0\n1,16,0x2803,0x01,1,1,02\n2,16,0xFFE1,0x01,32,2,3031\n"
 GATT_CASES = [
     ("perm", GATT_HEADER + "0,16,0x2800,0xZZ,2,2,FFE0\n", "line 2, perm = '0xZZ': not hexadecimal (write it as 0x11)"),
@@ -1219,14 +1056,6 @@ def test_board_path_that_does_not_exist(registry, tmp_path):
 
 # --- end to end: scons ----------------------------------------------------------------------
 
-def _assert_nothing_written(out: Path) -> None:
-    assert not out.exists() or all(p.name.startswith(".sconsign") for p in out.iterdir()), list(out.iterdir())
-
-
-def _problem_lines(stderr: str) -> List[str]:
-    return [line for line in stderr.splitlines() if line.startswith("scons: *** ")]
-
-
 def test_scons_reports_every_problem_and_writes_nothing(tmp_path, fresh_keys):
     (tmp_path / "secret.key").write_bytes((fresh_keys / "corrupt.key").read_bytes())
     text = extending('[flash]\nsize = "3MB"\n[factory_param]\nuart_tx_pin = 20\n'
@@ -1234,17 +1063,14 @@ def test_scons_reports_every_problem_and_writes_nothing(tmp_path, fresh_keys):
     path = write(tmp_path / "bad-board.toml", text)
     out = tmp_path / "out"
     result = run_scons("board=" + str(path), "build_dir=" + str(out), cwd=tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = _problem_lines(result.stderr)
+    lines = assert_refused(result, out)
     expected = ['flash.size = "3MB": ESP32 accepts', "factory_param.uart_tx_pin = 20: ESP32 has no GPIO20",
                 "at_customize.partitions[server_key].source = "]
     assert len(lines) == len(expected), result.stderr
     for line, words in zip(lines, expected):
         assert "bad-board.toml: " in line and words in line, line
     assert "secret.key" in lines[2] and "not a PEM or DER private key" in lines[2]
-    assert "Traceback" not in result.stdout + result.stderr
     assert_no_key_material(result.stdout + result.stderr, fresh_keys / "corrupt.key")
-    _assert_nothing_written(out)
     assert not (out / "bad-board").exists()
 
 
@@ -1252,11 +1078,8 @@ def test_scons_toml_syntax_error(tmp_path):
     path = write(tmp_path / "broken.toml", 'extends = "WROOM-32"\n[flash]\nmode = dio\n')
     out = tmp_path / "out"
     result = run_scons("board=" + str(path), "build_dir=" + str(out), cwd=tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
-    (line,) = _problem_lines(result.stderr)
+    (line,) = assert_refused(result, out)
     assert "broken.toml: TOML syntax error" in line and "line 3" in line
-    assert "Traceback" not in result.stdout + result.stderr
-    _assert_nothing_written(out)
 
 
 def test_scons_extends_cycle(tmp_path):
@@ -1264,30 +1087,22 @@ def test_scons_extends_cycle(tmp_path):
     path = write(tmp_path / "a.toml", 'extends = "b.toml"\n')
     out = tmp_path / "out"
     result = run_scons("board=a.toml", "build_dir=" + str(out), cwd=tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
-    (line,) = _problem_lines(result.stderr)
+    (line,) = assert_refused(result, out)
     assert "b.toml: extends: cycle in extends: a.toml -> b.toml -> a.toml" in line
-    assert "Traceback" not in result.stdout + result.stderr
     assert path.exists()
-    _assert_nothing_written(out)
 
 
 def test_scons_unknown_variable(tmp_path):
     out = tmp_path / "out"
     result = run_scons("bord=WROOM-32", "build_dir=" + str(out), cwd=tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert_refused(result, out)
     assert "unknown variable bord=WROOM-32" in result.stderr
     assert re.search(r"accepted: board, build_dir, firmware, plugins, sign_key, sandbox, devices, device_images, VERBOSE", result.stderr), result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    _assert_nothing_written(out)
 
 
 def test_scons_unknown_board_id(tmp_path):
     out = tmp_path / "out"
     result = run_scons("board=WROOM-33", "build_dir=" + str(out), cwd=tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
-    (line,) = _problem_lines(result.stderr)
+    (line,) = assert_refused(result, out)
     assert 'board = "WROOM-33": no board with this id' in line
     assert all(i in line for i in ("WROOM-32", "WROOM-02", "ESP32C3-MINI-1", "ESP32S2-SOLO", "'all'"))
-    assert "Traceback" not in result.stdout + result.stderr
-    _assert_nothing_written(out)

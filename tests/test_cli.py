@@ -10,12 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from atfactory.board import load_board
 from atfactory import partition_table as pt
 from atfactory.artifacts import plan_board, render_artifact
 from atfactory.cli import main
 from atfactory.errors import AtFactoryError
 from atfactory.readback import read_path
-from conftest import REPO, load_board, run_scons
+from helpers import REPO, run_scons
 from firmware_factory import make_release
 
 SHIPPED = sorted(p.stem for p in list((REPO / "boards").glob("*.toml")) + list((REPO / "plugins/boards").glob("*.toml")))

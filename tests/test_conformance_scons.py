@@ -5,7 +5,7 @@ from pathlib import Path
 
 from atfactory.download_config import decode_download_config
 
-from conftest import run_scons, write
+from helpers import run_scons, write
 from reference_boards import (
     PKI_LAYOUTS, PKI_PARTITIONS, at_customize_board, factory_param_board, first_difference, pki_layout,
     pki_sources, read_factory_param_rows,

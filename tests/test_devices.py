@@ -14,9 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from atfactory import pki
+from atfactory.board import load_board
 from atfactory.download_config import decode_download_config
 from atfactory.factory_param import decode_factory_param
-from conftest import load_board, run_scons
+from helpers import run_scons
 from firmware_factory import make_release
 
 T0, T1 = datetime.datetime(2026, 1, 1), datetime.datetime(2036, 1, 1)

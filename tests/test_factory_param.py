@@ -6,7 +6,7 @@ import pytest
 from atfactory import factory_param as fp
 from atfactory.errors import BoardError, FormatError
 
-from conftest import board_from_text, reference_dir
+from helpers import board_from_text, reference_dir
 from reference_boards import (
     assert_same_bytes, build_artifacts, factory_param_board, factory_param_values, read_factory_param_rows,
 )

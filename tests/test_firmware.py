@@ -11,8 +11,9 @@ from esptool.cmds import merge_bin
 from esptool.logger import log
 from esptool.targets import CHIP_DEFS
 
+from atfactory.board import load_board
 from atfactory.download_config import decode_download_config
-from conftest import load_board, run_scons, write
+from helpers import run_scons, write
 from firmware_factory import make_factory_image, make_release
 
 BOARDS = ["WROOM-32", "ESP32C3-MINI-1", "ESP32S2-WROOM", "WROOM-02"]

@@ -9,7 +9,7 @@ import pytest
 from atfactory import partition_table as pt
 from atfactory.errors import BoardError, FormatError
 
-from conftest import board_from_text, reference_dir
+from helpers import board_from_text, reference_dir
 from reference_boards import (
     assert_same_bytes, at_customize_board, at_customize_region, build_artifacts, read_partition_csv,
 )

@@ -9,7 +9,7 @@ from atfactory import pki
 from atfactory.board import BoardError
 from atfactory.errors import FormatError
 
-from conftest import board_from_text, reference_dir
+from helpers import board_from_text, reference_dir
 from reference_boards import (
     PKI_LAYOUTS, PKI_PARTITIONS, assert_same_bytes, at_customize_board, build_artifacts, pki_board, pki_input_files,
     pki_layout, pki_sources,

@@ -14,7 +14,7 @@ from atfactory import hookspecs
 from atfactory import partition_table as pt
 from atfactory.factory_param import decode_factory_param
 from atfactory.plugins import make_plugin_host
-from conftest import REPO, run_scons, write
+from helpers import REPO, run_scons, write
 from firmware_factory import make_release
 
 
@@ -83,7 +83,7 @@ def test_vendor_plugin_board_builds_with_every_hook(tmp_path):
 
 
 def test_pre_merge_removes_dev_certificates_from_production_images(registry, tmp_path):
-    from conftest import load_board
+    from atfactory.board import load_board
     release = make_release(tmp_path / "release", load_board("WROOM-32", registry))
     board = write(tmp_path / "prod.toml", """
         extends = "ACME-W32"
@@ -159,7 +159,7 @@ def test_failing_plugin_names_itself_and_the_hook(tmp_path, hook, body, expected
 
 
 def test_pre_merge_overlap_is_an_error(registry, tmp_path):
-    from conftest import load_board
+    from atfactory.board import load_board
     release = make_release(tmp_path / "release", load_board("WROOM-32", registry))
     plugins = tmp_path / "more"
     blob = tmp_path / "blob.bin"

@@ -10,9 +10,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from atfactory.board import load_board
 from atfactory.cli import main
 from atfactory.manifest import sha256_file
-from conftest import REPO, load_board, run_scons, write
+from helpers import REPO, run_scons, write
 from firmware_factory import make_release
 
 
@@ -159,7 +160,7 @@ def test_valid_until(tmp_path, until, ok):
 
 def test_valid_until_must_be_a_date(tmp_path):
     from atfactory.errors import BoardError
-    from conftest import board_from_text
+    from helpers import board_from_text
     with pytest.raises(BoardError) as err:
         board_from_text(tmp_path, 'extends = "WROOM-32"\n[release]\nvalid_until = "next year"\n')
     assert 'release.valid_until = "next year": expected a date: 2030-01-01' in str(err.value)
@@ -225,7 +226,7 @@ def test_sandbox_allows_inside_files_stock_boards_and_command_line_paths(tmp_pat
 @pytest.mark.parametrize("name", ["../../../pwned", "a/b", "..", ".hidden", "x\\\\y"])
 def test_partition_names_cannot_leave_the_release_folder(tmp_path, name):
     from atfactory.errors import BoardError
-    from conftest import board_from_text
+    from helpers import board_from_text
     (tmp_path / "data.bin").write_bytes(b"x")
     with pytest.raises(BoardError) as err:
         board_from_text(tmp_path, f'extends = "WROOM-32"\n[[at_customize.partitions]]\nname = "{name}"\ntype = 0x40\n'

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from firmware_factory import make_release
 
 PARTS = ("SConstruct", "site_scons", "boards", "plugins")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_scons, write
+from helpers import REPO, run_scons, write
 
 WROOM32_FILES = sorted(
     ["at_customize.bin", "download.config", "flash_map.svg", "manifest.json"]
