@@ -3,16 +3,17 @@
 The reference CSVs are parsed here without the library, so that a test compares what a board
 file builds with the bytes Espressif's generators made from the same inputs; only
 ``build_artifacts`` at the end calls the library, the way the build does.  Board files name the
-reference input files by absolute path; the tests write the text into a tmp_path (conftest's
+reference input files by absolute path; the tests write the text into a tmp_path (helpers'
 ``write`` / ``board_from_text``).
 """
 from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+
+from helpers import toml_value
 
 # factory_param_data.csv columns that are board [factory_param] keys, in CSV order.
 FACTORY_PARAM_FIELDS = (
@@ -78,23 +79,6 @@ def parse_size(text: str) -> int:
     elif t[-1:] in "mM":
         mult, t = 1024 * 1024, t[:-1]
     return parse_number(t) * mult
-
-
-def toml_str(value: str) -> str:
-    # JSON string syntax (ASCII, \" \\ \uXXXX escapes) is a valid TOML basic string.
-    return json.dumps(value, ensure_ascii=True)
-
-
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return toml_str(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML for {value!r}")
 
 
 def _cell_value(text: str):
@@ -181,13 +165,13 @@ def factory_param_values(row: Mapping[str, str]) -> Dict[str, object]:
 def _board_text(*, chip: str, module_name: str, platform: Optional[str], at_version: str,
                 flash_size: str, factory_param: Mapping[str, object], region, partitions: Sequence[Mapping],
                 description: str = "") -> str:
-    lines = ["[module]", f"name = {toml_str(module_name)}", f"chip = {toml_str(chip)}"]
+    lines = ["[module]", f"name = {toml_value(module_name)}", f"chip = {toml_value(chip)}"]
     if platform is not None:
-        lines.append(f"platform = {toml_str(platform)}")
+        lines.append(f"platform = {toml_value(platform)}")
     if description:
-        lines.append(f"description = {toml_str(description)}")
-    lines += [f"at_version = {toml_str(at_version)}", "",
-              "[flash]", 'mode = "dio"', 'freq = "40m"', f"size = {toml_str(flash_size)}", "",
+        lines.append(f"description = {toml_value(description)}")
+    lines += [f"at_version = {toml_value(at_version)}", "",
+              "[flash]", 'mode = "dio"', 'freq = "40m"', f"size = {toml_value(flash_size)}", "",
               "[factory_param]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in factory_param.items()]
     lines += ["", "[at_customize]", f"offset = 0x{region[0]:x}", f"size = 0x{region[1]:x}"]

@@ -18,6 +18,7 @@ from atfactory import ble_data, factory_param as fp, partition_table as pt, pki
 from atfactory.chips import CHIPS, FLASH_MODES
 from atfactory.download_config import DownloadConfig, decode_download_config, encode_download_config
 from atfactory.errors import ContentError, FormatError
+from helpers import GATT_COLUMNS
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=300, deadline=None,
@@ -261,7 +262,7 @@ def test_fuzz_download_config(words, sep):
     decodes_or_format_error(decode_download_config, data)
 
 
-GATT_HEADER = "index,uuid_len,uuid,perm,val_max_len,val_cur_len,value\n"
+GATT_HEADER = GATT_COLUMNS + "\n"
 GATT_CELLS = st.one_of(st.sampled_from(["0", "16", "128", "0x2800", "0x2803", "0x2902", "0xC300", "0x01", "512",
                                         "", "30", "ABC", "x", " ", '"', "-1"]), st.text(max_size=6))
 
