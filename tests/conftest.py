@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import reference_dir, stock_registry  # first: it puts this checkout's site_scons on sys.path
+from helpers import IMAGE_BOARDS, reference_dir, run_scons, stock_registry  # first: it puts site_scons on sys.path
 
-from atfactory.board import BoardRegistry  # noqa: E402
+from atfactory.board import BoardRegistry, load_board  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,51 @@ def reference() -> Path:
 
 @pytest.fixture(scope="session")
 def registry() -> BoardRegistry:
+    """The boards of boards/, without plugins."""
     return stock_registry()
+
+
+@pytest.fixture(scope="session")
+def plugin_host():
+    """The plugin host of a build: the built-in plugin and plugins/, no installed entry points."""
+    from atfactory.plugins import make_plugin_host
+
+    return make_plugin_host(entry_points=False)
+
+
+@pytest.fixture(scope="session")
+def plugin_registry(plugin_host) -> BoardRegistry:
+    """Every board the plugin host registers: the stock boards and the plugins' ones."""
+    reg = BoardRegistry()
+    plugin_host.register_boards(reg)
+    return reg
+
+
+@pytest.fixture(scope="session")
+def board_of(plugin_host, plugin_registry):
+    """``board_of(ref)``: a board as the build sees it, plugins' tables and partitions included."""
+    from atfactory.prepare import prepare_board
+
+    def prepared(ref):
+        return prepare_board(ref, plugin_registry, plugin_host, extra_tables=plugin_host.board_tables())
+    return prepared
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, registry) -> Path:
+    """Every shipped board built (release folders without firmware in out/) and factory images
+    for IMAGE_BOARDS (in img/), once for the session."""
+    from firmware_factory import make_release
+
+    root = tmp_path_factory.mktemp("built")
+    r = run_scons("board=all", "-j2", "build_dir=out", cwd=root)
+    assert r.returncode == 0, r.stderr
+    for board_id in IMAGE_BOARDS:
+        board = load_board("WROOM-32" if board_id == "ACME-W32" else board_id, registry)
+        release = make_release(root / "fw" / board_id, board)
+        r = run_scons(f"board={board_id}", f"firmware={release}", "build_dir=img", cwd=root)
+        assert r.returncode == 0, r.stderr
+    return root
 
 
 # --- CI: a skipped test is a failure unless its reason is on this list --------------------------

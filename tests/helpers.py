@@ -276,3 +276,32 @@ def assert_refused(result: subprocess.CompletedProcess, out: Path) -> List[str]:
     assert "Traceback" not in result.stdout + result.stderr
     assert_nothing_written(out)
     return problem_lines(result.stderr)
+
+
+# --- boards built once, and the command line on them ------------------------------------------
+
+SHIPPED = sorted(p.stem for p in list((REPO / "boards").glob("*.toml")) + list((REPO / "plugins/boards").glob("*.toml")))
+IMAGE_BOARDS = ["WROOM-32", "ESP32C3-MINI-1", "ESP32S2-WROOM", "WROOM-02", "ESP8266_1MB", "ACME-W32"]
+
+
+def image_of(built: Path, board_id: str) -> Path:
+    """The factory image the ``built`` fixture made for ``board_id`` (one of IMAGE_BOARDS)."""
+    return next((built / "img" / board_id / "factory").glob("factory_*.bin"))
+
+
+def tampered(built: Path, tmp_path: Path, offset: int, data: bytes) -> Path:
+    """WROOM-32's factory image with ``data`` written at ``offset``, as a file in tmp_path."""
+    image = bytearray(image_of(built, "WROOM-32").read_bytes())
+    image[offset:offset + len(data)] = data
+    path = tmp_path / "tampered.bin"
+    path.write_bytes(bytes(image))
+    return path
+
+
+def run_cli(capsys, *argv: str):
+    """``atfactory ARGV`` in this process: (exit code, stdout, stderr)."""
+    from atfactory.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -147,15 +147,12 @@ def say(capsys, text: str) -> None:
 # --- firmware -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def boards():
+def boards(plugin_host, plugin_registry):
     """Every board the registry knows (stock boards and the plugins' ones), loaded."""
-    from atfactory.board import BoardRegistry, load_board
-    from atfactory.plugins import make_plugin_host
+    from atfactory.board import load_board
 
-    host = make_plugin_host([])
-    registry = BoardRegistry()
-    host.register_boards(registry)
-    return {bid: load_board(bid, registry, extra_tables=host.board_tables()) for bid in registry.ids()}
+    return {bid: load_board(bid, plugin_registry, extra_tables=plugin_host.board_tables())
+            for bid in plugin_registry.ids()}
 
 
 @pytest.fixture(scope="module")
