@@ -1,0 +1,94 @@
+"""Read-back (atfactory.readback, ``atfactory inspect``): builds, factory images and single binaries decoded.
+
+Every shipped board's release folder decodes to its own partitions, factory_param fields and flash
+settings, with no private key printed; a factory image is shown as text; each customized binary
+is recognised on its own; bytes atfactory does not know are refused; and ``read_path`` never
+crashes on arbitrary bytes.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from atfactory import partition_table as pt
+from atfactory.errors import AtFactoryError
+from atfactory.readback import read_path
+from helpers import CERTS, SHIPPED, image_of, run_cli
+
+
+def key_bodies():
+    """Lines of base64 from every private key the shipped boards carry: must never be printed."""
+    lines = []
+    for key in CERTS.glob("*.key"):
+        lines += [l for l in key.read_text().splitlines() if l and not l.startswith("-----")]
+    return lines
+
+
+@pytest.mark.parametrize("board_id", SHIPPED)
+def test_inspect_every_shipped_build(built, board_of, capsys, board_id):
+    folder = built / "out" / board_id
+    code, out, err = run_cli(capsys, "inspect", str(folder), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["kind"] == "release"
+    names = [p["name"] for p in doc["at_customize"]["partitions"]]
+    board = board_of(board_id).board
+    assert names == [p.name for p in board.partitions]
+    fp = next(p for p in doc["at_customize"]["partitions"] if p["name"] == "factory_param")["content"]["fields"]
+    assert fp["module_name"] == board.module_name and fp["uart_tx_pin"] == board.factory_param["uart_tx_pin"]
+    assert doc["flash"] == {"mode": board.flash_mode, "freq": board.flash_freq, "size": board.flash_size}
+    text = run_cli(capsys, "inspect", str(folder))[1]
+    for body in key_bodies():
+        assert body not in out and body not in text
+
+
+def test_inspect_image_text(built, capsys):
+    code, out, _ = run_cli(capsys, "inspect", str(image_of(built, "WROOM-32")))
+    assert code == 0
+    assert "chip: esp32" in out
+    assert "bootloader at 0x1000" in out and "header flash dio 40m 4MB" in out
+    assert "  at_customize     type 0x40  subtype 0        offset   0x20000  size 0xe0000" in out
+    assert "item type 2 (cert) id 0: 1306 bytes PEM, certificate CN=atfactory-dev-server" in out
+    assert "item type 3 (key) id 0: 1675 bytes PEM, private key RSA 2048" in out
+    assert "uart_tx_pin = 17" in out
+    assert "(erased)" not in out.split("fatfs", 1)[0]
+    fatfs = out.split("fatfs", 1)[1]
+    assert "(erased)" in fatfs.splitlines()[1]
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("at_customize.bin", "partition_table"),
+    ("customized_partitions/factory_param.bin", "factory_param"),
+    ("customized_partitions/server_cert.bin", "pki"),
+    ("customized_partitions/ble_data.bin", "ble_data"),
+])
+def test_inspect_single_binaries(built, capsys, name, kind):
+    code, out, _ = run_cli(capsys, "inspect", str(built / "out/WROOM-32" / name), "--json")
+    assert code == 0
+    assert json.loads(out)["kind"] == kind
+
+
+def test_unknown_bytes(capsys, tmp_path):
+    path = tmp_path / "random.bin"
+    path.write_bytes(b"\x00\x01" * 100)
+    code, _, err = run_cli(capsys, "inspect", str(path))
+    assert code == 2 and "not an AT binary atfactory knows" in err
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=0x9000 + 64), offset=st.sampled_from([0, 2, 0x8000]))
+def test_fuzz_read_path_never_crashes(tmp_path, data, offset):
+    """Arbitrary bytes, in places where the detector looks: a decoded document or our error."""
+    blob = bytearray(b"\xff" * offset) + data
+    if offset == 0x8000 and len(blob) > 0x8000:
+        blob[0x8000:0x8002] = pt.ENTRY_MAGIC
+    path = tmp_path / "fuzz.bin"
+    path.write_bytes(bytes(blob))
+    try:
+        doc = read_path(str(path))
+    except AtFactoryError:
+        return
+    json.dumps(doc)
