@@ -233,10 +233,3 @@ def test_partition_names_cannot_leave_the_release_folder(tmp_path, name):
                                   'subtype = 0x20\noffset = 0x40000\nsize = "4K"\nsource = ["data.bin"]\n')
     assert "accepted: letters, digits, '_', '-' and '.', not starting with '.'" in str(err.value)
 
-
-def test_stale_temporaries_of_one_output_only(tmp_path):
-    from atfactory.fsutil import write_atomic
-    (tmp_path / ".cfg.bin.bin.abcdEFGH.tmp").write_bytes(b"in flight")   # another output's temporary
-    (tmp_path / ".cfg.bin.12345678.tmp").write_bytes(b"stale")
-    write_atomic(str(tmp_path / "cfg.bin"), b"new")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".cfg.bin.bin.abcdEFGH.tmp", "cfg.bin"]

@@ -8,7 +8,8 @@
    process group) at several points, leaves every output either absent or complete; the next
    run finishes the tree to exactly what an uninterrupted build makes, leaving no temp files.
 3. Key-bearing outputs are 0600, and ``write_atomic(secret=True)`` has its temp file 0600
-   before a byte is written.
+   before a byte is written; ``write_atomic`` removes the stale temporaries of its own output
+   and no other's.
 """
 from __future__ import annotations
 
@@ -455,3 +456,11 @@ def test_write_atomic_ordinary_output_follows_umask(tmp_path):
     target = tmp_path / "at_customize.bin"
     fsutil.write_atomic(str(target), b"table")
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask()
+
+
+def test_stale_temporaries_of_one_output_only(tmp_path):
+    from atfactory.fsutil import write_atomic
+    (tmp_path / ".cfg.bin.bin.abcdEFGH.tmp").write_bytes(b"in flight")   # another output's temporary
+    (tmp_path / ".cfg.bin.12345678.tmp").write_bytes(b"stale")
+    write_atomic(str(tmp_path / "cfg.bin"), b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cfg.bin.bin.abcdEFGH.tmp", "cfg.bin"]
