@@ -1,4 +1,4 @@
-"""Issue 6: per-device builds for manufacturing lines (scons board=ID devices=devices.csv)."""
+"""Per-device builds for manufacturing lines (atfactory.devices): ``scons board=ID devices=devices.csv``."""
 from __future__ import annotations
 
 import datetime

@@ -1,4 +1,5 @@
-"""Issue 3: base firmware (release folder or factory image), cross-checks and the factory merge."""
+"""Base firmware (atfactory.firmware, atfactory.merge): a release folder or a factory image as ``firmware=``,
+its cross-checks against the board, and the merged factory image."""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,4 @@
-"""Issue 3: plugins through pluggy: discovery, every hook, ordering, failures, blocking."""
+"""Plugins through pluggy (atfactory.plugins, atfactory.hookspecs): discovery, every hook, ordering, failures, blocking."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""Issue 5: manifest, signed releases, [release] valid_until, sandbox=yes."""
+"""Releases (atfactory.manifest and the checks a release needs): the manifest, signed releases and their
+verification, [release] valid_until, sandbox=yes, partition names that stay in the release folder."""
 from __future__ import annotations
 
 import json
