@@ -289,11 +289,12 @@ def image_of(built: Path, board_id: str) -> Path:
     return next((built / "img" / board_id / "factory").glob("factory_*.bin"))
 
 
-def tampered(built: Path, tmp_path: Path, offset: int, data: bytes) -> Path:
-    """WROOM-32's factory image with ``data`` written at ``offset``, as a file in tmp_path."""
-    image = bytearray(image_of(built, "WROOM-32").read_bytes())
+def tampered(built: Path, tmp_path: Path, offset: int, data: bytes, board_id: str = "WROOM-32",
+             name: str = "tampered.bin") -> Path:
+    """The factory image of ``board_id`` with ``data`` written at ``offset``, as tmp_path / name."""
+    image = bytearray(image_of(built, board_id).read_bytes())
     image[offset:offset + len(data)] = data
-    path = tmp_path / "tampered.bin"
+    path = tmp_path / name
     path.write_bytes(bytes(image))
     return path
 

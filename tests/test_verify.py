@@ -53,10 +53,8 @@ def test_verify_names_what_was_altered(built, capsys, tmp_path, offset, data, ex
 
 
 def test_verify_catches_esp8266_size_encoded_the_esp32_way(built, capsys, tmp_path):
-    image = bytearray(image_of(built, "WROOM-02").read_bytes())
-    image[3] = 0x1F   # 2MB in the ESP32 table, as Espressif's combine script writes it
-    path = tmp_path / "published.bin"
-    path.write_bytes(bytes(image))
+    # 2MB in the ESP32 table, as Espressif's combine script writes it
+    path = tampered(built, tmp_path, 3, bytes([0x1F]), board_id="WROOM-02", name="published.bin")
     code, out, _ = run_cli(capsys, "verify", str(path), "--board", "WROOM-02")
     assert code == 1
     assert "the size was encoded with the ESP32 table (2MB), the defect of Espressif's combine script" in out
@@ -74,10 +72,8 @@ def test_verify_warns_on_expiring_certificate(built, board_of, capsys, tmp_path)
 
 
 def test_verify_mismatched_key_pair(built, capsys, tmp_path):
-    image = bytearray(image_of(built, "WROOM-32").read_bytes())
-    image[0x2C000:0x2E000] = image[0x26000:0x28000]   # server key in place of the client key
-    path = tmp_path / "swapped.bin"
-    path.write_bytes(bytes(image))
+    server_key = image_of(built, "WROOM-32").read_bytes()[0x26000:0x28000]
+    path = tampered(built, tmp_path, 0x2C000, server_key, name="swapped.bin")   # in place of the client key
     code, out, _ = run_cli(capsys, "verify", str(path), "--board", "WROOM-32")
     assert code == 1
     assert "client_key item 0 does not belong to client_cert item 0" in out
