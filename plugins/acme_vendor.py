@@ -4,6 +4,7 @@
 - the ACME-W32 board (plugins/boards/ACME-W32.toml) extends the stock WROOM-32 with other pins;
 - a board with ``vendor.country = "US"`` gets the US channel plan (1 to 11) in factory_param;
 - a ``device_info`` AT partition holds the vendor table as JSON, readable with AT+SYSFLASH;
+  its format (``DeviceInfoFormat``) lets ``atfactory inspect``, ``verify`` and the flash map read it;
 - a production board's factory image leaves out partitions still holding the development
   certificates of boards/data/certs (they are provisioned per device instead);
 - after a build, ``<build_dir>/<ID>-release.zip`` archives the release folder, reproducibly.
@@ -16,7 +17,9 @@ import os
 import zipfile
 
 from atfactory import hookimpl
-from atfactory.fsutil import write_atomic
+from atfactory.errors import ContentError, FormatError
+from atfactory.formats.raw import RawFormat
+from atfactory.fsutil import read_input, write_atomic
 
 __version__ = "1.0.0"
 
@@ -61,6 +64,68 @@ def atfactory_configure_board(board):
                          f"accepted: {', '.join(sorted(CHANNEL_PLANS))}")
     start, count = plan
     return {"factory_param": {"country_code": vendor["country"], "start_channel": start, "channel_num": count}}
+
+
+class DeviceInfoFormat(RawFormat):
+    """ACME's device_info partition: "ACDI", the JSON length (u16), the vendor table as JSON.
+
+    The build makes it from [vendor] (``atfactory_register_partitions``); a board may also give
+    it as a file (an extracted board does), which must then be a device_info image."""
+    kind = "acme_device_info"
+    label = "ACDI"
+    builder = "AtfAcmeDeviceInfo"
+    fallback = False
+
+    def claims(self, name, at_version):
+        return name == "device_info"
+
+    def read(self, name, sources, ctx):
+        content = super().read(name, sources, ctx)
+        if content is not None:
+            try:
+                self.decode(read_input(sources[0]))
+            except FormatError as err:
+                raise ContentError(f"not an ACME device_info image ({err})", sources[0]) from None
+            content = type(content)(self.kind, content.size, content.spec, content.sources)
+        return content
+
+    def detect(self, data):
+        return data[:4] == DEVICE_INFO_MAGIC
+
+    def decode(self, data, name=""):
+        if data[:4] != DEVICE_INFO_MAGIC or len(data) < 6:
+            raise FormatError(f"magic {bytes(data[:4]).hex()}, expected {DEVICE_INFO_MAGIC.hex()} (ACDI)", offset=0)
+        length = int.from_bytes(data[4:6], "little")
+        try:
+            table = json.loads(bytes(data[6:6 + length]).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise FormatError(f"the JSON does not parse ({exc})", offset=6) from None
+        if not isinstance(table, dict) or len(data) < 6 + length:
+            raise FormatError("expected a JSON object of the declared length", offset=4)
+        return {"kind": self.kind, "fields": table}
+
+    def explain(self, have, want):
+        try:
+            got, wanted = self.decode(have)["fields"], self.decode(want)["fields"]
+        except FormatError:
+            return None
+        diffs = [f"vendor.{k} is {got.get(k)!r}, the board says {wanted.get(k)!r}"
+                 for k in sorted(set(got) | set(wanted)) if got.get(k) != wanted.get(k)]
+        return "; ".join(diffs) or None
+
+    def describe(self, doc):
+        return [f"{k} = {v!r}" for k, v in sorted(doc["fields"].items())]
+
+    def map_detail(self, doc):
+        return "ACME device info"
+
+    def board_map_detail(self, content):
+        return "ACME device info"
+
+
+@hookimpl
+def atfactory_register_formats(registry):
+    registry.add(DeviceInfoFormat())
 
 
 def build_device_info(board, inputs):

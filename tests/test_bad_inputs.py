@@ -40,7 +40,7 @@ from helpers import (ANY, BOARD_NAME, FP_REQUIRED, GATT_COLUMNS, REPO, assert_no
                      problems_of, run_scons, to_toml, write)
 
 from atfactory import ble_data, pki
-from atfactory.content import render
+from atfactory.artifacts import render_artifact as render
 from atfactory.errors import BoardError, Problem
 
 GATT = REPO / "boards" / "data" / "ble" / "gatt_services.csv"

@@ -46,3 +46,68 @@ def test_console_script_and_module(built, tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert "module_name = 'WROOM-32'" in r.stdout
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda p: "/dev/zero", "/dev/zero: cannot be read: is not a regular file (a device, FIFO or socket)"),
+    (lambda p: (__import__("os").mkfifo(p / "fifo"), str(p / "fifo"))[1], "fifo: cannot be read: is not a regular file"),
+    (lambda p: str(p), "no download.config; an ESP-AT release folder has one"),
+])
+def test_read_back_refuses_what_is_no_file_without_waiting(capsys, tmp_path, make, reason):
+    """A FIFO waits for a writer and /dev/zero never ends: both are refused before they are read."""
+    code, _out, err = run_cli(capsys, "inspect", make(tmp_path))
+    assert code == 2
+    assert reason in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_plugin_failing_during_verify_is_bad_input_not_differs(capsys, tmp_path, built):
+    """Exit 1 means "differs": a plugin's error is reported in one line with status 2."""
+    from helpers import write
+
+    write(tmp_path / "p/flaky.py", """
+        import os
+        from atfactory import hookimpl
+
+        def build(board, inputs):
+            if os.environ.get("FLAKY_NOW"):
+                raise ValueError("boom")
+            return b"ok"
+
+        @hookimpl
+        def atfactory_register_partitions(board, registry):
+            registry.add("flaky", subtype=0x70, size="4K", build=build)
+    """)
+    import os
+    os.environ["FLAKY_NOW"] = ""
+    try:
+        from atfactory.formats.plugin import PluginFormat
+
+        original = PluginFormat.render
+
+        def failing_render(self, spec, sources):
+            os.environ["FLAKY_NOW"] = "1"
+            return original(self, spec, sources)
+
+        PluginFormat.render = failing_render
+        code, out, err = run_cli(capsys, "verify", str(image_of(built, "WROOM-32")), "--board", "WROOM-32",
+                                 "--plugins", str(tmp_path / "p"))
+    finally:
+        PluginFormat.render = original
+        del os.environ["FLAKY_NOW"]
+    assert code == 2, out + err
+    assert err == "atfactory: error: plugin flaky: partition flaky: build raised ValueError: boom\n"
+
+
+def test_a_bug_exits_2_with_one_line(capsys, monkeypatch):
+    import atfactory.readback as readback
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(readback, "read_path", broken)
+    code, out, err = run_cli(capsys, "inspect", "x.bin")
+    assert code == 2
+    assert err.startswith("atfactory: error: internal error: RuntimeError: something nobody expected (at ")
+    assert "this is a bug in atfactory or a plugin" in err
+    assert len(err.strip().splitlines()) == 1

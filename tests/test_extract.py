@@ -27,12 +27,12 @@ def _rebuild_matches(board_of, board_path: Path, flash: bytes):
 
 @pytest.mark.parametrize("board_id", SHIPPED)
 def test_extract_then_rebuild_every_shipped_build(built, board_of, capsys, tmp_path, board_id):
-    from atfactory.verify import load_flash
+    from atfactory.readback import read_flash
     folder = built / "out" / board_id
     code, out, err = run_cli(capsys, "extract", str(folder), "-o", str(tmp_path / "x"))
     assert code == 0, err
     board_file = Path(out.split("wrote ", 1)[1].splitlines()[0])
-    flash, _ = load_flash(str(folder))
+    flash, _ = read_flash(str(folder))
     if board_id == "ACME-W32":
         return  # device_info is a plugin partition: extracted as raw data, checked in the scons test below
     board = _rebuild_matches(board_of, board_file, flash)

@@ -62,8 +62,9 @@ def test_verify_catches_esp8266_size_encoded_the_esp32_way(built, capsys, tmp_pa
 
 def test_verify_warns_on_expiring_certificate(built, board_of, capsys, tmp_path):
     import datetime
-    from atfactory.verify import load_flash, verify_flash
-    data, doc = load_flash(str(image_of(built, "WROOM-32")))
+    from atfactory.readback import read_flash
+    from atfactory.verify import verify_flash
+    data, doc = read_flash(str(image_of(built, "WROOM-32")))
     prepared = board_of("WROOM-32")
     soon = datetime.datetime(2045, 12, 20, tzinfo=datetime.timezone.utc)
     report = verify_flash(data, doc, prepared, now=soon)

@@ -10,14 +10,17 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import content as content_mod
 from .board import Board
 from .download_config import DownloadConfig, encode_download_config
+from .formats import FormatRegistry, stock_registry
+from .formats.partition_table import AtCustomizeFormat
+from .fsutil import read_input
 from .mapping import board_map_spec, render_board_map
-from .merge import merge_factory_image
-from .partition_table import TABLE_SIZE, Entry, encode_partition_table
+from .errors import MergeError, display_path
+from .merge import check_layout, merge_factory_image
+from .partition_table import TABLE_SIZE
 
-KIND_AT_CUSTOMIZE = "at_customize"
+KIND_AT_CUSTOMIZE = AtCustomizeFormat.kind
 KIND_DOWNLOAD_CONFIG = "download_config"
 KIND_FIRMWARE_COPY = "firmware_copy"
 KIND_FIRMWARE_CUT = "firmware_cut"
@@ -42,8 +45,9 @@ def partition_path(name: str) -> str:
     return f"{PARTITIONS_DIR}/{name}.bin"
 
 
-def plan_board(board: Board, firmware=None) -> List[Artifact]:
+def plan_board(board: Board, firmware=None, formats: Optional[FormatRegistry] = None) -> List[Artifact]:
     """Every output of the release folder but the factory image; download.config and the map last."""
+    formats = formats or stock_registry()
     artifacts: List[Artifact] = []
     if firmware is not None:
         for f in firmware.files:
@@ -53,20 +57,18 @@ def plan_board(board: Board, firmware=None) -> List[Artifact]:
             else:
                 artifacts.append(Artifact((f.path,), KIND_FIRMWARE_CUT, {"start": f.start, "length": f.length},
                                           (f.source,), offset=f.offset, length=f.length))
-    entries = [[p.name, p.type, p.subtype, p.offset, p.size, p.flags] for p in board.partitions]
+    entries = [[p.name, p.type, p.subtype, p.offset, p.size, 0] for p in board.partitions]   # 0: no flags
     artifacts.append(Artifact(("at_customize.bin",), KIND_AT_CUSTOMIZE, {"entries": entries},
                               offset=board.at_customize_offset, length=TABLE_SIZE))
     for p in board.partitions:
         if p.content is None:
             continue
-        targets = [partition_path(p.name)]
-        if p.content.kind == content_mod.KIND_FACTORY_PARAM:
-            targets.append(partition_path(f"factory_param_{board.module_name}"))
-        spec = dict(p.content.spec, board=board.id) if p.content.kind == "plugin" else p.content.spec
-        artifacts.append(Artifact(tuple(targets), p.content.kind, spec, p.content.sources,
+        extra = formats[p.content.kind].extra_targets(p.name, board.module_name)
+        targets = [partition_path(p.name)] + [partition_path(name) for name in extra]
+        artifacts.append(Artifact(tuple(targets), p.content.kind, p.content.spec, p.content.sources,
                                   secret=p.content.secret, offset=p.offset, partition=p.name, length=p.content.size))
     flashed = [[a.offset, a.targets[0]] for a in artifacts if a.offset is not None]
-    artifacts.append(Artifact(("flash_map.svg",), KIND_FLASH_MAP, board_map_spec(board, firmware)))
+    artifacts.append(Artifact(("flash_map.svg",), KIND_FLASH_MAP, board_map_spec(board, firmware, formats)))
     artifacts.append(Artifact(("download.config",), KIND_DOWNLOAD_CONFIG, {
         "flash": [board.flash_mode, board.flash_freq, board.flash_size],
         "entries": flashed,
@@ -78,6 +80,33 @@ def factory_image_path(board: Board) -> str:
     return f"factory/factory_{board.module_name}.bin"
 
 
+def factory_image_artifact(board: Board, planned: Sequence[Artifact], release_dir: str, host=None,
+                           display_base: Optional[str] = None) -> Artifact:
+    """The factory image of a board: every flashed artifact, after ``atfactory_pre_merge``.
+
+    Raises MergeError when the files overlap, do not fit the flash or do not exist."""
+    flashed = [a for a in planned if a.offset is not None]
+    images = sorted((a.offset, os.path.join(release_dir, a.targets[0])) for a in flashed)
+    lengths = {os.path.join(release_dir, a.targets[0]): a.length for a in flashed}
+    secret_paths = {os.path.join(release_dir, a.targets[0]) for a in flashed if a.secret}
+    if host is not None:
+        host.pre_merge(board, images)
+    layout = []
+    for offset, path in images:
+        length = lengths.get(path)
+        if length is None:
+            if not os.path.isfile(path):
+                raise MergeError(f"{board.id}: factory image: {display_path(path)} (added by "
+                                 "atfactory_pre_merge) does not exist")
+            length = os.path.getsize(path)
+        layout.append((offset, display_path(path, display_base), length))
+    try:
+        check_layout(layout, board.flash_size_bytes)
+    except MergeError as err:
+        raise MergeError(f"{board.id}: {err}") from None
+    return plan_factory_image(board, images, secret=any(p in secret_paths for _, p in images))
+
+
 def plan_factory_image(board: Board, images: Sequence[Tuple[int, str]], secret: bool) -> Artifact:
     """The merge of ``images`` ((offset, absolute path), after the pre-merge hook)."""
     ordered = sorted(images)
@@ -87,10 +116,14 @@ def plan_factory_image(board: Board, images: Sequence[Tuple[int, str]], secret: 
                     secret=secret)
 
 
-def render_artifact(kind: str, spec: Dict[str, object], sources: Sequence[str]) -> bytes:
+def render_artifact(kind: str, spec: Dict[str, object], sources: Sequence[str],
+                    formats: Optional[FormatRegistry] = None) -> bytes:
+    """The bytes of one artifact from its recorded spec and input files."""
+    fmt = (formats or stock_registry()).get(kind)
+    if fmt is not None:
+        return fmt.render(spec, sources)
     if kind == KIND_FIRMWARE_COPY:
-        with open(sources[0], "rb") as f:
-            return f.read()
+        return read_input(sources[0])
     if kind == KIND_FIRMWARE_CUT:
         with open(sources[0], "rb") as f:
             f.seek(spec["start"])
@@ -101,9 +134,7 @@ def render_artifact(kind: str, spec: Dict[str, object], sources: Sequence[str]) 
                                    list(zip(spec["offsets"], sources)))
     if kind == KIND_FLASH_MAP:
         return render_board_map(spec)
-    if kind == KIND_AT_CUSTOMIZE:
-        return encode_partition_table([Entry(*row) for row in spec["entries"]], md5=True)
     if kind == KIND_DOWNLOAD_CONFIG:
         mode, freq, size = spec["flash"]
         return encode_download_config(DownloadConfig(mode, freq, size, tuple((o, p) for o, p in spec["entries"])))
-    return content_mod.render(kind, spec, sources)
+    raise ValueError(f"unknown artifact kind {kind!r}")

@@ -10,6 +10,15 @@ STOCK_BOARDS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.p
 
 
 @hookimpl(tryfirst=True)
+def atfactory_register_formats(registry):
+    """The stock partition formats; registered first, so that vendors' formats are asked after them."""
+    from .formats import stock_formats
+
+    for fmt in stock_formats():
+        registry.add(fmt)
+
+
+@hookimpl(tryfirst=True)
 def atfactory_register_boards(registry):
     """The stock boards of boards/ (subfolders such as boards/layouts/ hold no boards)."""
     registry.add_folder(STOCK_BOARDS)

@@ -7,7 +7,7 @@ here so that reading a board does not import esptool and pyserial on every ``sco
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import FrozenSet, Mapping, Tuple
+from typing import FrozenSet, Iterable, List, Mapping, Tuple
 
 
 def _ranges(*spans: Tuple[int, int]) -> FrozenSet[int]:
@@ -38,6 +38,8 @@ class Chip:
     flash_freqs: Mapping[str, int]   # name -> header nibble (byte 3, low half)
     bootloader_offset: int
     image_chip_id: int | None        # chip id in the extended image header; None: no such field
+    at_versions: Tuple[str, ...]     # the ESP-AT releases that exist for it (at_releases.AT_RELEASES)
+    partition_table_offset: int = 0x8000
 
     @property
     def platform(self) -> str:
@@ -46,6 +48,17 @@ class Chip:
     def describe_gpios(self) -> str:
         """The chip's GPIOs as compact ranges: "0-19, 21-23, 25-27, 32-39"."""
         return describe_ranges(sorted(self.gpios))
+
+
+def describe_choices(names: Iterable[str]) -> str:
+    """"80m, 40m, 26m or 20m"."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def all_flash_freqs() -> List[str]:
+    """Every chip's flash frequencies, each once, in table order."""
+    return list(dict.fromkeys(f for chip in CHIPS.values() for f in chip.flash_freqs))
 
 
 def describe_ranges(numbers) -> str:
@@ -73,27 +86,27 @@ CHIPS = {
         input_only_gpios=_ranges((34, 39)),
         uart_count=3, tx_power_range=(40, 84),
         flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_FREQS,
-        bootloader_offset=0x1000, image_chip_id=0,
+        bootloader_offset=0x1000, image_chip_id=0, at_versions=("2.4", "2.2"),
     ),
     "esp32c3": Chip(
         "esp32c3", "ESP32-C3",
         gpios=_ranges((0, 21)), input_only_gpios=frozenset(),
         uart_count=2, tx_power_range=(40, 84),
         flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_FREQS,
-        bootloader_offset=0x0, image_chip_id=5,
+        bootloader_offset=0x0, image_chip_id=5, at_versions=("2.4", "2.2"),
     ),
     "esp32s2": Chip(
         "esp32s2", "ESP32-S2",
         gpios=_ranges((0, 21), (26, 46)), input_only_gpios=frozenset({46}),
         uart_count=2, tx_power_range=(40, 84),
         flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_FREQS,
-        bootloader_offset=0x1000, image_chip_id=2,
+        bootloader_offset=0x1000, image_chip_id=2, at_versions=("2.4", "2.2"),
     ),
     "esp8266": Chip(
         "esp8266", "ESP8266",
         gpios=_ranges((0, 16)), input_only_gpios=frozenset(),
         uart_count=2, tx_power_range=(40, 82),
         flash_sizes=_ESP8266_SIZES, flash_freqs=_FREQS,
-        bootloader_offset=0x0, image_chip_id=None,
+        bootloader_offset=0x0, image_chip_id=None, at_versions=("2.4", "2.2"),
     ),
 }

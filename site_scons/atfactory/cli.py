@@ -1,7 +1,9 @@
 """``atfactory``: read any AT binary back — inspect, verify, extract, diff.
 
 Exit status: 0 success (verify: the image matches; diff: no differences), 1 verify found
-differences or diff found some, 2 bad input (one line on stderr, no traceback).
+differences or diff found some, 2 bad input (one line on stderr, no traceback) and anything
+unexpected: a bug is reported in one line with a hint, never with status 1, which means
+"differs".
 """
 from __future__ import annotations
 
@@ -61,6 +63,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        _print_err("interrupted")
+        return 2
+    except Exception as exc:  # a bug: one line and status 2, never 1 ("differs")
+        where = _innermost_frame(exc)
+        _print_err(f"internal error: {type(exc).__name__}: {_one_line(str(exc))}{where}; this is a bug in atfactory "
+                   "or a plugin: please report it with the command that caused it")
+        return 2
+
+
+def _one_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:200]
+
+
+def _innermost_frame(exc: BaseException) -> str:
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" (at {os.path.basename(last.filename)}:{last.lineno})"
 
 
 # --- inspect ----------------------------------------------------------------------------------
@@ -68,22 +93,32 @@ def main(argv: Optional[List[str]] = None) -> int:
 def cmd_inspect(args) -> int:
     from .readback import read_path
 
-    doc = read_path(args.path)
+    formats = _formats(args)
+    doc = read_path(args.path, formats)
     if args.map:
         from .mapping import write_map_for_document
-        write_map_for_document(doc, args.map)
+        write_map_for_document(doc, args.map, formats)
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=False))
     else:
-        print(format_document(doc))
+        print(format_document(doc, formats))
     return 0
+
+
+def _formats(args):
+    """The format registry of this command: the stock formats and every plugin's."""
+    host, _registry = _host_and_registry(getattr(args, "plugins", ""))
+    return host.formats()
 
 
 def _hex(n) -> str:
     return f"0x{n:x}" if isinstance(n, int) else str(n)
 
 
-def format_document(doc: dict) -> str:
+def format_document(doc: dict, formats=None) -> str:
+    from .formats import stock_registry
+
+    formats = formats or stock_registry()
     out: List[str] = []
     kind = doc["kind"]
     out.append(f"{doc.get('path', '')}: {kind}" + (f", {doc['size']} bytes" if "size" in doc else ""))
@@ -98,10 +133,11 @@ def format_document(doc: dict) -> str:
                    f"{b['flash']['mode']} {b['flash']['freq']} {b['flash']['size']}")
     for f in doc.get("files", []):
         out.append(f"  file {_hex(f['offset']):>9}  {f['path']} ({f['length']} bytes)")
-    if doc.get("partition_table", {}).get("error"):
-        out.append(f"partition table at 0x8000: {doc['partition_table']['error']}")
-    elif doc.get("partition_table"):
-        out.append(f"partition table at 0x8000 (MD5 {'on' if doc['partition_table']['md5'] else 'off'}):")
+    table = doc.get("partition_table") or {}
+    if table.get("error"):
+        out.append(f"partition table at {_hex(table['offset'])}: {table['error']}")
+    elif table:
+        out.append(f"partition table at {_hex(table['offset'])} (MD5 {'on' if table['md5'] else 'off'}):")
         out += [_entry_line(e) for e in doc["partition_table"]["partitions"]]
     if kind == "partition_table":
         out.append(f"partition table (MD5 {'on' if doc['md5'] else 'off'}):")
@@ -112,9 +148,9 @@ def format_document(doc: dict) -> str:
                    + (f": {at['error']}" if at.get("error") else ":"))
         for part in at["partitions"]:
             out.append(_entry_line(part))
-            out += ["      " + line for line in _content_lines(part["content"])]
-    if kind in ("factory_param", "pki", "ble_data"):
-        out += _content_lines(doc)
+            out += ["      " + line for line in _content_lines(part["content"], formats)]
+    if kind in formats:   # a single partition
+        out += _content_lines(doc, formats)
     return "\n".join(out)
 
 
@@ -124,54 +160,28 @@ def _entry_line(e: dict) -> str:
             f"offset {_hex(e['offset']):>9}  size {_hex(e['size'])}")
 
 
-def _content_lines(c: dict) -> List[str]:
+def _content_lines(c: dict, formats) -> List[str]:
     kind = c.get("kind")
     if kind == "erased":
         return ["(erased)"]
     if kind == "invalid":
         return [f"(not a valid {c.get('expected', '')}: {c['error']})"]
-    if kind == "raw":
-        return [f"raw data, {c['length']} bytes, sha256 {c['sha256']}"]
-    if kind == "factory_param":
-        return [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in c["fields"].items()]
-    if kind == "ble_data":
-        lines = ["index uuid_len uuid                             perm val_max_len val_cur_len value"]
-        for r in c["rows"]:
-            lines.append(f"{r['index']:>5} {r['uuid_len']:>8} {r['uuid']:<32} 0x{r['perm']:02x} {r['val_max_len']:>11} "
-                         f"{r['val_cur_len']:>11} {r['value']}")
-        return lines
-    if kind == "pki":
-        lines = []
-        for item in c["items"]:
-            head = f"item type {item['type']} ({item['type_name']}) id {item['id']}: {item['length']} bytes {item['format']}"
-            if "certificate" in item:
-                cert = item["certificate"]
-                key = cert["key"]
-                lines.append(f"{head}, certificate {cert['subject']}, issuer {cert['issuer']}, valid "
-                             f"{cert['not_before']} to {cert['not_after']}, {key['algorithm']} {key.get('size', '')}")
-            elif "key" in item:
-                lines.append(f"{head}, private key {item['key']['algorithm']} {item['key'].get('size', '')}")
-            else:
-                lines.append(f"{head}, unreadable: {item.get('error')}")
-        return lines
-    return []
+    fmt = formats.get(kind)
+    return fmt.describe(c) if fmt is not None else []
 
 
 # --- verify -----------------------------------------------------------------------------------
 
-def _host_and_registry(extra_dirs):
-    from .board import BoardRegistry
-    from .plugins import make_plugin_host
+def _host_and_registry(extra_dirs: str):
+    from .plugins import make_session
 
-    host = make_plugin_host([d for d in extra_dirs.split(",") if d.strip()])
-    registry = BoardRegistry()
-    host.register_boards(registry)
-    return host, registry
+    return make_session([d for d in extra_dirs.split(",") if d.strip()])
 
 
 def cmd_verify(args) -> int:
     from .prepare import prepare_board
-    from .verify import load_flash, verify_flash
+    from .readback import read_flash
+    from .verify import verify_flash
 
     if not args.board and not args.pubkey:
         raise AtFactoryError("verify needs --board ID|FILE, --pubkey KEY, or both")
@@ -190,8 +200,8 @@ def cmd_verify(args) -> int:
             return 0
     host, registry = _host_and_registry(args.plugins)
     prepared = prepare_board(args.board, registry, host, extra_tables=host.board_tables())
-    data, doc = load_flash(args.path)
-    report = verify_flash(data, doc, prepared)
+    data, doc = read_flash(args.path, host.formats())
+    report = verify_flash(data, doc, prepared, formats=host.formats())
     print(f"verify {args.path} against board {prepared.board.id}:")
     for line in report.matches:
         print(f"  ok       {line}")
@@ -207,11 +217,12 @@ def cmd_verify(args) -> int:
 
 def cmd_extract(args) -> int:
     from .extract import extract
-    from .verify import load_flash
+    from .readback import read_flash
 
-    data, doc = load_flash(args.path)
+    formats = _formats(args)
+    data, doc = read_flash(args.path, formats)
     os.makedirs(args.output, exist_ok=True)
-    board_path, notes = extract(data, doc, args.output)
+    board_path, notes = extract(data, doc, args.output, formats)
     print(f"wrote {board_path}")
     for note in notes:
         print(f"note: {note}")
@@ -261,7 +272,8 @@ def diff_documents(a, b, path: str = "") -> List[str]:
 def cmd_diff(args) -> int:
     from .readback import read_path
 
-    lines = diff_documents(read_path(args.a), read_path(args.b))
+    formats = _formats(args)
+    lines = diff_documents(read_path(args.a, formats), read_path(args.b, formats))
     for line in lines:
         print(line)
     if not lines:

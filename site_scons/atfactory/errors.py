@@ -45,13 +45,14 @@ class Problem:
 
     __slots__ = ("file", "key", "value", "message", "has_value")
 
-    _NO_VALUE = object()
+    NO_VALUE = object()    # "no value to show": distinct from None, which is a value
+    _NO_VALUE = NO_VALUE
 
-    def __init__(self, file, key: str, message: str, value=_NO_VALUE):
+    def __init__(self, file, key: str, message: str, value=NO_VALUE):
         self.file = str(file) if file is not None else None
         self.key = key
         self.message = message
-        self.has_value = value is not Problem._NO_VALUE
+        self.has_value = value is not Problem.NO_VALUE
         self.value = value if self.has_value else None
 
     def __str__(self) -> str:
@@ -74,6 +75,17 @@ class BoardError(AtFactoryError):
         self.problems: List[Problem] = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
+    def lines(self) -> List[str]:
+        """One line per problem, at most MAX_PROBLEMS and a count of the rest."""
+        shown = [str(p) for p in self.problems[:MAX_PROBLEMS]]
+        if len(self.problems) > MAX_PROBLEMS:
+            shown.append(f"... and {len(self.problems) - MAX_PROBLEMS} more problems; fix these first")
+        return shown
+
+
+# A file of a million typos should not print a million lines.
+MAX_PROBLEMS = 100
+
 
 class ContentError(AtFactoryError):
     """An input file (certificate, key, GATT CSV, ...) whose content is not acceptable.
@@ -86,6 +98,34 @@ class ContentError(AtFactoryError):
         self.message = message
         self.path = path
         super().__init__(f"{display_path(path)}: {message}" if path else message)
+
+
+class InputError(ContentError):
+    """An input file that cannot be read as a file: missing, a folder, a FIFO, unreadable."""
+
+
+class FirmwareError(AtFactoryError):
+    """A release folder or factory image that cannot serve as a board's firmware."""
+
+
+class MergeError(AtFactoryError):
+    """The files of a factory image overlap, or do not fit the flash."""
+
+
+class ReadError(AtFactoryError):
+    """A path given to the read-back tools that is no AT binary atfactory knows."""
+
+
+class ExtractError(AtFactoryError):
+    """An image from which no board can be written that rebuilds it."""
+
+
+class SigningError(AtFactoryError):
+    """A signing key, public key, manifest or signature that cannot be used."""
+
+
+class PluginError(AtFactoryError):
+    """A plugin failed: the message names the plugin and the hook."""
 
 
 def display_path(path, base: Optional[str] = None) -> str:

@@ -2,8 +2,8 @@
 
 atfactory never compiles firmware.  It takes bootloader, partition table, OTA data, PHY init
 data and the AT application from a release: copied from a release folder as download.config
-lists them, or cut out of a factory image by reading its partition table at 0x8000 and its
-bootloader at the chip's offset.  ``check_firmware`` cross-checks the firmware against the
+lists them, or cut out of a factory image by reading its partition table and its
+bootloader at the chip's offsets.  ``check_firmware`` cross-checks the firmware against the
 board before anything is written.
 """
 from __future__ import annotations
@@ -14,18 +14,12 @@ from typing import List, Optional, Tuple
 
 from . import partition_table as pt
 from .chips import CHIPS, flash_size_bytes
-from .download_config import decode_download_config
-from .errors import AtFactoryError, FormatError, Problem, display_path
-from .esp_image import read_image
+from .errors import FirmwareError, FormatError, InputError, Problem, display_path
+from .esp_image import ESP32_FAMILY_WP_PIN, decode_header, read_image
+from .fsutil import read_input
 from .numbers import format_size
+from .release import ReleaseError, is_customized, read_release
 
-PARTITION_TABLE_OFFSET = 0x8000
-AT_CUSTOMIZE_TYPE, AT_CUSTOMIZE_SUBTYPE = 0x40, 0
-ESP32_FAMILY_WP_PIN = 0xEE   # byte 8 of every ESP32-family image header as esptool writes it
-
-
-class FirmwareError(AtFactoryError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -51,50 +45,31 @@ class Firmware:
 
 def _read(path: str) -> bytes:
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise FirmwareError(f"{os.path.basename(path)} cannot be read ({exc.strerror})") from None
+        return read_input(path)
+    except InputError as err:
+        raise FirmwareError(f"{os.path.basename(path)} {err.message}") from None
 
 
 def load_firmware(path: str, chip_name: str) -> Firmware:
     """Read a release folder or a factory image.  Raises FirmwareError with a clear line."""
     if os.path.isdir(path):
-        return _load_release(path)
+        return _load_release(path, CHIPS[chip_name].partition_table_offset)
     if os.path.isfile(path):
         return _load_image(path, chip_name)
     raise FirmwareError("no such folder or file; expected an ESP-AT release folder "
                         "(with download.config) or a factory image (factory_XXX.bin)")
 
 
-def _is_customized(rel: str) -> bool:
-    return rel == "at_customize.bin" or rel.startswith("customized_partitions/")
-
-
-def _load_release(folder: str) -> Firmware:
-    config_path = os.path.join(folder, "download.config")
-    if not os.path.isfile(config_path):
-        raise FirmwareError("no download.config; an ESP-AT release folder has one")
+def _load_release(folder: str, table_offset: int) -> Firmware:
     try:
-        config = decode_download_config(_read(config_path))
-    except FormatError as err:
-        raise FirmwareError(f"download.config: {err}") from None
-    files: List[FirmwareFile] = []
-    missing = []
-    for offset, rel in config.entries:
-        if _is_customized(rel):
-            continue   # what atfactory builds itself
-        full = os.path.normpath(os.path.join(folder, rel))
-        if not os.path.isfile(full):
-            missing.append(rel)
-            continue
-        files.append(FirmwareFile(offset, rel, full))
-    if missing:
-        raise FirmwareError("download.config names files that are not in the folder: "
-                            + ", ".join(missing))
-    table_file = next((f for f in files if f.offset == PARTITION_TABLE_OFFSET), None)
+        release = read_release(folder, wanted=lambda rel: not is_customized(rel))   # the rest atfactory builds
+    except ReleaseError as err:
+        raise FirmwareError(str(err)) from None
+    config, config_path = release.config, release.config_path
+    files: List[FirmwareFile] = [FirmwareFile(f.offset, f.path, f.full) for f in release.files]
+    table_file = next((f for f in files if f.offset == table_offset), None)
     if table_file is None:
-        raise FirmwareError("download.config lists no partition table at 0x8000")
+        raise FirmwareError(f"download.config lists no partition table at 0x{table_offset:x}")
     try:
         table = pt.decode_partition_table(_read(table_file.source))
     except FormatError as err:
@@ -120,10 +95,11 @@ _PATH_BY_PARTITION = {
 def _load_image(path: str, chip_name: str) -> Firmware:
     data = _read(path)
     chip = CHIPS[chip_name]
+    table_offset = chip.partition_table_offset
     try:
-        table = pt.decode_partition_table(data[PARTITION_TABLE_OFFSET:PARTITION_TABLE_OFFSET + pt.TABLE_SIZE])
+        table = pt.decode_partition_table(data[table_offset:table_offset + pt.TABLE_SIZE])
     except FormatError as err:
-        raise FirmwareError(f"no partition table at 0x8000 ({err}); expected a merged factory image") from None
+        raise FirmwareError(f"no partition table at 0x{table_offset:x} ({err}); expected a merged factory image") from None
     boot_offset = chip.bootloader_offset
     try:
         boot = read_image(data, boot_offset, extended_header=chip.image_chip_id is not None)
@@ -131,8 +107,7 @@ def _load_image(path: str, chip_name: str) -> Firmware:
         raise FirmwareError(f"no {chip.title} bootloader at 0x{boot_offset:x} ({err})") from None
     files = [
         FirmwareFile(boot_offset, "bootloader/bootloader.bin", path, boot_offset, boot.length),
-        FirmwareFile(PARTITION_TABLE_OFFSET, "partition_table/partition-table.bin", path,
-                     PARTITION_TABLE_OFFSET, pt.TABLE_SIZE),
+        FirmwareFile(table_offset, "partition_table/partition-table.bin", path, table_offset, pt.TABLE_SIZE),
     ]
     apps = [e for e in table.entries if e.type == 0x00]
     for entry in table.entries:
@@ -171,7 +146,7 @@ def check_firmware(board, firmware: Firmware, where: str) -> List[Problem]:
     def fail(file, key, message, value=Problem._NO_VALUE):
         problems.append(Problem(file, key, message, value))
 
-    at = [e for e in firmware.table.entries if e.type == AT_CUSTOMIZE_TYPE and e.subtype == AT_CUSTOMIZE_SUBTYPE]
+    at = [e for e in firmware.table.entries if e.type == pt.AT_CUSTOMIZE_TYPE and e.subtype == pt.AT_CUSTOMIZE_SUBTYPE]
     if not at:
         fail(None, where, "the firmware's partition table has no at_customize entry (type 0x40, subtype 0): "
                           "it is not an ESP-AT firmware", origin)
@@ -187,14 +162,14 @@ def check_firmware(board, firmware: Firmware, where: str) -> List[Problem]:
         fail(None, where, f"the bootloader is at 0x{firmware.bootloader_offset:x}, but {chip.title} boots from "
                           f"0x{chip.bootloader_offset:x}: this firmware is for another chip", origin)
     else:
-        header = firmware.bootloader_header
+        header = decode_header(firmware.bootloader_header)
         if chip.image_chip_id is not None:
-            chip_id = int.from_bytes(header[12:14], "little") if len(header) >= 14 else None
+            chip_id = header.chip_id if header else None
             if chip_id != chip.image_chip_id:
                 other = next((c.title for c in CHIPS.values() if c.image_chip_id == chip_id), f"chip id {chip_id}")
                 fail(None, where, f"the firmware is for {other}, the board for {chip.title} (module.chip = "
                                   f"\"{chip.name}\")", origin)
-        elif len(header) > 8 and header[8] == ESP32_FAMILY_WP_PIN:
+        elif header is not None and header.wp_pin == ESP32_FAMILY_WP_PIN:
             fail(None, where, f"the bootloader has an ESP32-family image header; the board is for {chip.title}",
                  origin)
     need = max([firmware.flash_size or 0] + [e.end for e in firmware.table.entries])

@@ -17,6 +17,8 @@ import zlib
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
+from .layout import overlapping
+
 BAR_HEIGHT = 1000.0
 BAR_WIDTH = 120.0
 CHILD_INSET = 14.0       # children drawn inside their parent in column 1 leave its colour showing
@@ -83,11 +85,9 @@ def _order(region: MapRegion):
 def _problems(regions: Sequence[MapRegion], start: int, limit: int, outside: str) -> List[Item]:
     """The regions in order, each with what is wrong with it: "overlap", `outside` [start, limit)."""
     ordered = sorted(regions, key=_order)
-    items = []
-    for i, r in enumerate(ordered):
-        overlap = any(j != i and o.offset < r.end and r.offset < o.end for j, o in enumerate(ordered))
-        items.append((r, ("overlap",) * overlap + (outside,) * (r.offset < start or r.end > limit)))
-    return items
+    clashing = overlapping((r.offset, r.end, r) for r in ordered)
+    return [(r, ("overlap",) * any(r is c for c in clashing) + (outside,) * (r.offset < start or r.end > limit))
+            for r in ordered]
 
 
 def _free(regions: Sequence[MapRegion], start: int, limit: int) -> List[Item]:

@@ -1,9 +1,19 @@
-"""Writing outputs: complete or absent, never half-written; secrets owner-readable from the start."""
+"""Reading inputs and writing outputs.
+
+Inputs are regular files only: reading a FIFO waits for a writer and reading /dev/zero never
+ends, so both are refused before they are opened.  Outputs are complete or absent, never
+half-written, and secrets are owner-readable from the first byte.
+"""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import stat
 import tempfile
+from typing import IO, Iterator
+
+from .errors import InputError
 
 
 def _read_umask() -> int:
@@ -16,11 +26,37 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def write_atomic(path: str, data: bytes, secret: bool = False) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place.
+def read_input(path: str) -> bytes:
+    """The bytes of a regular file.  Raises InputError saying why not (path in ``.path``)."""
+    if os.path.isdir(path):
+        raise InputError("is a folder; expected a file", path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise InputError(f"is a symbolic link to {os.readlink(path)}, which does not exist", path) from None
+        raise InputError("no such file", path) from None
+    except (OSError, ValueError) as exc:   # ValueError: a NUL in the path
+        raise InputError(f"cannot be read ({getattr(exc, 'strerror', None) or exc})", path) from None
+    if not stat.S_ISREG(mode):
+        raise InputError("is not a regular file (a device, FIFO or socket); expected a file", path)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise InputError("no such file", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror})", path) from None
 
-    A secret file is created with mode 0600 by the open call itself, so no other user can
-    open it even for the moment before a chmod would have run.
+
+@contextlib.contextmanager
+def atomic_open(path: str, secret: bool = False, text: bool = False) -> Iterator[IO]:
+    """A file object whose content appears at ``path`` only when the block ends without error.
+
+    The file is a temporary beside ``path``, renamed into place at the end.  A secret file is
+    created with mode 0600 by the open call itself, so no other user can open it even for the
+    moment before a chmod would have run; other files get what the umask allows, as open()
+    would give them.
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -28,11 +64,10 @@ def write_atomic(path: str, data: bytes, secret: bool = False) -> None:
     _remove_stale_temporaries(folder, prefix)
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     try:
-        # mkstemp creates 0600; widen ordinary outputs to what the umask allows, as open() would.
         if not secret:
             os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with (os.fdopen(fd, "w", encoding="utf-8", newline="\n") if text else os.fdopen(fd, "wb")) as f:
+            yield f
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -40,6 +75,12 @@ def write_atomic(path: str, data: bytes, secret: bool = False) -> None:
         except OSError:
             pass
         raise
+
+
+def write_atomic(path: str, data: bytes, secret: bool = False) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_open`."""
+    with atomic_open(path, secret=secret) as f:
+        f.write(data)
 
 
 def _remove_stale_temporaries(folder: str, prefix: str) -> None:

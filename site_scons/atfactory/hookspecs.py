@@ -16,6 +16,21 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 # --- while the command line is read ---------------------------------------------------------
 
 @hookspec
+def atfactory_register_formats(registry):
+    """Add partition formats: what a partition holds, how it is built, read back and explained.
+
+    Runs once per session, before any board is loaded; the built-in plugin registers the
+    stock formats (factory_param, pki, ble_data, at_customize, plugin, raw) this way.
+
+    :param registry: a :class:`atfactory.formats.FormatRegistrar`; call
+        ``registry.add(format)`` with an instance of a subclass of
+        :class:`atfactory.formats.PartitionFormat`.  A kind that is already registered is an
+        error naming both plugins.
+    :return: nothing.
+    """
+
+
+@hookspec
 def atfactory_register_boards(registry):
     """Add board files, so that ``scons board=ID`` finds them like the stock boards.
 

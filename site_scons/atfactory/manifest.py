@@ -16,15 +16,12 @@ import json
 import os
 from typing import List, Optional, Sequence, Tuple
 
-from .errors import AtFactoryError, display_path
+from .errors import AtFactoryError, InputError, SigningError, display_path
+from .fsutil import read_input
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
 FORMAT = 1
-
-
-class SigningError(AtFactoryError):
-    pass
 
 
 def sha256_file(path: str) -> str:
@@ -80,10 +77,10 @@ def render_manifest(spec: dict, sources: Sequence[str]) -> bytes:
 
 def _read_key_file(path: str, setting: str) -> bytes:
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise SigningError(f"{setting} {display_path(path)}: cannot be read ({exc.strerror})") from None
+        return read_input(path)
+    except InputError as err:
+        reason = err.message if err.message.startswith("cannot be read") else f"cannot be read: {err.message}"
+        raise SigningError(f"{setting} {display_path(path)}: {reason}") from None
 
 
 def load_signing_key(path: str):
@@ -147,12 +144,12 @@ def check_release(path: str, pubkey_path: str) -> Tuple[str, List[str], dict]:
 
     folder = find_release_folder(path)
     key = load_public_key(pubkey_path)
-    manifest_bytes = open(os.path.join(folder, MANIFEST), "rb").read()
+    manifest_bytes = _read_key_file(os.path.join(folder, MANIFEST), "manifest")
     sig_path = os.path.join(folder, SIGNATURE)
     if not os.path.isfile(sig_path):
         return folder, [f"{SIGNATURE}: missing; the release is not signed"], {}
     try:
-        signature = base64.b64decode(open(sig_path, "rb").read().strip(), validate=True)
+        signature = base64.b64decode(_read_key_file(sig_path, "signature").strip(), validate=True)
         key.verify(signature, manifest_bytes)
     except (InvalidSignature, ValueError):
         return folder, [f"{MANIFEST}: the signature in {SIGNATURE} does not match the manifest and this key: "

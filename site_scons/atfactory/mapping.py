@@ -3,17 +3,19 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
+from . import partition_table as pt
 from .chips import CHIPS, flash_size_bytes
 from .errors import AtFactoryError
 from .flash_map import MapRegion, render_flash_map
+from .formats import FormatRegistry, stock_registry
 from .fsutil import write_atomic
 
-TABLE_OFFSET = 0x8000
-AT_TABLE_SECTOR = 0x1000
+TABLE_OFFSET = pt.MAIN_TABLE_OFFSET
+AT_TABLE_SECTOR = pt.AT_CUSTOMIZE_SECTOR
 
 
 def _main_kind(ptype: int, subtype: int) -> str:
-    if ptype == 0x40 and subtype == 0:
+    if ptype == pt.AT_CUSTOMIZE_TYPE and subtype == pt.AT_CUSTOMIZE_SUBTYPE:
         return "at_customize"
     return {0x00: "app", 0x01: "data"}.get(ptype, "data")
 
@@ -45,21 +47,16 @@ def build_regions(bootloader_offset: Optional[int], main_entries: Sequence[Tuple
     return regions
 
 
-def _content_detail(content: dict) -> str:
+def _content_detail(content: dict, formats: FormatRegistry) -> str:
     kind = content.get("kind", "")
-    if kind == "pki":
-        n = len(content.get("items", []))
-        return f"{n} item{'s' if n != 1 else ''}"
-    if kind == "ble_data":
-        return f"GATT, {len(content.get('rows', []))} rows"
-    if kind == "raw":
-        return f"{content['length']} bytes of data"
-    return kind
+    fmt = formats.get(kind)
+    return fmt.map_detail(content) if fmt is not None else kind   # erased, invalid
 
 
-def regions_of_document(doc: dict) -> Tuple[int, List[MapRegion]]:
+def regions_of_document(doc: dict, formats: Optional[FormatRegistry] = None) -> Tuple[int, List[MapRegion]]:
+    formats = formats or stock_registry()
     at = doc.get("at_customize") or {}
-    entries = [(p["name"], p["offset"], p["size"], _content_detail(p.get("content", {})))
+    entries = [(p["name"], p["offset"], p["size"], _content_detail(p.get("content", {}), formats))
                for p in at.get("partitions", [])]
     main = [(e["name"], e["type"], e["subtype"], e["offset"], e["size"])
             for e in (doc.get("partition_table") or {}).get("partitions", [])]
@@ -71,22 +68,21 @@ def regions_of_document(doc: dict) -> Tuple[int, List[MapRegion]]:
     return flash, build_regions(boot, main, at.get("offset"), at.get("size"), entries)
 
 
-def write_map_for_document(doc: dict, path: str) -> None:
+def write_map_for_document(doc: dict, path: str, formats: Optional[FormatRegistry] = None) -> None:
     if "at_customize" not in doc and "partition_table" not in doc:
         raise AtFactoryError(f"--map: {doc.get('path')} is a {doc['kind']}, not an image or release folder; "
                              "nothing to map")
-    flash, regions = regions_of_document(doc)
+    flash, regions = regions_of_document(doc, formats)
     title = f"{doc.get('path', '')} ({doc.get('chip') or 'unknown chip'})"
     write_atomic(path, render_flash_map(flash, regions, title).encode("utf-8"))
 
 
-def board_map_spec(board, firmware=None) -> dict:
+def board_map_spec(board, firmware=None, formats: Optional[FormatRegistry] = None) -> dict:
     """The JSON-able spec of a board's flash map: exactly what the drawing depends on."""
+    formats = formats or stock_registry()
     at_entries = []
     for p in board.partitions:
-        detail = p.content.kind if p.content else "listed only"
-        if p.content and p.content.kind == "pki":
-            detail = f"{len(p.sources)} item{'s' if len(p.sources) != 1 else ''}"
+        detail = formats[p.content.kind].board_map_detail(p.content) if p.content else "listed only"
         at_entries.append([p.name, p.offset, p.size, detail])
     main = []
     boot = None

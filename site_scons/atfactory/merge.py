@@ -11,11 +11,8 @@ from __future__ import annotations
 import os
 from typing import List, Sequence, Tuple
 
-from .errors import AtFactoryError, display_path
-
-
-class MergeError(AtFactoryError):
-    pass
+from .errors import MergeError, display_path
+from .layout import overlaps
 
 
 def check_layout(entries: Sequence[Tuple[int, str, int]], flash_bytes: int) -> None:
@@ -25,10 +22,9 @@ def check_layout(entries: Sequence[Tuple[int, str, int]], flash_bytes: int) -> N
         if offset < 0 or offset + length > flash_bytes:
             raise MergeError(f"factory image: {name} at 0x{offset:x} ({length} bytes) ends past the "
                              f"0x{flash_bytes:x}-byte flash")
-    for (a_off, a_name, a_len), (b_off, b_name, _) in zip(ordered, ordered[1:]):
-        if b_off < a_off + a_len:
-            raise MergeError(f"factory image: {b_name} at 0x{b_off:x} overlaps {a_name} "
-                             f"(0x{a_off:x}-0x{a_off + a_len:x})")
+    for (b_off, b_name, _), (a_off, a_name, a_len) in overlaps((e[0], e[0] + e[2], e) for e in ordered):
+        raise MergeError(f"factory image: {b_name} at 0x{b_off:x} overlaps {a_name} "
+                         f"(0x{a_off:x}-0x{a_off + a_len:x})")
 
 
 def merge_factory_image(chip: str, flash_mode: str, flash_freq: str, flash_size: str, flash_bytes: int,

@@ -30,7 +30,10 @@ SUBTYPES = {
 }
 APP_ALIGN = 0x10000
 DATA_ALIGN = 0x1000
-FLAG_ENCRYPTED = 0x1
+MAIN_TABLE_OFFSET = 0x8000              # where ESP-IDF's bootloader reads the main table
+# The main table's entry for the AT partitions (at_customize.bin and what it lists).
+AT_CUSTOMIZE_TYPE, AT_CUSTOMIZE_SUBTYPE = 0x40, 0x00
+AT_CUSTOMIZE_SECTOR = 0x1000            # the region's first sector holds at_customize.bin itself
 
 
 @dataclass(frozen=True)

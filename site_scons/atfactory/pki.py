@@ -26,19 +26,18 @@ TYPE_NAMES = {TYPE_CA: "ca", TYPE_CERT: "cert", TYPE_KEY: "key"}
 MAX_CONTENT = 0xFFFF
 MAX_ID = 0xFF
 
+# What a certificate set is for, and the roles of its files: a set is named "<use>_<role>".
+USES = ("server", "client", "mqtt", "wpa2")
+ROLES = ("cert", "key", "ca")
 # Partition name -> what its items are.  The kind decides the item type from AT v2.4 on.
-PKI_PARTITIONS = {
-    f"{use}_{kind}": kind
-    for use in ("server", "client", "mqtt", "wpa2")
-    for kind in ("cert", "key", "ca")
-}
+PKI_PARTITIONS = {f"{use}_{kind}": kind for use in USES for kind in ROLES}
 KIND_TYPES = {"ca": TYPE_CA, "cert": TYPE_CERT, "key": TYPE_KEY}
-AT_VERSIONS = ("2.4", "2.2")
 
 
 def item_type(kind: str, at_version: str) -> int:
     """AT v2.4 types items by kind; AT v2.2 builds typed every item as a certificate (2)."""
-    return KIND_TYPES[kind] if at_version == "2.4" else TYPE_CERT
+    from .at_releases import AT_RELEASES
+    return KIND_TYPES[kind] if AT_RELEASES[at_version].pki_typed_by_kind else TYPE_CERT
 
 
 @dataclass(frozen=True)

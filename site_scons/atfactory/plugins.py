@@ -17,16 +17,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import pluggy
 
 from . import hookspecs
-from .board import BoardRegistry
-from .errors import AtFactoryError, display_path
+from .errors import AtFactoryError, PluginError, display_path
+from .registry import BoardRegistry
 
 ENTRY_POINT_GROUP = "atfactory"
 DISABLE_ENV = "ATFACTORY_DISABLE_PLUGINS"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-class PluginError(AtFactoryError):
-    """A plugin failed: the message names the plugin and the hook."""
 
 
 @dataclass
@@ -49,7 +45,7 @@ class BoardRegistrar:
         if self._base and not os.path.isabs(path):
             path = os.path.join(self._base, path)
         if not os.path.isfile(path):
-            raise AtFactoryError(f"board file {display_path(path)} does not exist")
+            raise PluginError(f"board file {display_path(path)} does not exist")
         self._registry.add(path, board_id, origin=f"plugin {self._plugin}")
 
     def add_folder(self, folder: str) -> None:
@@ -82,18 +78,34 @@ class PartitionRegistrar:
     def add(self, name: str, *, subtype: int, size, build: Callable, type: int = 0x40,
             offset=None, inputs: Sequence[str] = (), values=None, secret: bool = False) -> None:
         if not callable(build):
-            raise AtFactoryError(f"partition {name!r}: build must be a function (board, inputs) -> bytes")
+            raise PluginError(f"partition {name!r}: build must be a function (board, inputs) -> bytes")
         if any(p.name == name for p in self._sink):
             other = next(p for p in self._sink if p.name == name)
-            raise AtFactoryError(f"partition {name!r} was already added by plugin {other.plugin}")
+            raise PluginError(f"partition {name!r} was already added by plugin {other.plugin}")
         self._sink.append(PluginPartition(self._plugin, name, type, subtype, size, offset, build,
                                           tuple(os.path.abspath(i) for i in inputs), values, secret))
+
+
+def call_build(plugin: str, partition: str, build: Callable, board, inputs: Sequence[str]) -> bytes:
+    """Every call of a plugin partition's build function goes through here: it names the plugin
+    and partition when the function raises or returns anything but bytes."""
+    try:
+        data = build(board, tuple(inputs))
+    except AtFactoryError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"plugin {plugin}: partition {partition}: build raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(data, (bytes, bytearray)):
+        raise PluginError(f"plugin {plugin}: partition {partition}: build returned {type(data).__name__}, "
+                          "expected bytes")
+    return bytes(data)
 
 
 class PluginHost:
     def __init__(self, pm: pluggy.PluginManager, infos: Dict[str, PluginInfo]):
         self.pm = pm
         self.infos = infos
+        self._formats = None
 
     # -- calling -------------------------------------------------------------------------
     def impls(self, hook_name: str):
@@ -116,6 +128,17 @@ class PluginHost:
             raise PluginError(f"plugin {impl.plugin_name}: {hook_name} raised {type(exc).__name__}: {exc}") from exc
 
     # -- the hooks, as the build uses them ----------------------------------------------
+    def formats(self):
+        """The session's format registry: every plugin's ``atfactory_register_formats``, once."""
+        if self._formats is None:
+            from .formats import FormatRegistry
+
+            registry = FormatRegistry()
+            for impl in self.impls("atfactory_register_formats"):
+                self.call_impl(impl, "atfactory_register_formats", [registry.registrar(impl.plugin_name)])
+            self._formats = registry
+        return self._formats
+
     def register_boards(self, registry: BoardRegistry) -> None:
         for impl in self.impls("atfactory_register_boards"):
             base = getattr(impl.plugin, "__file__", None)
@@ -249,6 +272,14 @@ def make_plugin_host(extra_dirs: Sequence[str] = (), disabled: Optional[Sequence
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"plugin {exc.plugin if isinstance(exc.plugin, str) else pm.get_name(exc.plugin)}: {exc}") from None
     return PluginHost(pm, infos)
+
+
+def make_session(extra_dirs: Sequence[str] = (), disabled: Optional[Sequence[str]] = None):
+    """(plugin host, board registry): the plugins of a session and every board they know."""
+    host = make_plugin_host(extra_dirs, disabled)
+    registry = BoardRegistry()
+    host.register_boards(registry)
+    return host, registry
 
 
 def _import_file(name: str, path: str):

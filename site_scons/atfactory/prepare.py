@@ -9,17 +9,14 @@ Every problem is collected into one BoardError.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .board import Board, BoardRegistry, load_board
-from .content import Content
-from .errors import AtFactoryError, BoardError, Problem, display_path
-from .firmware import Firmware, FirmwareError, check_firmware, load_firmware
-
-KIND_PLUGIN = "plugin"
+from .errors import AtFactoryError, BoardError, FirmwareError, Problem, display_path
+from .firmware import Firmware, check_firmware, load_firmware
+from .formats.plugin import plugin_partition
 
 
 @dataclass
@@ -33,7 +30,11 @@ class PreparedBoard:
 
 def prepare_board(ref: str, registry: BoardRegistry, host=None, *, relative_to: Optional[str] = None,
                   firmware_override: Optional[str] = None, extra_tables=None, sandbox: bool = False) -> PreparedBoard:
-    kwargs = dict(relative_to=relative_to, extra_tables=extra_tables, sandbox=sandbox)
+    """``host``: the session's plugin host (its formats read the board); None: stock formats only."""
+    from .formats import stock_registry
+
+    formats = host.formats() if host is not None else stock_registry()
+    kwargs = dict(relative_to=relative_to, extra_tables=extra_tables, sandbox=sandbox, formats=formats)
     board = load_board(ref, registry, **kwargs)
     builders: Dict[str, Tuple[Callable, Board]] = {}
     if host is not None:
@@ -42,7 +43,7 @@ def prepare_board(ref: str, registry: BoardRegistry, host=None, *, relative_to: 
             board = load_board(ref, registry, overlays=overlays, **kwargs)
         added = host.register_partitions(board)
         if added:
-            extras = [_plugin_partition(board, p) for p in added]
+            extras = [plugin_partition(board, p, formats) for p in added]
             builders = {p.name: (p.build, board) for p in added}
             board = load_board(ref, registry, overlays=overlays, extra_partitions=extras, **kwargs)
     prepared = PreparedBoard(board, plugin_builders=builders)
@@ -65,23 +66,28 @@ def prepare_board(ref: str, registry: BoardRegistry, host=None, *, relative_to: 
     return prepared
 
 
-def _plugin_partition(board: Board, p) -> dict:
-    try:
-        data = p.build(board, p.inputs)
-    except AtFactoryError:
-        raise
-    except Exception as exc:
-        raise AtFactoryError(f"plugin {p.plugin}: partition {p.name}: build raised {type(exc).__name__}: {exc}") from exc
-    if not isinstance(data, (bytes, bytearray)):
-        raise AtFactoryError(f"plugin {p.plugin}: partition {p.name}: build returned {type(data).__name__}, "
-                             "expected bytes")
-    try:
-        values = json.loads(json.dumps(p.values, sort_keys=True))
-    except (TypeError, ValueError):
-        raise AtFactoryError(f"plugin {p.plugin}: partition {p.name}: values must be JSON-able "
-                             "(numbers, strings, lists, dicts)") from None
-    spec = {"plugin": p.plugin, "partition": p.name, "values": values,
-            "files": [os.path.basename(i) for i in p.inputs]}
-    content = Content(KIND_PLUGIN, len(data), spec, p.inputs, secret=p.secret)
-    return {"name": p.name, "type": p.type, "subtype": p.subtype, "offset": p.offset, "size": p.size,
-            "origin": f"plugin {p.plugin}", "content": content}
+@dataclass
+class PreparedBoards:
+    boards: List[PreparedBoard]
+    warnings: List[str]              # each once, in the order found
+    without_firmware: List[str]      # ids of boards that get the AT partitions only
+
+
+def prepare_boards(ref: str, registry: BoardRegistry, host=None, *, relative_to: Optional[str] = None,
+                   firmware_override: Optional[str] = None, sandbox: bool = False) -> PreparedBoards:
+    """The boards ``board=`` names ("all", an id, a path), prepared; one BoardError lists every problem."""
+    refs = registry.ids() if ref.lower() == "all" else [ref]
+    tables = host.board_tables() if host is not None else None
+    prepared, problems = [], []
+    for r in refs:
+        try:
+            prepared.append(prepare_board(r, registry, host, relative_to=relative_to,
+                                          firmware_override=firmware_override, extra_tables=tables, sandbox=sandbox))
+        except BoardError as err:
+            problems += err.problems
+        except AtFactoryError as err:
+            problems.append(str(err))
+    if problems:
+        raise BoardError(problems)
+    warnings = list(dict.fromkeys(w for p in prepared for w in p.board.warnings))
+    return PreparedBoards(prepared, warnings, [p.board.id for p in prepared if p.firmware is None])

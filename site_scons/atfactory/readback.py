@@ -12,61 +12,51 @@ so that one bad partition does not hide the rest of an image.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
-from . import ble_data, factory_param, pki
 from . import partition_table as pt
 from .chips import CHIPS, FLASH_MODES, flash_size_bytes
-from .download_config import decode_download_config
-from .errors import AtFactoryError, FormatError
-from .esp_image import read_image
+from .errors import FormatError, InputError, ReadError
+from .esp_image import ESP32_FAMILY_WP_PIN, decode_header, read_image
+from .formats import FormatRegistry, stock_registry
+from .fsutil import read_input
+from .release import ReleaseError, read_release
 
-TABLE_OFFSET = 0x8000
+TABLE_OFFSET = pt.MAIN_TABLE_OFFSET
 _MODE_NAMES = {v: k for k, v in FLASH_MODES.items()}
-
-
-class ReadError(AtFactoryError):
-    pass
 
 
 # --- what is it? ------------------------------------------------------------------------------
 
-def detect_kind(data: bytes, name: str = "") -> str:
-    """"image", "partition_table", "factory_param", "pki", "ble_data" or "unknown"."""
-    base = os.path.basename(name).lower()
+def detect_kind(data: bytes, name: str = "", formats: Optional[FormatRegistry] = None) -> str:
+    """"image", "partition_table", the kind of a partition format, or "unknown"."""
     if len(data) > TABLE_OFFSET + 32 and data[TABLE_OFFSET:TABLE_OFFSET + 2] == pt.ENTRY_MAGIC:
         return "image"
     if data[:2] == pt.ENTRY_MAGIC:
         return "partition_table"
-    if data[:2] == factory_param.MAGIC.to_bytes(2, "little"):
-        return "factory_param"
-    if data[:2] == pki.MAGIC:
-        return "pki"
-    if data[2:4] == ble_data.MAGIC:
-        return "ble_data"
-    if base.startswith("factory_param"):
-        return "factory_param"
-    return "unknown"
+    fmt = (formats or stock_registry()).detect(data, name)
+    return fmt.kind if fmt else "unknown"
 
 
 def read_file(path: str) -> bytes:
+    """A file given to the read-back tools: regular files only (a FIFO or /dev/zero never ends)."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise ReadError(f"{path}: cannot be read ({exc.strerror})") from None
+        return read_input(path)
+    except InputError as err:
+        reason = err.message if err.message.startswith("cannot be read") else f"cannot be read: {err.message}"
+        raise ReadError(f"{path}: {reason}") from None
 
 
-def read_path(path: str) -> dict:
+def read_path(path: str, formats: Optional[FormatRegistry] = None) -> dict:
     """Decode whatever ``path`` is.  Raises ReadError/FormatError when it is nothing we know."""
+    formats = formats or stock_registry()
     if os.path.isdir(path):
-        return read_release_folder(path)[1]
+        return read_release_folder(path, formats)[1]
     data = read_file(path)
-    kind = detect_kind(data, path)
+    kind = detect_kind(data, path, formats)
     if kind == "image":
-        return decode_flash(data, source=path)
+        return decode_flash(data, source=path, formats=formats)
     if kind == "partition_table":
         table = pt.decode_partition_table(data)
         return {"kind": "partition_table", "path": path, "md5": table.md5,
@@ -75,31 +65,28 @@ def read_path(path: str) -> dict:
         raise ReadError(f"{path}: not an AT binary atfactory knows: expected a factory image or flash dump, "
                         "a release folder, a partition table, at_customize.bin, factory_param, a certificate "
                         "or key partition, or ble_data.bin")
-    doc = decode_partition_content(kind, data)
+    doc = formats[kind].decode(data)
     doc["path"] = path
     return doc
 
 
-def read_flash(path: str) -> Tuple[bytes, dict]:
+def read_flash(path: str, formats: Optional[FormatRegistry] = None) -> Tuple[bytes, dict]:
     """The flash bytes and decoded document of an image file or a release folder."""
+    formats = formats or stock_registry()
     if os.path.isdir(path):
-        return read_release_folder(path)
+        return read_release_folder(path, formats)
     data = read_file(path)
-    return data, decode_flash(data, source=path)
+    return data, decode_flash(data, source=path, formats=formats)
 
 
-def read_release_folder(folder: str) -> Tuple[bytes, dict]:
+def read_release_folder(folder: str, formats: Optional[FormatRegistry] = None) -> Tuple[bytes, dict]:
     """A release folder as the flash its download.config describes: (flash bytes, document)."""
-    config_path = os.path.join(folder, "download.config")
-    if not os.path.isfile(config_path):
-        raise ReadError(f"{folder}: no download.config; expected an ESP-AT release folder")
-    config = decode_download_config(read_file(config_path))
-    pieces: List[Tuple[int, bytes, str]] = []
-    for offset, rel in config.entries:
-        full = os.path.join(folder, rel)
-        if not os.path.isfile(full):
-            raise ReadError(f"{config_path}: names {rel}, which is not in the folder")
-        pieces.append((offset, read_file(full), rel))
+    try:
+        release = read_release(folder)
+    except ReleaseError as err:
+        raise ReadError(f"{folder}: {err}") from None
+    config = release.config
+    pieces: List[Tuple[int, bytes, str]] = [(f.offset, read_file(f.full), f.path) for f in release.files]
     end = max([o + len(d) for o, d, _ in pieces] + [0])
     if any(config.flash_size in chip.flash_sizes for chip in CHIPS.values()):
         end = max(end, flash_size_bytes(config.flash_size))   # the rest of the flash: erased
@@ -108,7 +95,8 @@ def read_release_folder(folder: str) -> Tuple[bytes, dict]:
         flash[offset:offset + len(data)] = data
     at_offset = next((o for o, _, rel in pieces if rel == "at_customize.bin"), None)
     doc = decode_flash(bytes(flash), source=folder, at_customize_offset=at_offset,
-                       declared_flash={"mode": config.flash_mode, "freq": config.flash_freq, "size": config.flash_size})
+                       declared_flash={"mode": config.flash_mode, "freq": config.flash_freq, "size": config.flash_size},
+                       formats=formats)
     doc["kind"] = "release"
     doc["files"] = [{"offset": o, "path": rel, "length": len(d)} for o, d, rel in pieces]
     return bytes(flash), doc
@@ -119,12 +107,12 @@ def read_release_folder(folder: str) -> Tuple[bytes, dict]:
 def _detect_chip(data: bytes) -> Tuple[Optional[str], Optional[int]]:
     """(chip, bootloader offset) from the bootloader image header, or (None, None)."""
     for offset in (0x1000, 0x0):
-        if len(data) < offset + 24 or data[offset] != 0xE9:
+        header = decode_header(data, offset)
+        if header is None or len(data) < offset + 24:
             continue
-        if data[offset + 8] == 0xEE:   # ESP32-family extended header (wp pin byte)
-            chip_id = int.from_bytes(data[offset + 12:offset + 14], "little")
+        if header.wp_pin == ESP32_FAMILY_WP_PIN:   # ESP32-family extended header
             for chip in CHIPS.values():
-                if chip.image_chip_id == chip_id and chip.bootloader_offset == offset:
+                if chip.image_chip_id == header.chip_id and chip.bootloader_offset == offset:
                     return chip.name, offset
         elif offset == 0:
             return "esp8266", 0
@@ -133,7 +121,8 @@ def _detect_chip(data: bytes) -> Tuple[Optional[str], Optional[int]]:
 
 def _flash_header(data: bytes, chip_name: str, offset: int) -> dict:
     chip = CHIPS[chip_name]
-    mode, size_freq = data[offset + 2], data[offset + 3]
+    header = decode_header(data, offset)
+    mode, size_freq = header.flash_mode, header.flash_size_freq
     sizes = {v: k for k, v in chip.flash_sizes.items()}
     freqs = {v: k for k, v in chip.flash_freqs.items()}
     return {"mode": _MODE_NAMES.get(mode, f"0x{mode:02x}"),
@@ -143,7 +132,8 @@ def _flash_header(data: bytes, chip_name: str, offset: int) -> dict:
 
 
 def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[int] = None,
-                 declared_flash: Optional[dict] = None) -> dict:
+                 declared_flash: Optional[dict] = None, formats: Optional[FormatRegistry] = None) -> dict:
+    formats = formats or stock_registry()
     doc: dict = {"kind": "image", "path": source, "size": len(data)}
     chip, boot = _detect_chip(data)
     doc["chip"] = chip
@@ -166,17 +156,18 @@ def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[in
             doc["partition_table"] = {"offset": TABLE_OFFSET, "error": str(err), "partitions": []}
     region = None
     if table is not None:
-        at = [e for e in table.entries if e.type == 0x40 and e.subtype == 0]
+        at = [e for e in table.entries if e.type == pt.AT_CUSTOMIZE_TYPE and e.subtype == pt.AT_CUSTOMIZE_SUBTYPE]
         if at:
             region = (at[0].offset, at[0].size)
     if region is None and at_customize_offset is not None:
         region = (at_customize_offset, None)
     if region is not None:
-        doc["at_customize"] = decode_at_customize(data, *region)
+        doc["at_customize"] = decode_at_customize(data, *region, formats=formats)
     return doc
 
 
-def decode_at_customize(data: bytes, offset: int, size: Optional[int]) -> dict:
+def decode_at_customize(data: bytes, offset: int, size: Optional[int], formats: Optional[FormatRegistry] = None) -> dict:
+    formats = formats or stock_registry()
     doc: dict = {"offset": offset}
     if size is not None:
         doc["size"] = size
@@ -198,7 +189,7 @@ def decode_at_customize(data: bytes, offset: int, size: Optional[int]) -> dict:
         if len(content) < e.size and e.offset < len(data):
             part["content"] = {"kind": "invalid", "error": f"cut short: {len(content)} of {e.size} bytes present"}
         else:
-            part["content"] = decode_named_partition(e.name, content)
+            part["content"] = decode_named_partition(e.name, content, formats)
         parts.append(part)
     doc["partitions"] = parts
     return doc
@@ -213,96 +204,12 @@ def _entry_doc(e: pt.Entry) -> dict:
 
 # --- one partition ----------------------------------------------------------------------------
 
-def content_kind(name: str) -> str:
-    if name == "factory_param":
-        return "factory_param"
-    if name == "ble_data":
-        return "ble_data"
-    if name in pki.PKI_PARTITIONS:
-        return "pki"
-    return "raw"
-
-
-def decode_named_partition(name: str, data: bytes) -> dict:
+def decode_named_partition(name: str, data: bytes, formats: Optional[FormatRegistry] = None) -> dict:
+    """A partition's bytes decoded by the format its name says (read back, any AT release)."""
     if not data or data.strip(b"\xff") == b"":
         return {"kind": "erased"}
-    kind = content_kind(name)
-    if kind == "raw":
-        used = data.rstrip(b"\xff")
-        return {"kind": "raw", "length": len(used), "sha256": hashlib.sha256(used).hexdigest()}
+    fmt = (formats or stock_registry()).for_partition(name, None)
     try:
-        doc = decode_partition_content(kind, data)
+        return fmt.decode(data, name)
     except FormatError as err:
-        return {"kind": "invalid", "expected": kind, "error": str(err)}
-    if kind == "pki":
-        doc["partition_kind"] = pki.PKI_PARTITIONS[name]
-    return doc
-
-
-def decode_partition_content(kind: str, data: bytes) -> dict:
-    """Decode one partition's bytes as ``kind``.  Raises FormatError."""
-    if kind == "factory_param":
-        if len(data) < factory_param.SIZE:
-            raise FormatError(f"factory_param: {len(data)} bytes, expected {factory_param.SIZE}", offset=len(data))
-        return {"kind": "factory_param", "fields": factory_param.decode_factory_param(data)}
-    if kind == "ble_data":
-        return {"kind": "ble_data", "rows": [dict(r) for r in ble_data.decode_ble_data(data)]}
-    if kind == "pki":
-        items = pki.decode_pki(data)
-        return {"kind": "pki", "items": [describe_pki_item(i) for i in items]}
-    raise FormatError(f"no decoder for {kind}")
-
-
-def describe_pki_item(item: pki.PkiItem) -> dict:
-    """Type, id and length; for certificates who and until when; for keys the algorithm only."""
-    doc: Dict[str, object] = {"type": item.type, "type_name": pki.TYPE_NAMES.get(item.type, "unknown"),
-                              "id": item.id, "length": len(item.content),
-                              "format": "PEM" if b"-----BEGIN " in item.content else "DER"}
-    pem = b"-----BEGIN " in item.content
-    if b"PRIVATE KEY" in item.content or not pem:
-        try:
-            doc["key"] = _key_summary(pki.load_private_key(item.content).public_key())
-            return doc
-        except AtFactoryError as err:
-            if pem:
-                doc["error"] = str(err)
-                return doc
-            # DER that is no key: read it as a certificate below
-    try:
-        certs = pki.load_certificates(item.content)
-    except AtFactoryError as err:
-        doc["error"] = str(err)
-        return doc
-    cert = certs[0]
-    doc["certificate"] = {
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
-        "not_before": _utc(cert, "not_valid_before"),
-        "not_after": _utc(cert, "not_valid_after"),
-        "serial": format(cert.serial_number, "x"),
-        "key": _key_summary(cert.public_key()),
-    }
-    if len(certs) > 1:
-        doc["certificate"]["chain_length"] = len(certs)
-    return doc
-
-
-def _utc(cert, attr: str) -> str:
-    value = getattr(cert, attr + "_utc", None) or getattr(cert, attr)
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _key_summary(public_key) -> dict:
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, ed448, rsa
-
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return {"algorithm": "RSA", "size": public_key.key_size}
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return {"algorithm": "EC", "size": public_key.key_size, "curve": public_key.curve.name}
-    if isinstance(public_key, dsa.DSAPublicKey):
-        return {"algorithm": "DSA", "size": public_key.key_size}
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return {"algorithm": "Ed25519", "size": 256}
-    if isinstance(public_key, ed448.Ed448PublicKey):
-        return {"algorithm": "Ed448", "size": 456}
-    return {"algorithm": type(public_key).__name__}
+        return {"kind": "invalid", "expected": fmt.kind, "error": str(err)}

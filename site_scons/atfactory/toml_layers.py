@@ -12,6 +12,7 @@ import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .errors import Problem
+from .factory_param import FIELDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,13 +32,9 @@ SCHEMA: Dict[str, Dict[str, tuple]] = {
     "module": {"name": (str,), "chip": (str,), "platform": (str,), "description": (str,),
                "at_version": (str,)},
     "flash": {"mode": (str,), "freq": (str,), "size": (str,)},
-    "factory_param": {
-        "magic_flag": (int,), "version": (int,), "reserved1": (int,), "tx_max_power": (int,),
-        "uart_port": (int,), "start_channel": (int,), "channel_num": (int,),
-        "country_code": (str,), "uart_baudrate": (int,), "uart_tx_pin": (int,),
-        "uart_rx_pin": (int,), "uart_cts_pin": (int,), "uart_rts_pin": (int,),
-        "tx_control_pin": (int,), "rx_control_pin": (int,),
-    },
+    # every field of the binary layout but the two that [module] sets
+    "factory_param": {f.name: (int,) if f.kind == "int" else (str,) for f in FIELDS
+                      if f.name not in ("platform", "module_name")},
     "at_customize": {"offset": INT_OR_STR, "size": INT_OR_STR, "partitions": (list,)},
     "partition": {"name": (str,), "type": INT_OR_STR, "subtype": INT_OR_STR, "offset": INT_OR_STR,
                   "size": INT_OR_STR, "source": STR_OR_LIST, "remove": (bool,)},
@@ -160,6 +157,7 @@ class Merged:
         self.origin: Dict[KeyPath, str] = {}
         self.partitions: List[dict] = []          # in table order
         self.partition_origin: Dict[Tuple[str, str], str] = {}  # (name, key) -> file
+        self.made: Dict[str, object] = {}         # partition name -> Content a plugin already made
 
     def where(self, *path: str) -> Optional[str]:
         return self.origin.get(tuple(path))

@@ -11,13 +11,11 @@ import datetime
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from . import factory_param as fp
-from . import partition_table as pt
 from . import pki
-from .artifacts import KIND_AT_CUSTOMIZE, plan_board, render_artifact
+from .artifacts import plan_board, render_artifact
 from .chips import CHIPS, flash_size_bytes
-from .errors import AtFactoryError
-from .readback import read_flash
+from .errors import AtFactoryError, FormatError
+from .formats import CERTIFICATE_USES, FormatRegistry, stock_registry
 
 EXPIRY_WARNING_DAYS = 30
 
@@ -33,33 +31,32 @@ class Report:
         return not self.differences
 
 
-load_flash = read_flash   # the flash bytes and decoded document of an image or release folder
-
-
-def verify_flash(data: bytes, doc: dict, prepared, now: Optional[datetime.datetime] = None) -> Report:
+def verify_flash(data: bytes, doc: dict, prepared, now: Optional[datetime.datetime] = None,
+                 formats: Optional[FormatRegistry] = None) -> Report:
+    """``formats``: the session's registry, the one ``prepared`` was made with (default: stock)."""
+    formats = formats or stock_registry()
     board = prepared.board
     report = Report()
     _compare_flash_settings(doc, board, report)
     if doc.get("chip") and doc["chip"] != board.chip.name:
         report.differences.append(f"chip: the image is for {CHIPS[doc['chip']].title}, the board for {board.chip.title}")
-    for artifact in plan_board(board):
+    for artifact in plan_board(board, formats=formats):
         if artifact.offset is None:
             continue
-        if artifact.kind == "plugin":
-            build, seen = prepared.plugin_builders[artifact.partition]
-            expected = bytes(build(seen, artifact.sources))
+        expected = render_artifact(artifact.kind, artifact.spec, artifact.sources, formats)
+        if artifact.partition is None:   # at_customize.bin
+            label, size = artifact.targets[0], artifact.length
         else:
-            expected = render_artifact(artifact.kind, artifact.spec, artifact.sources)
-        label = "at_customize.bin" if artifact.kind == KIND_AT_CUSTOMIZE else f"partition {artifact.partition}"
-        size = pt.TABLE_SIZE if artifact.kind == KIND_AT_CUSTOMIZE else board.partition(artifact.partition).size
+            label, size = f"partition {artifact.partition}", board.partition(artifact.partition).size
         actual = data[artifact.offset:artifact.offset + size]
         actual += b"\xff" * (size - len(actual))   # past the end of a release folder's files: erased
         wanted = expected + b"\xff" * (size - len(expected))
         if actual == wanted:
             report.matches.append(label)
         else:
-            report.differences.append(f"{label} at 0x{artifact.offset:x}: " + _explain(artifact, actual, wanted, expected))
-    _self_checks(data, doc, board, report, now or datetime.datetime.now(datetime.timezone.utc))
+            report.differences.append(f"{label} at 0x{artifact.offset:x}: "
+                                      + _explain(formats.get(artifact.kind), actual, wanted, expected))
+    _self_checks(data, doc, board, report, now or datetime.datetime.now(datetime.timezone.utc), formats)
     return report
 
 
@@ -76,49 +73,17 @@ def _compare_flash_settings(doc: dict, board, report: Report) -> None:
             report.matches.append(f"flash.{key}")
 
 
-def _explain(artifact, actual: bytes, wanted: bytes, expected: bytes) -> str:
+def _explain(fmt, actual: bytes, wanted: bytes, expected: bytes) -> str:
     if actual.strip(b"\xff") == b"":
         return "erased in the image, the board has content"
-    if artifact.kind == "factory_param":
-        try:
-            have = fp.decode_factory_param(actual)
-            want = fp.decode_factory_param(expected)
-            fields = [f"factory_param.{k} is {have[k]!r}, the board says {want[k]!r}" for k in want if have.get(k) != want[k]]
-            if fields:
-                return "; ".join(fields)
-        except AtFactoryError:
-            pass
-    if artifact.kind == KIND_AT_CUSTOMIZE:
-        try:
-            have = {e.name: e for e in pt.decode_partition_table(actual).entries}
-            want = {e.name: e for e in pt.decode_partition_table(expected).entries}
-            notes = [f"{n} missing" for n in want if n not in have] + [f"{n} not in the board" for n in have if n not in want]
-            notes += [f"{n}: image {_row(have[n])}, board {_row(want[n])}" for n in want if n in have and have[n] != want[n]]
-            if notes:
-                return "; ".join(notes)
-        except AtFactoryError as err:
-            return f"not a partition table ({err})"
-    if artifact.kind == "pki":
-        try:
-            have_items = pki.decode_pki(actual)
-            want_items = pki.decode_pki(expected)
-            if len(have_items) != len(want_items):
-                return f"{len(have_items)} items in the image, {len(want_items)} from the board"
-            for a, b in zip(have_items, want_items):
-                if a != b:
-                    what = "content" if a.content != b.content else "type or id"
-                    return f"item {b.id} (type {b.type}) differs in {what}"
-        except AtFactoryError as err:
-            return f"not a certificate/key partition ({err})"
+    reason = fmt.explain(actual, expected) if fmt is not None else None
+    if reason:
+        return reason
     first = next((i for i, (a, b) in enumerate(zip(actual, wanted)) if a != b), min(len(actual), len(wanted)))
     return f"bytes differ from offset +0x{first:x}"
 
 
-def _row(e: pt.Entry) -> str:
-    return f"type 0x{e.type:02x} subtype {e.subtype} at 0x{e.offset:x} size 0x{e.size:x}"
-
-
-def _self_checks(data: bytes, doc: dict, board, report: Report, now) -> None:
+def _self_checks(data: bytes, doc: dict, board, report: Report, now, formats: FormatRegistry) -> None:
     boot = doc.get("bootloader")
     if doc["kind"] == "image" and boot:
         chip = CHIPS[doc["chip"]]
@@ -141,9 +106,7 @@ def _self_checks(data: bytes, doc: dict, board, report: Report, now) -> None:
     at = doc.get("at_customize") or {}
     lo = at.get("offset")
     hi = lo + at["size"] if lo is not None and "size" in at else None
-    by_name = {}
     for part in at.get("partitions", []):
-        by_name[part["name"]] = part
         if hi is not None and not (lo < part["offset"] and part["offset"] + part["size"] <= hi):
             report.differences.append(f"at_customize: {part['name']} (0x{part['offset']:x}) lies outside the "
                                       f"at_customize region 0x{lo:x}-0x{hi:x}")
@@ -158,16 +121,27 @@ def _self_checks(data: bytes, doc: dict, board, report: Report, now) -> None:
             elif not_after - now < datetime.timedelta(days=EXPIRY_WARNING_DAYS):
                 report.warnings.append(f"{part['name']} item {item['id']}: certificate {cert['subject']} expires on "
                                        f"{cert['not_after']}, within {EXPIRY_WARNING_DAYS} days")
-    _check_pairs_in_image(data, by_name, report)
+    _check_pairs_in_image(data, at.get("partitions", []), report, formats)
 
 
-def _check_pairs_in_image(data: bytes, parts: dict, report: Report) -> None:
-    for use in ("server", "client", "mqtt", "wpa2"):
-        cert, key = parts.get(f"{use}_cert"), parts.get(f"{use}_key")
-        if not cert or not key or cert["content"].get("kind") != "pki" or key["content"].get("kind") != "pki":
+def _check_pairs_in_image(data: bytes, parts: list, report: Report, formats: FormatRegistry) -> None:
+    """Each key in the image must belong to the certificate of its set with the same id."""
+    stored = {}
+    for part in parts:
+        content = part.get("content") or {}
+        fmt = formats.get(content.get("kind"))
+        if fmt is None:
             continue
-        certs = {i.id: i for i in pki.decode_pki(data[cert["offset"]:cert["offset"] + cert["size"]])}
-        keys = {i.id: i for i in pki.decode_pki(data[key["offset"]:key["offset"] + key["size"]])}
+        raw = data[part["offset"]:part["offset"] + part["size"]]
+        try:
+            for item in fmt.image_certificates(part["name"], content, raw):
+                stored.setdefault((item.use, item.role), {})[item.id] = item
+        except FormatError:
+            continue   # shown as invalid content already
+    for use in CERTIFICATE_USES:
+        certs, keys = stored.get((use, "cert")), stored.get((use, "key"))
+        if not certs or not keys:
+            continue
         for item_id, k in sorted(keys.items()):
             c = certs.get(item_id)
             if c is None:

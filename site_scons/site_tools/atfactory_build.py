@@ -3,11 +3,13 @@
 Everything a target's bytes depend on enters the graph as a ``Value`` node holding sorted
 JSON of exactly the board values it reads, plus its real input files; so a change of one pin
 rebuilds factory_param and nothing else, and a second run with nothing changed builds
-nothing.  The bytes themselves come from ``atfactory.artifacts.render_artifact`` (or, for a
-plugin's partition, from the plugin's build function).
+nothing.  The bytes themselves come from ``atfactory.artifacts.render_artifact``; the builder
+of each partition format is made from the session's format registry.  Checks, caches and
+error wording live in the library; here library errors only become SCons errors, in one place.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -17,57 +19,54 @@ from SCons.Action import Action
 from SCons.Builder import Builder
 
 from atfactory import artifacts as art
-from atfactory import content
 from atfactory.errors import AtFactoryError, BoardError, display_path
 from atfactory.fsutil import write_atomic
 from atfactory.manifest import MANIFEST, SIGNATURE, board_inputs, manifest_spec, render_manifest, sign_manifest
-from atfactory.merge import MergeError, check_layout
-from atfactory.prepare import KIND_PLUGIN, prepare_board
 
-# kind -> (builder name, short label shown for each target)
-KINDS = {
+# Artifact kinds that are not partition formats: kind -> (builder name, short label).
+ARTIFACT_BUILDERS = {
     art.KIND_FIRMWARE_COPY: ("AtfFirmwareCopy", "COPY"),
     art.KIND_FIRMWARE_CUT: ("AtfFirmwareCut", "CUT"),
-    art.KIND_AT_CUSTOMIZE: ("AtfAtCustomize", "TABLE"),
-    content.KIND_FACTORY_PARAM: ("AtfFactoryParam", "PARAM"),
-    content.KIND_PKI: ("AtfPki", "PKI"),
-    content.KIND_BLE_DATA: ("AtfBleData", "GATT"),
-    content.KIND_RAW: ("AtfRawPartition", "RAW"),
-    KIND_PLUGIN: ("AtfPluginPartition", "PLUGIN"),
     art.KIND_DOWNLOAD_CONFIG: ("AtfDownloadConfig", "CONFIG"),
     art.KIND_FACTORY_IMAGE: ("AtfFactoryImage", "MERGE"),
     art.KIND_FLASH_MAP: ("AtfFlashMap", "MAP"),
 }
 
-# A file of a million typos should not print a million lines.
-MAX_PROBLEMS_SHOWN = 100
+# What the actions of this session need beyond their Value nodes, which hold JSON only: the
+# format registry (plugin formats hold their build functions), and per target path the objects
+# of a post-build stamp or a devices ledger.  Module level, so that every action's signature
+# is the stable function below and not a closure.
+_ACTIONS = {"formats": None}
 
-# (board id, partition) -> (build function, board): plugin partitions are made by plugin code,
-# which cannot travel in a Value node; the spec in the Value says which one to call.
-_PLUGIN_BUILDERS = {}
 
-
-def _render(spec, files):
-    if spec["kind"] == KIND_PLUGIN:
-        s = spec["spec"]
-        build, board = _PLUGIN_BUILDERS[(s["board"], s["partition"])]
+def stop_on_error(declare):
+    """Declaration-time library errors become one ``scons: *** ...`` line per problem."""
+    @functools.wraps(declare)
+    def wrapper(*args, **kwargs):
         try:
-            return bytes(build(board, tuple(files)))
-        except AtFactoryError:
-            raise
-        except Exception as exc:
-            raise AtFactoryError(f"plugin {s['plugin']}: partition {s['partition']}: build raised "
-                                 f"{type(exc).__name__}: {exc}") from exc
-    return art.render_artifact(spec["kind"], spec["spec"], files)
+            return declare(*args, **kwargs)
+        except BoardError as err:
+            raise SCons.Errors.StopError("\nscons: *** ".join(err.lines())) from None
+        except AtFactoryError as err:
+            raise SCons.Errors.StopError(str(err)) from None
+    return wrapper
 
 
+def _fail_build(action):
+    """Build-time library errors fail that target with exit status 2 (bad input)."""
+    @functools.wraps(action)
+    def wrapper(target, source, env):
+        try:
+            return action(target, source, env)
+        except AtFactoryError as err:
+            raise SCons.Errors.BuildError(node=target[0], errstr=str(err), exitstatus=2)
+    return wrapper
+
+
+@_fail_build
 def _build(target, source, env):
     spec = json.loads(source[0].read())
-    files = [s.abspath for s in source[1:]]
-    try:
-        data = _render(spec, files)
-    except AtFactoryError as err:
-        raise SCons.Errors.BuildError(node=target[0], errstr=str(err), exitstatus=2)
+    data = art.render_artifact(spec["kind"], spec["spec"], [s.abspath for s in source[1:]], _ACTIONS["formats"])
     for t in target:
         write_atomic(t.abspath, data, secret=spec.get("secret", False))
     return None
@@ -86,32 +85,50 @@ def _make_builder(label):
     return Builder(action=Action(_build, strfunction=show))
 
 
+def _builders(formats):
+    """kind -> (builder name, label) for every artifact kind of this session."""
+    kinds = {fmt.kind: (fmt.builder or f"AtfFormat_{fmt.kind}", fmt.label or fmt.kind[:6].upper()) for fmt in formats}
+    kinds.update(ARTIFACT_BUILDERS)
+    return kinds
+
+
 def _value(env, artifact):
     return env.Value(json.dumps({"kind": artifact.kind, "spec": artifact.spec, "secret": artifact.secret},
                                 sort_keys=True, separators=(",", ":")))
 
 
 def _declare(env, out_dir, artifact):
-    builder = getattr(env, KINDS[artifact.kind][0])
+    builder = getattr(env, env["ATF_BUILDERS"][artifact.kind][0])
     targets = [out_dir.File(t) for t in artifact.targets]
     return builder(targets, [_value(env, artifact)] + [env.File(s) for s in artifact.sources])
 
 
+def use_session(env, host):
+    """Install the builders of this session's formats (the stock ones and every plugin's)."""
+    formats = host.formats() if host is not None else None
+    if formats is None:
+        from atfactory.formats import stock_registry
+        formats = stock_registry()
+    _ACTIONS["formats"] = formats
+    env["ATF_BUILDERS"] = _builders(formats)
+    for name, label in env["ATF_BUILDERS"].values():
+        env["BUILDERS"][name] = _make_builder(label)
+
+
+@stop_on_error
 def declare_board(env, prepared, build_dir, host=None, sign_key=None):
     """Declare every artifact of a prepared board under ``build_dir/<id>``; return its alias."""
     board = prepared.board
     out_dir = env.Dir(os.path.join(build_dir, board.id))
-    for name, builder in prepared.plugin_builders.items():
-        _PLUGIN_BUILDERS[(board.id, name)] = builder
     nodes, listed = [], []   # listed: (path in the release folder, flash offset) per node
-    planned = art.plan_board(board, prepared.firmware)
+    planned = art.plan_board(board, prepared.firmware, _ACTIONS["formats"])
     for artifact in planned:
         made = _declare(env, out_dir, artifact)
         nodes += made
         listed += [(t, artifact.offset if n == 0 else None) for n, t in enumerate(artifact.targets)]
     if prepared.firmware is not None:
-        made = _declare_factory_image(env, out_dir, board, planned, host)
-        nodes += made
+        image = art.factory_image_artifact(board, planned, out_dir.abspath, host, env.GetLaunchDir())
+        nodes += _declare(env, out_dir, image)
         listed.append((art.factory_image_path(board), 0))
     manifest = _declare_manifest(env, out_dir, prepared, nodes, listed, host)
     nodes += manifest
@@ -130,62 +147,27 @@ def _declare_manifest(env, out_dir, prepared, nodes, listed, host):
     return env.AtfManifest(out_dir.File(MANIFEST), [value] + list(nodes) + [env.File(p) for _, p in inputs])
 
 
+@_fail_build
 def _build_manifest(target, source, env):
     spec = json.loads(source[0].read())
     write_atomic(target[0].abspath, render_manifest(spec, [s.abspath for s in source[1:]]))
 
 
+@_fail_build
 def _build_signature(target, source, env):
-    manifest, key = source[0].abspath, source[1].abspath
-    try:
-        with open(manifest, "rb") as f:
-            data = sign_manifest(f.read(), key)
-    except AtFactoryError as err:
-        raise SCons.Errors.BuildError(node=target[0], errstr=str(err), exitstatus=2)
-    write_atomic(target[0].abspath, data)
+    from atfactory.fsutil import read_input
+
+    write_atomic(target[0].abspath, sign_manifest(read_input(source[0].abspath), source[1].abspath))
 
 
 def _show_one(label):
     return lambda target, source, env: f"{label:<6} {display_path(target[0].abspath, env.GetLaunchDir())}"
 
 
-def _declare_factory_image(env, out_dir, board, planned, host):
-    flashed = [a for a in planned if a.offset is not None]
-    images = sorted((a.offset, out_dir.File(a.targets[0]).abspath) for a in flashed)
-    lengths = {out_dir.File(a.targets[0]).abspath: a.length for a in flashed}
-    secret_paths = {out_dir.File(a.targets[0]).abspath for a in flashed if a.secret}
-    if host is not None:
-        try:
-            host.pre_merge(board, images)
-        except AtFactoryError as err:
-            raise SCons.Errors.StopError(str(err))
-    layout = []
-    for offset, path in images:
-        length = lengths.get(path)
-        if length is None:
-            if not os.path.isfile(path):
-                raise SCons.Errors.StopError(f"{board.id}: factory image: {display_path(path)} (added by "
-                                             "atfactory_pre_merge) does not exist")
-            length = os.path.getsize(path)
-        layout.append((offset, display_path(path, env.GetLaunchDir()), length))
-    try:
-        check_layout(layout, board.flash_size_bytes)
-    except MergeError as err:
-        raise SCons.Errors.StopError(f"{board.id}: {err}")
-    artifact = art.plan_factory_image(board, images, secret=any(p in secret_paths for _, p in images))
-    return _declare(env, out_dir, artifact)
-
-
-# stamp path -> (host, board, outputs): what the post-build action of that stamp calls.
-_POST_BUILD = {}
-
-
+@_fail_build
 def _run_post_build(target, source, env):
-    host, board, outputs = _POST_BUILD[target[0].abspath]
-    try:
-        host.post_build(board, dict(outputs))
-    except AtFactoryError as err:
-        raise SCons.Errors.BuildError(node=target[0], errstr=str(err), exitstatus=2)
+    host, board, outputs = _ACTIONS[target[0].abspath]
+    host.post_build(board, dict(outputs))
     write_atomic(target[0].abspath, b"post-build hooks ran for these outputs\n")
 
 
@@ -198,114 +180,128 @@ def _declare_post_build(env, out_dir, board, nodes, host):
     outputs = {os.path.relpath(n.abspath, out_dir.abspath).replace(os.sep, "/"): n.abspath for n in nodes}
     outputs["."] = out_dir.abspath
     stamp = env.Dir(os.path.dirname(out_dir.abspath)).File(f".atfactory/{board.id}.post_build")
-    _POST_BUILD[stamp.abspath] = (host, board, outputs)
+    _ACTIONS[stamp.abspath] = (host, board, outputs)
     versions = env.Value(json.dumps(host.versions(), sort_keys=True))
     return env.Command(stamp, [versions] + list(nodes), Action(_run_post_build, strfunction=_show_post_build))
 
 
+@stop_on_error
 def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False):
     """The boards ``board=`` names ("all", an id, a path), prepared; StopError lists every problem."""
-    refs = registry.ids() if ref.lower() == "all" else [ref]
-    tables = host.board_tables() if host is not None else None
-    prepared, problems = [], []
-    for r in refs:
-        try:
-            prepared.append(prepare_board(r, registry, host, relative_to=env.GetLaunchDir(),
-                                          firmware_override=firmware, extra_tables=tables, sandbox=sandbox))
-        except BoardError as err:
-            problems += err.problems
-        except AtFactoryError as err:
-            problems.append(str(err))
-    if problems:
-        shown = [str(p) for p in problems[:MAX_PROBLEMS_SHOWN]]
-        if len(problems) > MAX_PROBLEMS_SHOWN:
-            shown.append(f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems; fix these first")
-        raise SCons.Errors.StopError("\nscons: *** ".join(shown))
-    shown = set()
-    for p in prepared:
-        for warning in p.board.warnings:
-            if warning not in shown:
-                shown.add(warning)
-                sys.stderr.write(f"atfactory: warning: {warning}\n")
-    without = [p.board.id for p in prepared if p.firmware is None]
-    if without:
-        sys.stdout.write(f"atfactory: no firmware for {', '.join(without)}: built the AT partitions only; "
-                         "the factory image needs firmware ([firmware] release = \"PATH\" in the board, "
+    from atfactory.prepare import prepare_boards
+
+    result = prepare_boards(ref, registry, host, relative_to=env.GetLaunchDir(), firmware_override=firmware,
+                            sandbox=sandbox)
+    for warning in result.warnings:
+        sys.stderr.write(f"atfactory: warning: {warning}\n")
+    if result.without_firmware:
+        sys.stdout.write(f"atfactory: no firmware for {', '.join(result.without_firmware)}: built the AT partitions "
+                         "only; the factory image needs firmware ([firmware] release = \"PATH\" in the board, "
                          "or firmware=PATH)\n")
-    return prepared
+    return result.boards
 
 
-# ledger path -> (board, release folder, chunks): module-level, so the action's signature is stable.
-_LEDGERS = {}
-
-
+@_fail_build
 def _write_ledger(target, source, env):
-    from atfactory import devices as dev
-    board, release, chunks = _LEDGERS[target[0].abspath]
-    dev.write_ledger(board, release, chunks, target[0].abspath)
+    from atfactory.devices_worker import write_ledger
+    board, release, chunks = _ACTIONS[target[0].abspath]
+    write_ledger(board, release, chunks, target[0].abspath)
 
 
+@stop_on_error
 def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args):
     """The per-device outputs of one board: chunk processes, then the devices.json ledger.
 
     SCons tracks a handful of nodes per batch (the chunks), not one per device file: the CSV and
     a digest of the files it names decide when the batch is rebuilt."""
-    import hashlib
-    import sys as _sys
     from atfactory import devices as dev
+    from atfactory.devices_worker import chunk_ledger_path
 
     board = prepared.board
     release = os.path.join(build_dir, board.id)
-    tables = host.board_tables() if host is not None else {}
-    try:
-        maker = dev.DeviceMaker(prepared, csv_path, tables)
-        digest = dev.inputs_digest(csv_path, maker)
-        from atfactory import __version__
-        key = hashlib.sha256(json.dumps([digest, __version__, host.versions() if host else {},
-                                         board.id, args], sort_keys=True).encode()).hexdigest()
-        cache = os.path.join(build_dir, ".atfactory", f"{board.id}.devices-checked")
-        count = None
-        if os.path.isfile(cache):
-            with open(cache) as f:
-                saved = f.read().split()
-            if len(saved) == 2 and saved[0] == key:
-                count = int(saved[1])
-        if count is None:
-            count = dev.check_devices(maker)   # every row, before anything is written
-            write_atomic(cache, f"{key} {count}\n".encode())
-    except BoardError as err:
-        shown = [str(p) for p in err.problems[:MAX_PROBLEMS_SHOWN]]
-        raise SCons.Errors.StopError("\nscons: *** ".join(shown))
+    key, count = dev.checked_batch(prepared, csv_path, host, args,
+                                   os.path.join(build_dir, ".atfactory", f"{board.id}.devices-checked"))
     chunks = dev.chunk_count(count)
     site = os.path.dirname(os.path.dirname(os.path.abspath(dev.__file__)))
     env["ENV"]["PYTHONPATH"] = site + (os.pathsep + env["ENV"]["PYTHONPATH"] if env["ENV"].get("PYTHONPATH") else "")
     value = env.Value(key)
     ledgers = []
     for c in range(chunks):
-        command = [_sys.executable, "-m", "atfactory.devices", "--board", board.path, "--relative-to",
+        command = [sys.executable, "-m", "atfactory.devices_worker", "--board", board.path, "--relative-to",
                    env.GetLaunchDir(), "--devices", os.path.abspath(csv_path), "--release", release,
                    "--chunk", str(c), "--chunks", str(chunks),
                    "--input-cache", os.path.join(build_dir, ".atfactory", "inputs.json")] + args
-        target = dev.chunk_ledger_path(release, c, chunks)
+        target = chunk_ledger_path(release, c, chunks)
         ledgers += env.Command(target, [value, env.File(os.path.abspath(csv_path)), board_alias],
                                Action([command], cmdstr=f"{'DEVICES':<6} {board.id}: devices chunk {c + 1} of {chunks}"))
 
     target = os.path.abspath(os.path.join(release, dev.LEDGER))
-    _LEDGERS[target] = (board, release, chunks)
+    _ACTIONS[target] = (board, release, chunks)
     ledger = env.Command(target, [env.Value(f"{board.id} {chunks}")] + ledgers,
                          Action(_write_ledger, strfunction=_show_one("LEDGER")))
     env.Clean(ledger, os.path.join(release, dev.DEVICES_DIR))
     return ledger
 
 
+def reject_unknown_variables(variables) -> None:
+    """A typo such as ``bord=X`` must not be ignored: stop, listing what is accepted."""
+    unknown = variables.UnknownVariables()
+    if unknown:
+        accepted = ", ".join(variables.keys())
+        words = ", ".join(f"{k}={v}" for k, v in unknown.items())
+        raise SCons.Errors.StopError(f"unknown variable {words}; accepted: {accepted} (see scons -h)")
+
+
+def device_args(env) -> list:
+    """The options a device chunk process needs to prepare the board exactly as this build did."""
+    from atfactory.help_text import split_list
+
+    args = []
+    if env["firmware"]:
+        args += ["--firmware", env["firmware"]]
+    if env["plugins"]:
+        launch = env.GetLaunchDir()
+        args += ["--plugins", ",".join(os.path.join(launch, d) for d in split_list(env["plugins"]))]
+    if env["sandbox"]:
+        args.append("--sandbox")
+    if env["device_images"]:
+        args.append("--images")
+    return args
+
+
+@stop_on_error
+def make_session(env, extra_dirs):
+    """(plugin host, board registry) of this build, with this session's format builders installed."""
+    from atfactory.plugins import make_session as make
+
+    host, registry = make(extra_dirs)
+    use_session(env, host)
+    return host, registry
+
+
+@stop_on_error
+def check_sign_key(env, path):
+    """Refuse a bad signing key before anything is written."""
+    from atfactory.manifest import load_signing_key
+
+    load_signing_key(path)
+
+
+def stop(env, message):
+    raise SCons.Errors.StopError(message)
+
+
 def generate(env):
-    for name, label in KINDS.values():
-        env["BUILDERS"][name] = _make_builder(label)
     env["BUILDERS"]["AtfManifest"] = Builder(action=Action(_build_manifest, strfunction=_show_one("LIST")))
     env["BUILDERS"]["AtfSignature"] = Builder(action=Action(_build_signature, strfunction=_show_one("SIGN")))
+    env.AddMethod(make_session, "AtfSession")
+    env.AddMethod(check_sign_key, "AtfCheckSignKey")
     env.AddMethod(declare_board, "AtfBoard")
     env.AddMethod(load_boards, "AtfLoadBoards")
     env.AddMethod(declare_devices, "AtfDevices")
+    env.AddMethod(lambda env, variables: reject_unknown_variables(variables), "AtfRejectUnknownVariables")
+    env.AddMethod(device_args, "AtfDeviceArgs")
+    env.AddMethod(stop, "AtfStop")
 
 
 def exists(env):

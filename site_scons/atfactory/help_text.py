@@ -1,4 +1,4 @@
-"""Command-line helpers for the SConstruct: help text and variable checks (no SCons import)."""
+"""Text for the command line of the SConstruct: board help, the plugin listing, list variables."""
 from __future__ import annotations
 
 import os
@@ -6,35 +6,8 @@ import os
 from .toml_layers import tomllib
 
 
-def reject_unknown_variables(variables) -> None:
-    """A typo such as ``bord=X`` must not be ignored: stop, listing what is accepted."""
-    unknown = variables.UnknownVariables()
-    if unknown:
-        import SCons.Errors
-
-        accepted = ", ".join(variables.keys())
-        words = ", ".join(f"{k}={v}" for k, v in unknown.items())
-        raise SCons.Errors.StopError(f"unknown variable {words}; accepted: {accepted} (see scons -h)")
-
-
 def split_list(text: str):
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def device_args(env) -> list:
-    """The options a device chunk process needs to prepare the board exactly as this build did."""
-    import os
-    args = []
-    if env["firmware"]:
-        args += ["--firmware", env["firmware"]]
-    if env["plugins"]:
-        launch = env.GetLaunchDir()
-        args += ["--plugins", ",".join(os.path.join(launch, d) for d in split_list(env["plugins"]))]
-    if env["sandbox"]:
-        args.append("--sandbox")
-    if env["device_images"]:
-        args.append("--images")
-    return args
 
 
 def plugin_listing(host) -> str:

@@ -1,0 +1,357 @@
+"""The checks of a merged board: module, flash, the at_customize region and its partitions.
+
+Each check appends :class:`~atfactory.errors.Problem` s naming the file that set the value
+(``Merged.origin``), the dotted key, the value and what is accepted; ``check_board`` returns
+the :class:`~atfactory.board.Board` only when there are none.  What a partition holds is read
+and checked by its format (``formats``); the cross-checks here (certificate/key pairs,
+``[release] valid_until``) read the board's certificate sets, wherever their format keeps them.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from typing import Dict, List, Optional, Tuple
+
+from . import partition_table as pt
+from .at_releases import AT_RELEASES, DEFAULT_AT_VERSION, describe_versions
+from .board import Partition
+from .chips import CHIPS, FLASH_MODES, all_flash_freqs, describe_choices, flash_size_bytes
+from .errors import ContentError, Problem, display_path
+from .formats import CERTIFICATE_USES, FormatRegistry, ReadContext, certificate_sets
+from .layout import overlaps
+from .numbers import format_size, parse_int, parse_size
+from .toml_layers import Merged
+
+AT_CUSTOMIZE_SECTOR = pt.AT_CUSTOMIZE_SECTOR
+PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
+_PARTITION_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+
+
+class Checker:
+    """The merged board data, where each value came from, and the problems found so far."""
+
+    def __init__(self, merged: Merged, leaf: str, problems: List[Problem]):
+        self.merged = merged
+        self.leaf = leaf
+        self.problems = problems
+
+    def fail(self, key_path: Tuple[str, ...], message: str, value=Problem.NO_VALUE) -> None:
+        where = self.merged.where(*key_path) or self.leaf
+        self.problems.append(Problem(where, ".".join(key_path), message, value))
+
+    def get(self, table: str, key: str, default=None):
+        t = self.merged.data.get(table)
+        return t.get(key, default) if isinstance(t, dict) else default
+
+    def require(self, table: str, key: str, accepted: str):
+        value = self.get(table, key)
+        if value is None:
+            self.problems.append(Problem(self.leaf, f"{table}.{key}", f"missing; required: {accepted}"))
+        return value
+
+
+def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...], problems: List[Problem],
+                formats: FormatRegistry):
+    from .board import Board
+    from .formats.factory_param import check_table
+
+    c = Checker(merged, path, problems)
+    warnings: List[str] = []
+
+    # [module]
+    chip_name = c.require("module", "chip", "one of " + ", ".join(CHIPS))
+    chip = CHIPS.get(chip_name) if isinstance(chip_name, str) else None
+    if chip_name is not None and chip is None:
+        c.fail(("module", "chip"), "unknown chip; accepted: " + ", ".join(CHIPS), chip_name)
+    module_name = c.get("module", "name", os.path.splitext(os.path.basename(path))[0])
+    check_text(c, ("module", "name"), module_name, 31)
+    platform = c.get("module", "platform", chip.platform if chip else "")
+    if chip is not None:
+        check_text(c, ("module", "platform"), platform, 31)
+    at_version = c.get("module", "at_version", DEFAULT_AT_VERSION)
+    accepted_versions = chip.at_versions if chip is not None else tuple(AT_RELEASES)
+    if at_version not in AT_RELEASES:
+        c.fail(("module", "at_version"), "accepted: " + describe_versions(accepted_versions), at_version)
+    elif at_version not in accepted_versions:
+        c.fail(("module", "at_version"), f"there is no ESP-AT {at_version} for {chip.title}; accepted: "
+                                         + describe_versions(accepted_versions), at_version)
+
+    # [flash]
+    mode = c.require("flash", "mode", ", ".join(FLASH_MODES))
+    freq = c.require("flash", "freq", describe_choices(chip.flash_freqs if chip else all_flash_freqs()))
+    size = c.require("flash", "size", "a flash size such as 4MB")
+    if mode is not None and mode not in FLASH_MODES:
+        c.fail(("flash", "mode"), "accepted: " + ", ".join(FLASH_MODES), mode)
+    if chip is not None:
+        if freq is not None and freq not in chip.flash_freqs:
+            c.fail(("flash", "freq"), f"{chip.title} accepts " + ", ".join(chip.flash_freqs), freq)
+        if size is not None and size not in chip.flash_sizes:
+            c.fail(("flash", "size"), f"{chip.title} accepts " + ", ".join(chip.flash_sizes), size)
+    flash_bytes = flash_size_bytes(size) if chip is not None and size in chip.flash_sizes else None
+
+    # [factory_param]
+    values = check_table(c, chip)
+    if isinstance(module_name, str):
+        values["module_name"] = module_name
+    if isinstance(platform, str):
+        values["platform"] = platform
+
+    # [at_customize] and its partitions
+    region = _check_region(c, flash_bytes)
+    partitions = _check_partitions(c, merged, formats, at_version, region, flash_bytes, values, warnings)
+
+    _check_valid_until(c, partitions)
+
+    firmware = None
+    fw = merged.data.get("firmware") or {}
+    if isinstance(fw.get("release"), str):
+        base = os.path.dirname(merged.where("firmware", "release") or path)
+        firmware = os.path.normpath(os.path.join(base, os.path.expanduser(fw["release"])))
+
+    if problems:
+        return None
+    return Board(
+        id=board_id, path=path, files=files, module_name=module_name, chip=chip, platform=platform,
+        description=c.get("module", "description", ""), at_version=at_version, flash_mode=mode,
+        flash_freq=freq, flash_size=size, factory_param=values, at_customize_offset=region[0],
+        at_customize_size=region[1] - region[0], partitions=tuple(partitions), warnings=tuple(warnings),
+        data=merged.data, firmware=firmware,
+    )
+
+
+def check_text(c: Checker, key: Tuple[str, ...], value, limit: int) -> None:
+    if not isinstance(value, str):
+        return
+    if not value or not PRINTABLE.match(value):
+        c.fail(key, f"expected 1 to {limit} printable ASCII characters", value)
+    elif len(value.encode("ascii")) > limit:
+        c.fail(key, f"{len(value)} bytes; at most {limit} fit (the field holds {limit + 1} with its NUL)", value)
+
+
+def _hex(n: int) -> str:
+    """An offset or size as people write them: 0x24800 (TOML forgets that the user wrote hex)."""
+    return f"-0x{-n:x}" if n < 0 else f"0x{n:x}"
+
+
+def _parse_number(c: Checker, key: Tuple[str, ...], value, parser, what: str) -> Optional[int]:
+    try:
+        return parser(value)
+    except ValueError:
+        c.fail(key, f"expected {what}", value)
+        return None
+
+
+def _check_region(c: Checker, flash_bytes: Optional[int]) -> Tuple[int, int]:
+    raw_offset = c.require("at_customize", "offset", "the offset of the firmware's at_customize partition")
+    raw_size = c.require("at_customize", "size", "the size of the firmware's at_customize partition")
+    offset = size = None
+    if raw_offset is not None:
+        offset = _parse_number(c, ("at_customize", "offset"), raw_offset, parse_int, "an offset such as 0x20000")
+    if raw_size is not None:
+        size = _parse_number(c, ("at_customize", "size"), raw_size, parse_size, 'a size such as 0xE0000 or "896K"')
+    if offset is not None and (offset < 0 or offset % pt.DATA_ALIGN):
+        c.fail(("at_customize", "offset"), f"{_hex(offset)} is not a multiple of 0x1000; accepted: "
+                                           "a 4 KiB-aligned offset", raw_offset)
+        offset = None
+    if size is not None and (size <= AT_CUSTOMIZE_SECTOR or size % pt.DATA_ALIGN):
+        c.fail(("at_customize", "size"), f"{_hex(size)}; accepted: a multiple of 0x1000 larger than 0x1000 "
+                                         "(the first sector holds at_customize.bin)", raw_size)
+        size = None
+    if offset is None or size is None:
+        return (0, 0)
+    if flash_bytes is not None and offset + size > flash_bytes:
+        c.fail(("at_customize", "size"), f"the region 0x{offset:x}-0x{offset + size:x} ends past the "
+                                         f"{format_size(flash_bytes)} flash", raw_size)
+    return (offset, offset + size)
+
+
+def _partition_number(c: Checker, name: str, key: str, raw, kind: str):
+    where = c.merged.partition_origin.get((name, key)) or c.leaf
+    label = f"at_customize.partitions[{name}].{key}"
+    try:
+        if kind == "size":
+            return parse_size(raw)
+        return parse_int(raw)
+    except ValueError:
+        what = 'a size such as 0x2000 or "8K"' if kind == "size" else "a number such as 0x24000"
+        c.problems.append(Problem(where, label, f"expected {what}", raw))
+        return None
+
+
+def _resolve_type(raw) -> Optional[int]:
+    if isinstance(raw, str) and raw.strip().lower() in pt.TYPES:
+        return pt.TYPES[raw.strip().lower()]
+    try:
+        return parse_int(raw)
+    except ValueError:
+        return None
+
+
+def _resolve_subtype(ptype: Optional[int], raw) -> Optional[int]:
+    if isinstance(raw, str):
+        names = pt.SUBTYPES.get(ptype, {})
+        if raw.strip().lower() in names:
+            return names[raw.strip().lower()]
+    try:
+        return parse_int(raw)
+    except ValueError:
+        return None
+
+
+def _check_partitions(c: Checker, merged: Merged, formats: FormatRegistry, at_version, region, flash_bytes, fp_values,
+                      warnings: List[str]) -> List[Partition]:
+    out: List[Partition] = []
+    problems = c.problems
+
+    def fail(name, key, message, value=Problem.NO_VALUE):
+        where = merged.partition_origin.get((name, key)) or merged.partition_origin.get((name, "name")) or c.leaf
+        label = f"at_customize.partitions[{name}]" + (f".{key}" if key else "")
+        problems.append(Problem(where, label, message, value))
+
+    if len(merged.partitions) > pt.MAX_ENTRIES:
+        problems.append(Problem(c.leaf, "at_customize.partitions",
+                                f"{len(merged.partitions)} partitions; at_customize.bin holds at most {pt.MAX_ENTRIES}"))
+    for part in merged.partitions:
+        name = part["name"]
+        ok = True
+        if not name or not PRINTABLE.match(name):
+            fail(name, "name", "expected 1 to 16 printable ASCII characters", name)
+            ok = False
+        elif not _PARTITION_NAME.match(name):
+            # The name is also the output's file name (customized_partitions/<name>.bin): no
+            # separators, no leading dot, nothing that could leave the release folder.
+            fail(name, "name", "accepted: letters, digits, '_', '-' and '.', not starting with '.'", name)
+            ok = False
+        elif len(name.encode("ascii")) > 16:
+            fail(name, "name", f"{len(name)} bytes; a partition name holds at most 16", name)
+            ok = False
+        for key in ("type", "subtype", "offset", "size"):
+            if key not in part:
+                fail(name, key, "missing; every partition needs name, type, subtype, offset and size")
+                ok = False
+        if not ok:
+            continue
+        ptype = _resolve_type(part["type"])
+        if ptype is None or not 0 <= ptype <= 0xFE:
+            fail(name, "type", "accepted: app, data, or a number from 0 to 0xFE (AT partitions use 0x40)", part["type"])
+            ok = False
+        subtype = _resolve_subtype(ptype, part["subtype"])
+        if subtype is None or not 0 <= subtype <= 0xFF:
+            names = ", ".join(pt.SUBTYPES.get(ptype, {}))
+            fail(name, "subtype", "accepted: a number from 0 to 255" + (f" or one of {names}" if names else ""),
+                 part["subtype"])
+            ok = False
+        offset = _partition_number(c, name, "offset", part["offset"], "offset")
+        size = _partition_number(c, name, "size", part["size"], "size")
+        if offset is None or size is None or not ok:
+            continue
+        align = pt.APP_ALIGN if ptype == pt.TYPES["app"] else pt.DATA_ALIGN
+        if offset < 0 or offset % align:
+            what = "64 KiB-aligned for an app partition" if align == pt.APP_ALIGN else "4 KiB-aligned for a data partition"
+            fail(name, "offset", f"{_hex(offset)} is not a multiple of 0x{align:x}; accepted: an offset {what}",
+                 part["offset"])
+            continue
+        if size <= 0 or size % pt.DATA_ALIGN:
+            fail(name, "size", f"{_hex(size)}; accepted: a positive multiple of 0x1000 (4 KiB, one flash sector)",
+                 part["size"])
+            continue
+        lo, hi = region
+        if hi and not (lo + AT_CUSTOMIZE_SECTOR <= offset and offset + size <= hi):
+            fail(name, "offset", f"0x{offset:x}-0x{offset + size:x} is outside the AT partition space "
+                                 f"0x{lo + AT_CUSTOMIZE_SECTOR:x}-0x{hi:x} (at_customize.offset + 4K to "
+                                 f"at_customize.offset + at_customize.size)", part["offset"])
+        elif flash_bytes is not None and offset + size > flash_bytes:
+            fail(name, "offset", f"0x{offset:x}-0x{offset + size:x} ends past the {format_size(flash_bytes)} flash",
+                 part["offset"])
+        sources = tuple(part.get("source", ()))
+        if name in merged.made:   # made by a plugin
+            content = merged.made[name]
+        else:
+            try:
+                content = formats.for_partition(name, at_version).read(name, sources, ReadContext(at_version, fp_values))
+            except ContentError as err:
+                fail(name, "source", err.message, display_path(err.path) if err.path else Problem.NO_VALUE)
+                continue
+        if content is not None:
+            sources = content.sources
+            if content.size > size:
+                fail(name, "size", f"the content is {format_size(content.size)}, larger than the partition's "
+                                   f"{format_size(size)}", part["size"])
+        out.append(Partition(name, ptype, subtype, offset, size, sources, content))
+
+    raw_offsets = {p["name"]: p.get("offset") for p in merged.partitions}
+    for b, a in overlaps((p.offset, p.end, p) for p in out):
+        fail(b.name, "offset", f"0x{b.offset:x}-0x{b.end:x} overlaps partition {a.name} "
+                               f"(0x{a.offset:x}-0x{a.end:x})", raw_offsets.get(b.name, b.offset))
+    check_pairs(certificate_sets([p.content for p in out if p.content is not None]), fail)
+    seen: Dict[Tuple[int, int], str] = {}
+    for p in out:
+        other = seen.setdefault((p.type, p.subtype), p.name)
+        if other != p.name:
+            warnings.append(f"{display_path(merged.partition_origin.get((p.name, 'subtype')) or c.leaf)}: "
+                            f"at_customize.partitions[{p.name}].subtype = {p.subtype}: the same type 0x{p.type:02x} "
+                            f"and subtype as partition {other}; the firmware finds partitions by name, so this builds")
+    return out
+
+
+
+def _parse_date(value) -> Optional[datetime.date]:
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _check_valid_until(c: Checker, partitions) -> None:
+    """[release] valid_until: no certificate of the board may expire before that day."""
+    from . import pki
+    from .fsutil import read_input
+
+    raw = c.get("release", "valid_until")
+    if raw is None:
+        return
+    until = _parse_date(raw)
+    if until is None:
+        c.fail(("release", "valid_until"), "expected a date: 2030-01-01 (a TOML date or a string)", str(raw))
+        return
+    limit = datetime.datetime.combine(until, datetime.time(0), tzinfo=datetime.timezone.utc)
+    sets = certificate_sets([p.content for p in partitions if p.content is not None])
+    for files in sets.values():
+        for file in files:
+            if file.role not in ("cert", "ca"):
+                continue
+            try:
+                certs = pki.load_certificates(read_input(file.path))
+            except ContentError:
+                continue   # reported by the content checks
+            for cert in certs:
+                expires = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+                if expires < limit:
+                    c.fail(("release", "valid_until"), f"certificate {cert.subject.rfc4514_string()} in "
+                           f"{file.partition} ({os.path.basename(file.path)}) expires {expires:%Y-%m-%d}, before "
+                           "this date; replace it or move the date", until.isoformat())
+
+
+def check_pairs(sets, fail) -> None:
+    """Certificate i of each set X_cert and key i of X_key must belong together.
+
+    ``sets``: certificate files by set name; ``fail(partition, key, message)`` reports."""
+    for use in CERTIFICATE_USES:
+        certs, keys = sets.get(f"{use}_cert"), sets.get(f"{use}_key")
+        if not (certs and keys):
+            continue
+        for i, (cert, key) in enumerate(zip(certs, keys)):
+            if cert.public_key is not None and key.public_key is not None and cert.public_key != key.public_key:
+                fail(key.partition, key.key, f"key {i} ({os.path.basename(key.path)}) does not belong to "
+                                             f"certificate {i} of {use}_cert ({os.path.basename(cert.path)}); "
+                                             "keys pair with certificates by position in file-name order")
+        if len(certs) != len(keys):
+            fail(keys[0].partition, keys[0].key, f"{len(keys)} key(s) for {len(certs)} certificate(s) in {use}_cert; "
+                                                 "each certificate needs the key of the same position")

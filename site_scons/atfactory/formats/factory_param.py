@@ -1,0 +1,132 @@
+"""The factory_param partition of AT v2 (4096 bytes, magic FC FC) in the build and read-back."""
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from .. import factory_param as fp
+from ..chips import describe_ranges
+from ..errors import AtFactoryError, ContentError, FormatError, Problem
+from . import Content, ModuleSettings, PartitionFormat, ReadContext
+
+PARTITION = "factory_param"
+COUNTRY = re.compile(r"^[A-Za-z0-9]{1,3}$")
+# Every field a board must give: all but the defaulted ones and those [module] sets.
+REQUIRED = [f.name for f in fp.FIELDS if f.name not in fp.DEFAULTS and f.name not in ("platform", "module_name")]
+
+
+class FactoryParamFormat(PartitionFormat):
+    kind = "factory_param"
+    label = "PARAM"
+    builder = "AtfFactoryParam"
+    reads_factory_param = True
+
+    def claims(self, name: str, at_version: str) -> bool:
+        return name == PARTITION
+
+    def read(self, name: str, sources: Sequence[str], ctx: ReadContext) -> Optional[Content]:
+        if sources:
+            raise ContentError("factory_param is built from the [factory_param] table; remove its source")
+        values = ctx.factory_param or {}
+        if any(f.name not in values for f in fp.FIELDS):
+            return None  # a missing field: the board checks report it by key
+        return Content(self.kind, fp.SIZE, {"values": {f.name: values[f.name] for f in fp.FIELDS}}, ())
+
+    def render(self, spec: Mapping[str, object], sources: Sequence[str]) -> bytes:
+        return fp.encode_factory_param(spec["values"])
+
+    def extra_targets(self, partition_name: str, module_name: str):
+        # ESP-AT releases carry the same bytes a second time under the module's name.
+        return (f"factory_param_{module_name}",)
+
+    def detect(self, data: bytes) -> bool:
+        return data[:2] == fp.MAGIC.to_bytes(2, "little")
+
+    def detect_name(self, base_name: str) -> bool:
+        return base_name.startswith("factory_param")
+
+    def decode(self, data: bytes, name: str = "") -> dict:
+        if len(data) < fp.SIZE:
+            raise FormatError(f"factory_param: {len(data)} bytes, expected {fp.SIZE}", offset=len(data))
+        return {"kind": self.kind, "fields": fp.decode_factory_param(data)}
+
+    def explain(self, have: bytes, want: bytes) -> Optional[str]:
+        try:
+            got, wanted = fp.decode_factory_param(have), fp.decode_factory_param(want)
+        except AtFactoryError:
+            return None
+        fields = [f"factory_param.{k} is {got[k]!r}, the board says {wanted[k]!r}" for k in wanted
+                  if got.get(k) != wanted[k]]
+        return "; ".join(fields) or None
+
+    def module_settings(self, doc: dict) -> Optional[ModuleSettings]:
+        fields = doc["fields"]
+        return ModuleSettings(fields["module_name"], fields["platform"],
+                              {k: v for k, v in fields.items() if k not in ("platform", "module_name")})
+
+    def extract(self, name: str, doc: dict, raw: bytes, src_dir: str, notes: List[str]) -> List[str]:
+        # The values go into [factory_param] (module_settings); only unknown bytes need a word.
+        if fp.encode_factory_param(fp.decode_factory_param(raw)) != raw[:fp.SIZE]:
+            notes.append("factory_param: bytes outside the known fields (reserved2 or the tail) are not erased; "
+                         "a rebuild writes them erased")
+        return []
+
+    def describe(self, doc: dict) -> List[str]:
+        return [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in doc["fields"].items()]
+
+
+def check_table(c, chip) -> Dict[str, object]:
+    """Check [factory_param] of a merged board (``c``: a checks.Checker); its values with the defaults."""
+    table = c.merged.data.get("factory_param") or {}
+    values: Dict[str, object] = dict(fp.DEFAULTS)
+    for name in REQUIRED:
+        if name not in table:
+            c.problems.append(Problem(c.leaf, f"factory_param.{name}", "missing; every factory_param field "
+                                      "except magic_flag, version and reserved1 must be given"))
+    values.update(table)
+
+    def bad(name, message):
+        c.fail(("factory_param", name), message, table[name])
+
+    def in_range(name, lo, hi, extra=""):
+        if name in table and not lo <= table[name] <= hi:
+            bad(name, f"out of range; accepted: {extra}{lo} to {hi}")
+
+    in_range("magic_flag", 0, 0xFFFF)
+    in_range("version", 0, 255)
+    in_range("reserved1", 0, 255)
+    if chip is not None:
+        lo, hi = chip.tx_power_range
+        in_range("tx_max_power", lo, hi, f"(0.25 dBm units on {chip.title}) ")
+        port = table.get("uart_port")
+        if port is not None and port != -1 and not 0 <= port < chip.uart_count:
+            bad("uart_port", f"{chip.title} has UART 0 to {chip.uart_count - 1}; accepted: -1 (none) or 0 to {chip.uart_count - 1}")
+    in_range("start_channel", 1, 14)
+    in_range("channel_num", 1, 14)
+    start, count = table.get("start_channel"), table.get("channel_num")
+    if isinstance(start, int) and isinstance(count, int) and 1 <= start <= 14 and 1 <= count <= 14 \
+            and start + count - 1 > 14:
+        bad("channel_num", f"channels {start} to {start + count - 1} run past channel 14; "
+                           f"accepted with start_channel = {start}: 1 to {15 - start}")
+    cc = table.get("country_code")
+    if isinstance(cc, str) and not COUNTRY.match(cc):
+        bad("country_code", "accepted: 1 to 3 ASCII letters or digits, such as \"CN\", \"US\" or \"01\"")
+    baud = table.get("uart_baudrate")
+    if isinstance(baud, int) and baud != -1 and not 1 <= baud <= 5_000_000:
+        bad("uart_baudrate", "accepted: -1 (none) or 1 to 5000000")
+    if chip is not None:
+        used: Dict[int, str] = {}
+        for name in fp.PIN_FIELDS:
+            pin = table.get(name)
+            if not isinstance(pin, int) or pin == -1:
+                continue
+            if pin not in chip.gpios:
+                bad(name, f"{chip.title} has no GPIO{pin}; accepted: -1 (unused) or {chip.describe_gpios()}")
+            elif name in fp.OUTPUT_PIN_FIELDS and pin in chip.input_only_gpios:
+                bad(name, f"GPIO{pin} is input-only on {chip.title} and cannot drive this output; "
+                          f"input-only: {describe_ranges(sorted(chip.input_only_gpios))}")
+            elif pin in used:
+                bad(name, f"GPIO{pin} is already factory_param.{used[pin]}; each GPIO may serve one function")
+            else:
+                used[pin] = name
+    return values
