@@ -409,7 +409,7 @@ def test_decode_inverts_encode(content, family, extra_pages):
     ([("ns", [("", "u8", 1)])], 0x3000, "B", "key '' is 0 bytes long"),
     ([("ns", [("é" * 8, "u8", 1)])], 0x3000, "B", "is 16 bytes long"),
     ([("ns", [("a\0b", "u8", 1)])], 0x3000, "B", "without NUL"),
-    ([("ns", [(b"key", "u8", 1)])], 0x3000, "B", "key b'key' is not a string"),
+    ([("ns", [(b"key", "u8", 1)])], 0x3000, "B", "key b'key' and type 'u8' must be strings"),
     ([("n" * 16, [])], 0x3000, "B", "namespace name 'nnnnnnnnnnnnnnnn' is 16 bytes long"),
     ([("", [])], 0x3000, "B", "namespace name '' is 0 bytes long"),
     ([(7, [])], 0x3000, "B", "namespace name 7 is not a string"),
@@ -433,7 +433,7 @@ def test_decode_inverts_encode(content, family, extra_pages):
     ([("ns", [("k", "blob", "text")])], 0x3000, "B", "blob value of type str is not bytes"),
     ([("ns", [("k", "blob", 5)])], 0x3000, "B", "blob value of type int is not bytes"),
     ([("ns", [("k", "float", 1.5)])], 0x3000, "B", "unknown type 'float'; expected one of u8, i8"),
-    ([("ns", [("k", ["u8"], 1)])], 0x3000, "B", "type ['u8'] is not a type name"),
+    ([("ns", [("k", ["u8"], 1)])], 0x3000, "B", "key 'k' and type ['u8'] must be strings"),
     ([("ns", [("k", "u8")])], 0x3000, "B", "('k', 'u8') is not a (key, type, value) triple"),
     ([("ns",)], 0x3000, "B", "('ns',) is not a (namespace name, items) pair"),
     ([], 0x3000, "C", "unknown generator family 'C'"),
@@ -536,14 +536,16 @@ DECODE_CASES = {
     "length": lambda d, o: (d[:5000], 4096, "whole number of 4096-byte pages, this one is 5000 bytes"),
     "empty": lambda d, o: (b"", 0, "this one is 0 bytes"),
     "state": lambda d, o: (_changed(d, 0, b"\x12\x34\x56\x78"), 0, "state word 0x78563412"),
-    "corrupt page": lambda d, o: (_changed(d, 0, bytes(4)), 0, "page 0 is marked corrupt"),
+    "corrupt page": lambda d, o: (_changed(d, 0, bytes(4)), 0,
+                                  "page 0 has state word 0x00000000, not one of EMPTY, ACTIVE, FULL, FREEING"),
     "header crc": lambda d, o: (_changed(d, 4, b"\x07"), 28, "page 0 header CRC is"),
     "version": lambda d, o: (_changed(d, 8, b"\x01", seal_page=0), 8, "format version byte 0x01"),
     "empty page written": lambda d, o: (_changed(d, 0x2000 + 100, b"\0"), 0x2000 + 100,
                                         "page 2 is marked empty but is not erased"),
     "bitmap 01": lambda d, o: (_bitmap_state(d, 1, 1), 32, "bitmap gives entry 1 the invalid state 01"),
     "entry crc": lambda d, o: (_changed(d, o["int", 2] + 24, b"\0"), o["int", 2], "entry CRC is"),
-    "span not written": lambda d, o: (_bitmap_state(d, 3, 3), o["str", 0x21], "spans 2 entries, not all marked written"),
+    "span not written": lambda d, o: (_bitmap_state(d, 3, 3), o["str", 0x21],
+                                      "spans 2 entries, not all marked written"),
     "unknown type": lambda d, o: (_changed(d, o["int", 2] + 1, b"\x99", True), o["int", 2], "unknown type 0x99"),
     "key unterminated": lambda d, o: (_changed(d, o["int", 2] + 8, b"K" * 16, True), o["int", 2] + 8,
                                       "entry key is not NUL-terminated"),
@@ -608,6 +610,26 @@ def test_decoder_takes_bytes_only():
         nvs.decode_nvs(0x3000)
     assert nvs.decode_nvs(bytearray(nvs.encode_nvs(BASE, 0x3000, "A"))).namespace_items() == BASE
     assert nvs.decode_nvs(memoryview(nvs.encode_nvs(BASE, 0x3000, "B"))).family == "B"
+
+
+def test_version_1_page_and_blob():
+    # A version-1 image (which ESP-AT never writes) keeps a blob like a string, as one 0x41 item.
+    data = bytearray(nvs.encode_nvs(BASE, 0x3000, "B"))
+    data[8] = 0xFF
+    _seal_page(data, 0)
+    string = _offsets(bytes(data))["str", 0x21]
+    data[string + 1] = 0x41
+    _seal(data, string)
+    image = nvs.decode_nvs(bytes(data))
+    assert image.pages[0].version == 1
+    assert [(i.key, i.type, i.value) for i in image.items][1] == ("str", "blob", b"hello\0")
+
+
+def test_freeing_page_is_read():
+    data = _changed(nvs.encode_nvs(BASE, 0x3000, "B"), 0, struct.pack("<I", nvs.STATE_FREEING))
+    image = nvs.decode_nvs(data)
+    assert image.pages[0].state == "FREEING" and image.family is None
+    assert image.namespace_items() == BASE
 
 
 def test_orphan_chunks_are_ignored_as_the_library_does():

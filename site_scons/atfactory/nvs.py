@@ -1,34 +1,32 @@
 """ESP-IDF NVS partition images (the ``mfg_nvs`` partition of ESP-AT v3.1+): encode and decode.
 
-Format and placement rules: FORMATS-mfg_nvs.md §5.  4096-byte pages, each a 32-byte header, a
-32-byte bitmap (2 bits per entry, LSB first: 11 empty, 10 written, 00 erased), 126 entries::
+Format (FORMATS-mfg_nvs.md §5): 4096-byte pages of a 32-byte header, a 32-byte bitmap (2 bits an
+entry, LSB first: 11 empty, 10 written, 00 erased) and 126 entries; every CRC is
+``zlib.crc32(data, 0xFFFFFFFF)``::
 
     header  state u32 | sequence u32 | version u8 | 19 x FF | CRC of bytes 4..27 (u32)
     entry   ns u8 | type u8 | span u8 | chunk u8 | CRC of bytes 0..3, 8..31 (u32) | key[16] | data[8]
 
-Every CRC is ``zlib.crc32(data, 0xFFFFFFFF)``.
-
 ``encode_nvs(namespaces, size, family) -> bytes``: ``namespaces`` is an ordered sequence (or
 mapping) of ``(namespace, [(key, type, value), ...])``, ``type`` a ``TYPE_CODES`` name, the value
-an int for u8 ... i64, a str for "string", bytes for "blob" (a version-2 multi-page blob, 0x42
-chunks and a 0x48 index).  The ``size`` bytes equal what Espressif's generator writes, for
-``FAMILY_A`` (ESP-IDF v5.0/v5.1 in-tree script, PyPI 0.1.1-0.1.6, tools/at.py: every page but the
-reserved last one gets a FULL header) or ``FAMILY_B`` (PyPI 0.1.7-0.3.0: the last page holding
-entries stays ACTIVE, later pages stay erased).  FormatError refuses what the generator would
-crash on or the NVS library would misread: bad names, a namespace or key given twice, integers
-out of range, NUL in a string, strings over ``MAX_STRING_CHARS`` bytes, content that does not fit.
-Strings are UTF-8 in both families (the in-tree family-A script corrupts non-ASCII ones).
-
+an int for u8 ... i64, a str for "string", bytes for "blob" (written as a version-2 multi-page
+blob).  The bytes are those Espressif's generator writes, for ``FAMILY_A`` (ESP-IDF v5.0/v5.1
+in-tree script, PyPI 0.1.1-0.1.6, tools/at.py: every page but the reserved last one gets a FULL
+header) or ``FAMILY_B`` (PyPI 0.1.7-0.3.0: the last page holding entries stays ACTIVE, later
+pages stay erased).  FormatError refuses what the generator would crash on or the library would
+misread: bad names, a namespace or key given twice, integers out of range, NUL in a string,
+strings over ``MAX_STRING_CHARS`` bytes, content that does not fit.  Strings are UTF-8 in both
+families (the in-tree family-A script corrupts non-ASCII ones).
 ``required_size(namespaces) -> int``: the smallest partition size that holds the content.
-
 ``decode_nvs(data) -> NvsImage``: pages, namespaces and items (blobs reassembled) in the order
-the NVS library reads them (pages by sequence number); ``NvsImage.namespace_items()`` is
-encode_nvs's input again.  Malformed bytes raise FormatError with the offset of the fault.  Blob
-chunks that no index claims are ignored, as the library erases them at start-up.
+the library reads them (pages by sequence number); ``NvsImage.namespace_items()`` is
+encode_nvs's input again.  Malformed bytes raise FormatError with the offset of the fault; blob
+chunks no index claims are ignored, as the library erases them at start-up.
 """
 from __future__ import annotations
 
 import functools
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -46,10 +44,9 @@ MAX_BLOB_CHUNKS = 128           # chunk numbers 128-254 are the library's next v
 
 FAMILY_A, FAMILY_B = "A", "B"
 
-STATE_EMPTY, STATE_ACTIVE, STATE_FULL, STATE_FREEING, STATE_CORRUPT = \
-    0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFC, 0xFFFFFFF8, 0
-PAGE_STATES = {STATE_EMPTY: "EMPTY", STATE_ACTIVE: "ACTIVE", STATE_FULL: "FULL",
-               STATE_FREEING: "FREEING", STATE_CORRUPT: "CORRUPT"}
+STATE_EMPTY, STATE_ACTIVE, STATE_FULL, STATE_FREEING = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFC, 0xFFFFFFF8
+# 0 is what the library writes over a page it found corrupt; decode_nvs refuses it like any unknown state.
+PAGE_STATES = {STATE_EMPTY: "EMPTY", STATE_ACTIVE: "ACTIVE", STATE_FULL: "FULL", STATE_FREEING: "FREEING"}
 VERSION_1, VERSION_2 = 0xFF, 0xFE
 
 INTEGER_FORMATS = {"u8": (0x01, "<B"), "i8": (0x11, "<b"), "u16": (0x02, "<H"), "i16": (0x12, "<h"),
@@ -99,7 +96,7 @@ def _entry(ns: int, code: int, span: int, chunk: int, key16: bytes, data8: bytes
 #
 # Per-device runs encode thousands of images that share most items, so the pure steps (an item
 # to its entry bytes, a blob at a given start entry to its chunks, a page header) are memoized.
-# typed=True keeps True and 1.0 from reusing the entry of 1: they still reach the checks.
+# Only exact int and str values use the item memo, so True or 1.0 never reuse the entry of 1.
 
 @functools.lru_cache(maxsize=1024)
 def _page_header(state: int, sequence: int) -> bytes:
@@ -123,7 +120,6 @@ def _name16(name, ns_name=None) -> bytes:
     return raw.ljust(16, b"\0")
 
 
-@functools.lru_cache(maxsize=4096, typed=True)
 def _whole_record(ns: int, ns_name, key, type_name, value) -> tuple:
     """(room limit, span, the entry followed by its data bytes, None) of an item placed whole."""
     key16 = _name16(key, ns_name)
@@ -147,18 +143,23 @@ def _whole_record(ns: int, ns_name, key, type_name, value) -> tuple:
         raise FormatError(f"NVS: {_where(ns_name, key)}: the string is {len(raw) - 1} bytes; a string must fit one "
                           f"page, at most {MAX_STRING_CHARS} characters (UTF-8 bytes) + NUL")
     if b"\0" in raw[:-1]:
-        raise FormatError(f"NVS: {_where(ns_name, key)}: the string holds a NUL, which would cut it short on the device")
+        raise FormatError(f"NVS: {_where(ns_name, key)}: the string holds a NUL, which would cut it short on the "
+                          "device")
     span = 1 + (len(raw) + ENTRY_SIZE - 1) // ENTRY_SIZE
     data8 = VARLEN_DATA.pack(len(raw), 0xFFFF, _crc(raw))
     # A string never takes the last free entry of a page: used + span < 126.
     return ENTRIES_PER_PAGE - 1, span, _entry(ns, TYPE_STRING, span, CHUNK_NONE, key16, data8) + raw, None
 
 
+_plain_record = functools.lru_cache(maxsize=4096)(_whole_record)
+_PLAIN = (int, str)
+
+
 def _records(namespaces: Namespaces) -> list:
     """One record per entry group, in image order: a _whole_record, or (0, ns, key, bytes) for
     a blob, which placement splits into chunks."""
     records, seen = [], {}
-    append, whole = records.append, _whole_record
+    append, plain = records.append, _plain_record
     for entry in (namespaces.items() if isinstance(namespaces, Mapping) else namespaces):
         try:
             ns_name, items = entry
@@ -179,21 +180,17 @@ def _records(namespaces: Namespaces) -> list:
                 key, type_name, value = item
             except (TypeError, ValueError):
                 raise FormatError(f"NVS: namespace {ns_name!r}: {item!r} is not a (key, type, value) triple") from None
-            if not isinstance(key, str):
-                raise FormatError(f"NVS: namespace {ns_name!r}: key {key!r} is not a string")
+            if not isinstance(key, str) or not isinstance(type_name, str):
+                raise FormatError(f"NVS: namespace {ns_name!r}: key {key!r} and type {type_name!r} must be strings")
             if type_name == "blob":
                 if not isinstance(value, (bytes, bytearray, memoryview)):
                     raise FormatError(f"NVS: {_where(ns_name, key)}: blob value of type {type(value).__name__} "
                                       "is not bytes")
                 record = (0, ns, _name16(key, ns_name), bytes(value))
+            elif value.__class__ in _PLAIN and key.__class__ is str and type_name.__class__ is str:
+                record = plain(ns, ns_name, key, type_name, value)
             else:
-                try:
-                    record = whole(ns, ns_name, key, type_name, value)
-                except TypeError:   # an unhashable type name or value: check it without the memo
-                    if not isinstance(type_name, str):
-                        raise FormatError(f"NVS: {_where(ns_name, key)}: type {type_name!r} is not a type name") \
-                            from None
-                    record = whole.__wrapped__(ns, ns_name, key, type_name, value)
+                record = _whole_record(ns, ns_name, key, type_name, value)
             if key in keys:
                 raise FormatError(f"NVS: {_where(ns_name, key)} is given twice; the device would read only one")
             keys.add(key)
@@ -202,15 +199,24 @@ def _records(namespaces: Namespaces) -> list:
 
 
 def _split_blob(ns: int, key16: bytes, used: int, payload: bytes) -> tuple:
-    """A blob starting at entry ``used`` (< 126) of a page, split as the generator does (§5):
-    ((page offset, entry, bytes), ...) for its chunks and index, pages moved on, entries used."""
-    writes, page, pos, chunk, total = [], 0, 0, 0, len(payload)
+    """A blob placed after ``used`` entries of a page, split as the generator does (§5):
+    ((page offset, first entry, bytes), ...) one run a page, pages moved on, entries used."""
+    runs, page, pos, chunk, total = [], 0, 0, 0, len(payload)
+
+    def add(entries: bytes) -> None:
+        # Chunks are padded to whole entries, so what follows on the same page joins their run.
+        if runs and runs[-1][0] == page:
+            runs[-1] = (page, runs[-1][1], runs[-1][2] + entries)
+        else:
+            runs.append((page, used, entries))
+    if used == ENTRIES_PER_PAGE:
+        page, used = 1, 0
     while True:
         # A chunk takes all the room left; with one free entry that is an empty chunk.
         piece = payload[pos:pos + (ENTRIES_PER_PAGE - 1 - used) * ENTRY_SIZE]
         span = 1 + (len(piece) + ENTRY_SIZE - 1) // ENTRY_SIZE
         data8 = VARLEN_DATA.pack(len(piece), 0xFFFF, _crc(piece))
-        writes.append((page, used, _entry(ns, TYPE_BLOB_CHUNK, span, chunk, key16, data8) + piece))
+        add(_entry(ns, TYPE_BLOB_CHUNK, span, chunk, key16, data8) + piece.ljust((span - 1) * ENTRY_SIZE, b"\xff"))
         used, pos, chunk = used + span, pos + len(piece), chunk + 1
         if used == ENTRIES_PER_PAGE:
             page, used = page + 1, 0
@@ -219,9 +225,8 @@ def _split_blob(ns: int, key16: bytes, used: int, payload: bytes) -> tuple:
     if chunk > MAX_BLOB_CHUNKS:
         raise FormatError(f"NVS: blob {key16.rstrip(bytes(1)).decode()!r} of {total} bytes takes {chunk} chunks; "
                           f"the NVS library reads at most {MAX_BLOB_CHUNKS}")
-    writes.append((page, used, _entry(ns, TYPE_BLOB_INDEX, 1, CHUNK_NONE, key16,
-                                      BLOB_INDEX_DATA.pack(total, chunk, 0, 0xFFFF))))
-    return tuple(writes), page, used + 1
+    add(_entry(ns, TYPE_BLOB_INDEX, 1, CHUNK_NONE, key16, BLOB_INDEX_DATA.pack(total, chunk, 0, 0xFFFF)))
+    return tuple(runs), page, used + 1
 
 
 # Certificates and keys are a few KiB; bigger blobs are not worth holding in memory.
@@ -243,15 +248,12 @@ def _layout(records, out: Optional[bytearray] = None) -> List[int]:
                 out[offset:offset + len(data)] = data
             used += span
             continue
-        if used == ENTRIES_PER_PAGE:
-            used_counts.append(used)
-            used, base = 0, base + PAGE_SIZE
         writes, pages, after = (_split_small_blob if len(payload) <= _SMALL_BLOB else _split_blob)(
             span, data, used, payload)
         if out is not None:
-            for page, slot, chunk in writes:
+            for page, slot, run in writes:
                 offset = base + page * PAGE_SIZE + slot * ENTRY_SIZE
-                out[offset:offset + len(chunk)] = chunk
+                out[offset:offset + len(run)] = run
         used_counts.extend([ENTRIES_PER_PAGE] * pages)
         used, base = after, base + pages * PAGE_SIZE
     used_counts.append(used)
@@ -284,12 +286,10 @@ def encode_nvs(namespaces: Namespaces, size: int, family: str) -> bytes:
     if pages > capacity:
         raise FormatError(f"NVS: the content needs {_size_for(pages)} bytes ({pages} pages of data + 1 reserved), "
                           f"the partition has {size}")
-    for page, used in enumerate(used_counts):
+    used_counts += [0] * (capacity - pages)
+    for page in range(capacity if family == FAMILY_A else pages):
         state = STATE_ACTIVE if family == FAMILY_B and page == pages - 1 else STATE_FULL
-        out[page * PAGE_SIZE:page * PAGE_SIZE + 64] = _page_header(state, page) + _BITMAPS[used]
-    if family == FAMILY_A:
-        for page in range(pages, capacity):
-            out[page * PAGE_SIZE:page * PAGE_SIZE + 32] = _page_header(STATE_FULL, page)
+        out[page * PAGE_SIZE:page * PAGE_SIZE + 64] = _page_header(state, page) + _BITMAPS[used_counts[page]]
     return bytes(out)
 
 
@@ -336,13 +336,10 @@ class NvsImage:
 
 
 def _family(states: List[str]) -> Optional[str]:
-    n = len(states)
-    if n >= 2 and states[-1] == "EMPTY" and states.count("FULL") == n - 1:
+    pattern = "".join(state[:2] for state in states)     # EM, AC, FU, FR a page
+    if re.fullmatch("(FU)+EM", pattern):
         return FAMILY_A
-    k = states.index("ACTIVE") if "ACTIVE" in states else n
-    if k < n - 1 and states[:k].count("FULL") == k and states[k + 1:].count("EMPTY") == n - 1 - k:
-        return FAMILY_B
-    return None
+    return FAMILY_B if re.fullmatch("(FU)*AC(EM)+", pattern) else None
 
 
 def _read_page(data: bytes, number: int) -> NvsPage:
@@ -350,16 +347,14 @@ def _read_page(data: bytes, number: int) -> NvsPage:
     state, sequence, version, _, crc = PAGE_HEADER.unpack_from(data, base)
     name = PAGE_STATES.get(state)
     if name is None:
-        raise FormatError(f"NVS: page {number} has state word 0x{state:08x}, which the NVS library never writes",
-                          offset=base)
+        raise FormatError(f"NVS: page {number} has state word 0x{state:08x}, not one of "
+                          f"{', '.join(PAGE_STATES.values())}", offset=base)
     if state == STATE_EMPTY:
         page = data[base:base + PAGE_SIZE]
         if page != _ERASED_PAGE:
             first = next(i for i, b in enumerate(page) if b != 0xFF)
             raise FormatError(f"NVS: page {number} is marked empty but is not erased", offset=base + first)
         return NvsPage(number, base, name, None, None)
-    if state == STATE_CORRUPT:
-        raise FormatError(f"NVS: page {number} is marked corrupt (state 00000000)", offset=base)
     actual = _crc(data[base + 4:base + 28])
     if actual != crc:
         raise FormatError(f"NVS: page {number} header CRC is 0x{crc:08x}, its bytes give 0x{actual:08x}",
