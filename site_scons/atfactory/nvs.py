@@ -121,7 +121,7 @@ def _name16(name, ns_name=None) -> bytes:
 
 
 def _whole_record(ns: int, ns_name, key, type_name, value) -> tuple:
-    """(room limit, span, the entry followed by its data bytes, None) of an item placed whole."""
+    """(room limit, span, the entry and its data entries, None) of an item placed whole."""
     key16 = _name16(key, ns_name)
     integer = _INTEGERS.get(type_name)
     if integer is not None:
@@ -131,6 +131,8 @@ def _whole_record(ns: int, ns_name, key, type_name, value) -> tuple:
         if not low <= value <= high:
             raise FormatError(f"NVS: {_where(ns_name, key)}: {type_name} value {value} is out of range {low}..{high}")
         return ENTRIES_PER_PAGE, 1, _entry(ns, code, 1, CHUNK_NONE, key16, packer.pack(value) + pad), None
+    if type_name == "blob":
+        raise FormatError(f"NVS: {_where(ns_name, key)}: blob value of type {type(value).__name__} is not bytes")
     if type_name != "string":
         raise FormatError(f"NVS: {_where(ns_name, key)}: unknown type {type_name!r}; expected one of "
                           f"{', '.join(TYPE_CODES)}")
@@ -148,7 +150,9 @@ def _whole_record(ns: int, ns_name, key, type_name, value) -> tuple:
     span = 1 + (len(raw) + ENTRY_SIZE - 1) // ENTRY_SIZE
     data8 = VARLEN_DATA.pack(len(raw), 0xFFFF, _crc(raw))
     # A string never takes the last free entry of a page: used + span < 126.
-    return ENTRIES_PER_PAGE - 1, span, _entry(ns, TYPE_STRING, span, CHUNK_NONE, key16, data8) + raw, None
+    # Padded to whole entries, so that the next item on the page joins it in one write.
+    data = raw.ljust((span - 1) * ENTRY_SIZE, b"\xff")
+    return ENTRIES_PER_PAGE - 1, span, _entry(ns, TYPE_STRING, span, CHUNK_NONE, key16, data8) + data, None
 
 
 _plain_record = functools.lru_cache(maxsize=4096)(_whole_record)
@@ -180,15 +184,12 @@ def _records(namespaces: Namespaces) -> list:
                 key, type_name, value = item
             except (TypeError, ValueError):
                 raise FormatError(f"NVS: namespace {ns_name!r}: {item!r} is not a (key, type, value) triple") from None
-            if not isinstance(key, str) or not isinstance(type_name, str):
-                raise FormatError(f"NVS: namespace {ns_name!r}: key {key!r} and type {type_name!r} must be strings")
-            if type_name == "blob":
-                if not isinstance(value, (bytes, bytearray, memoryview)):
-                    raise FormatError(f"NVS: {_where(ns_name, key)}: blob value of type {type(value).__name__} "
-                                      "is not bytes")
-                record = (0, ns, _name16(key, ns_name), bytes(value))
-            elif value.__class__ in _PLAIN and key.__class__ is str and type_name.__class__ is str:
+            if value.__class__ in _PLAIN and key.__class__ is str and type_name.__class__ is str:
                 record = plain(ns, ns_name, key, type_name, value)
+            elif not isinstance(key, str) or not isinstance(type_name, str):
+                raise FormatError(f"NVS: namespace {ns_name!r}: key {key!r} and type {type_name!r} must be strings")
+            elif type_name == "blob" and isinstance(value, (bytes, bytearray, memoryview)):
+                record = (0, ns, _name16(key, ns_name), bytes(value))
             else:
                 record = _whole_record(ns, ns_name, key, type_name, value)
             if key in keys:
@@ -238,24 +239,35 @@ def _layout(records, out: Optional[bytearray] = None) -> List[int]:
     Returns how many entries each page uses."""
     used_counts: List[int] = []
     used, base = 0, FIRST_ENTRY
+    run: List[bytes] = []     # whole records in a row on one page, written as one slice
+    run_start = base
+
+    def flush() -> None:
+        if run and out is not None:
+            data = b"".join(run)
+            out[run_start:run_start + len(data)] = data
+        run.clear()
     for limit, span, data, payload in records:
         if limit:
             if used + span > limit:
+                flush()
                 used_counts.append(used)
                 used, base = 0, base + PAGE_SIZE
-            if out is not None:
-                offset = base + used * ENTRY_SIZE
-                out[offset:offset + len(data)] = data
+                run_start = base
+            run.append(data)
             used += span
             continue
+        flush()
         writes, pages, after = (_split_small_blob if len(payload) <= _SMALL_BLOB else _split_blob)(
             span, data, used, payload)
         if out is not None:
-            for page, slot, run in writes:
+            for page, slot, entries in writes:
                 offset = base + page * PAGE_SIZE + slot * ENTRY_SIZE
-                out[offset:offset + len(run)] = run
+                out[offset:offset + len(entries)] = entries
         used_counts.extend([ENTRIES_PER_PAGE] * pages)
         used, base = after, base + pages * PAGE_SIZE
+        run_start = base + used * ENTRY_SIZE
+    flush()
     used_counts.append(used)
     return used_counts
 
