@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from atfactory import nvs
 from atfactory.errors import FormatError
 
-from conftest import reference_dir
+from helpers import reference_dir
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

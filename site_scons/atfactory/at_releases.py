@@ -6,12 +6,10 @@ each gets its own entry.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Iterable
+from typing import Dict, Iterable, NamedTuple
 
 
-@dataclass(frozen=True)
-class AtRelease:
+class AtRelease(NamedTuple):
     version: str                 # as written in board files: "2.4"
     title: str                   # as people read it: "ESP-AT v2.4.1.0 and later v2.4"
     pki_typed_by_kind: bool      # certificate/key items typed by kind (ca 1, cert 2, key 3); else all 2

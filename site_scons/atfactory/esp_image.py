@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from .errors import FormatError
 
@@ -27,8 +27,7 @@ SEGMENT_HEADER = struct.Struct("<II")            # load address, length
 ESP32_FAMILY_WP_PIN = 0xEE   # byte 8 of every ESP32-family image header as esptool writes it
 
 
-@dataclass(frozen=True)
-class ImageHeader:
+class ImageHeader(NamedTuple):
     """The first 8 bytes of an image, and the extended header's fields where it has one."""
     segments: int
     flash_mode: int

@@ -6,8 +6,7 @@ folder read as the flash it describes).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Callable, List, Tuple
+from typing import Callable, List, NamedTuple, Tuple
 
 from .download_config import DownloadConfig, decode_download_config
 from .errors import FormatError, InputError
@@ -20,15 +19,13 @@ class ReleaseError(Exception):
     """Why a folder cannot be read as a release: callers turn it into their own error type."""
 
 
-@dataclass(frozen=True)
-class ReleaseFile:
+class ReleaseFile(NamedTuple):
     offset: int
     path: str        # as download.config names it, relative to the folder
     full: str        # the file on disk
 
 
-@dataclass(frozen=True)
-class Release:
+class Release(NamedTuple):
     folder: str
     config_path: str
     config: DownloadConfig

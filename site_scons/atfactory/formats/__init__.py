@@ -17,15 +17,14 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import FormatError, PluginError
 from ..pki import ROLES as CERTIFICATE_ROLES
 from ..pki import USES as CERTIFICATE_USES
 
 
-@dataclass(frozen=True)
-class CertificateFile:
+class CertificateFile(NamedTuple):
     """One certificate, key or CA file of a board, wherever its format puts it."""
     use: str                      # "server", "client", ...
     role: str                     # "cert", "key" or "ca"
@@ -57,8 +56,7 @@ class Content:
         return tuple(c.public_key for c in self.certificates)
 
 
-@dataclass(frozen=True)
-class ReadContext:
+class ReadContext(NamedTuple):
     """What a format may read from the board besides its own partition."""
     at_version: str
     factory_param: Optional[Mapping[str, object]] = None   # every checked [factory_param] value
@@ -66,16 +64,14 @@ class ReadContext:
     parse: bool = True     # False skips parsing certificates and keys already checked
 
 
-@dataclass(frozen=True)
-class ModuleSettings:
+class ModuleSettings(NamedTuple):
     """What a decoded partition says about the module: the board's [module] and [factory_param]."""
     module_name: str
     platform: Optional[str]
     factory_param: Dict[str, object]
 
 
-@dataclass(frozen=True)
-class ImageCertificate:
+class ImageCertificate(NamedTuple):
     """A certificate or key as stored in an image, for verify's pair check."""
     use: str
     role: str
