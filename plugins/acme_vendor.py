@@ -18,6 +18,7 @@ import zipfile
 
 from atfactory import hookimpl
 from atfactory.errors import ContentError, FormatError
+from atfactory.formats import Content
 from atfactory.formats.raw import RawFormat
 from atfactory.fsutil import read_input, write_atomic
 
@@ -80,14 +81,16 @@ class DeviceInfoFormat(RawFormat):
         return name == "device_info"
 
     def read(self, name, sources, ctx):
-        content = super().read(name, sources, ctx)
-        if content is not None:
-            try:
-                self.decode(read_input(sources[0]))
-            except FormatError as err:
-                raise ContentError(f"not an ACME device_info image ({err})", sources[0]) from None
-            content = type(content)(self.kind, content.size, content.spec, content.sources)
-        return content
+        if not sources:
+            return None
+        if len(sources) != 1:
+            raise ContentError(f"{len(sources)} files; device_info is one device_info image")
+        data = read_input(sources[0])
+        try:
+            self.decode(data)
+        except FormatError as err:
+            raise ContentError(f"not an ACME device_info image ({err})", sources[0]) from None
+        return Content(self.kind, len(data), {}, tuple(sources))
 
     def detect(self, data):
         return data[:4] == DEVICE_INFO_MAGIC

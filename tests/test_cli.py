@@ -61,8 +61,11 @@ def test_read_back_refuses_what_is_no_file_without_waiting(capsys, tmp_path, mak
     assert len(err.strip().splitlines()) == 1
 
 
-def test_a_plugin_failing_during_verify_is_bad_input_not_differs(capsys, tmp_path, built):
+def test_a_plugin_failing_during_verify_is_bad_input_not_differs(capsys, tmp_path, built, monkeypatch):
     """Exit 1 means "differs": a plugin's error is reported in one line with status 2."""
+    import os
+
+    from atfactory.formats.plugin import PluginFormat
     from helpers import write
 
     write(tmp_path / "p/flaky.py", """
@@ -78,23 +81,17 @@ def test_a_plugin_failing_during_verify_is_bad_input_not_differs(capsys, tmp_pat
         def atfactory_register_partitions(board, registry):
             registry.add("flaky", subtype=0x70, size="4K", build=build)
     """)
-    import os
-    os.environ["FLAKY_NOW"] = ""
-    try:
-        from atfactory.formats.plugin import PluginFormat
+    # The build works while the board is prepared and fails when verify makes the partition again.
+    monkeypatch.setenv("FLAKY_NOW", "")
+    original = PluginFormat.render
 
-        original = PluginFormat.render
+    def failing_render(self, spec, sources):
+        os.environ["FLAKY_NOW"] = "1"
+        return original(self, spec, sources)
 
-        def failing_render(self, spec, sources):
-            os.environ["FLAKY_NOW"] = "1"
-            return original(self, spec, sources)
-
-        PluginFormat.render = failing_render
-        code, out, err = run_cli(capsys, "verify", str(image_of(built, "WROOM-32")), "--board", "WROOM-32",
-                                 "--plugins", str(tmp_path / "p"))
-    finally:
-        PluginFormat.render = original
-        del os.environ["FLAKY_NOW"]
+    monkeypatch.setattr(PluginFormat, "render", failing_render)
+    code, out, err = run_cli(capsys, "verify", str(image_of(built, "WROOM-32")), "--board", "WROOM-32",
+                             "--plugins", str(tmp_path / "p"))
     assert code == 2, out + err
     assert err == "atfactory: error: plugin flaky: partition flaky: build raised ValueError: boom\n"
 

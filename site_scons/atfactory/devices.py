@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -30,7 +29,7 @@ from . import artifacts as art
 from . import factory_param as fp
 from .checks import Checker
 from .errors import MAX_PROBLEMS, BoardError, ContentError, Problem, display_path
-from .formats import CERTIFICATE_USES, ReadContext
+from .formats import CERTIFICATE_USES, ReadContext, public_keys
 from .formats.factory_param import check_table
 from .fsutil import write_atomic
 from .numbers import parse_int
@@ -210,7 +209,7 @@ class DeviceMaker:
         """Certificate sets given per device: their partitions made again, keys paired with certificates."""
         board = self.board
         ctx = ReadContext(board.at_version, cache=False, parse=not self.checked)
-        public_keys: Dict[str, Tuple[bytes, ...]] = {}
+        row_keys: Dict[str, Tuple[bytes, ...]] = {}
         for name in self.columns.certificates:
             cell = row.cells.get(name, "")
             if not cell:
@@ -230,24 +229,23 @@ class DeviceMaker:
             # Same files give the same partition bytes: the duplicate check hashes those.
             digests[name] = hashlib.sha256(rendered).hexdigest()
             if content.public_keys is not None:
-                public_keys[name] = content.public_keys
+                row_keys[name] = content.public_keys
             files[art.partition_path(part.name)] = (rendered, content.secret)
         for use in CERTIFICATE_USES:
             cert, key = f"{use}_cert", f"{use}_key"
-            if cert not in public_keys and key not in public_keys:
+            if cert not in row_keys and key not in row_keys:
                 continue
-            a = public_keys.get(cert) or self._shared_keys(cert)
-            b = public_keys.get(key) or self._shared_keys(key)
+            a = row_keys.get(cert) or self._shared_keys(cert)
+            b = row_keys.get(key) or self._shared_keys(key)
             if a is not None and b is not None and tuple(a) != tuple(b):
-                fail(key if key in public_keys else cert, f"does not pair with {cert if key in public_keys else key} "
+                fail(key if key in row_keys else cert, f"does not pair with {cert if key in row_keys else key} "
                      "(each key must belong to the certificate of the same position)",
                      row.cells.get(key) or row.cells.get(cert))
 
     def _shared_keys(self, set_name: str) -> Optional[Tuple[bytes, ...]]:
+        """The board's own keys of a set this row does not replace."""
         files = self.shared_sets.get(set_name)
-        if not files or any(f.public_key is None for f in files):
-            return None
-        return tuple(f.public_key for f in files)
+        return public_keys(files) if files else None
 
     def _plugin_tables(self, row: Row, files, fail) -> None:
         """Plugin tables: laid over the board for this device; plugin partitions made again."""

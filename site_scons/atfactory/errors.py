@@ -103,6 +103,11 @@ class ContentError(AtFactoryError):
 class InputError(ContentError):
     """An input file that cannot be read as a file: missing, a folder, a FIFO, unreadable."""
 
+    @property
+    def reading(self) -> str:
+        """The reason as the end of "<file> cannot be read...": for messages that name the file first."""
+        return self.message if self.message.startswith("cannot be read") else f"cannot be read: {self.message}"
+
 
 class FirmwareError(AtFactoryError):
     """A release folder or factory image that cannot serve as a board's firmware."""
@@ -114,6 +119,10 @@ class MergeError(AtFactoryError):
 
 class ReadError(AtFactoryError):
     """A path given to the read-back tools that is no AT binary atfactory knows."""
+
+
+class ReleaseError(AtFactoryError):
+    """A folder that cannot be read as an ESP-AT release; callers say which setting named it."""
 
 
 class ExtractError(AtFactoryError):

@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 
 from .at_releases import AT_RELEASES, DEFAULT_AT_VERSION
 from .chips import CHIPS
-from .errors import ExtractError
+from .errors import ExtractError, format_value
 from .formats import FormatRegistry, ModuleSettings, stock_registry
 from .fsutil import write_atomic
 
@@ -60,10 +60,6 @@ def _at_version(parts: List[dict], formats: FormatRegistry) -> str:
     return DEFAULT_AT_VERSION if DEFAULT_AT_VERSION in versions else next(v for v in AT_RELEASES if v in versions)
 
 
-def _toml_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def extract(data: bytes, doc: dict, out_dir: str, formats: Optional[FormatRegistry] = None) -> Tuple[str, List[str]]:
     """Write the board file and sources; return (board file path, notes)."""
     formats = formats or stock_registry()
@@ -87,25 +83,25 @@ def extract(data: bytes, doc: dict, out_dir: str, formats: Optional[FormatRegist
         end = max(p["offset"] + p["size"] for p in parts)
         size = end - at["offset"]
     lines = [f"# Extracted by atfactory from {os.path.basename(str(doc.get('path', '')))}.", "",
-             "[module]", f"name = {_toml_str(settings.module_name)}", f"chip = {_toml_str(chip)}"]
+             "[module]", f"name = {format_value(settings.module_name)}", f"chip = {format_value(chip)}"]
     if settings.platform is not None:
-        lines.append(f"platform = {_toml_str(settings.platform)}")
-    lines += [f"at_version = {_toml_str(at_version)}", "",
-              "[flash]", f"mode = {_toml_str(flash['mode'])}", f"freq = {_toml_str(flash['freq'])}",
-              f"size = {_toml_str(flash['size'])}", "", "[factory_param]"]
+        lines.append(f"platform = {format_value(settings.platform)}")
+    lines += [f"at_version = {format_value(at_version)}", "",
+              "[flash]", f"mode = {format_value(flash['mode'])}", f"freq = {format_value(flash['freq'])}",
+              f"size = {format_value(flash['size'])}", "", "[factory_param]"]
     for key, value in settings.factory_param.items():
-        lines.append(f"{key} = {_toml_str(value) if isinstance(value, str) else value}")
+        lines.append(f"{key} = {format_value(value)}")
     lines += ["", "[at_customize]", f"offset = 0x{at['offset']:X}", f"size = 0x{size:X}"]
     notes: List[str] = []
     for part in parts:
-        lines += ["", "[[at_customize.partitions]]", f"name = {_toml_str(part['name'])}",
+        lines += ["", "[[at_customize.partitions]]", f"name = {format_value(part['name'])}",
                   f"type = 0x{part['type']:02X}", f"subtype = {part['subtype']}",
                   f"offset = 0x{part['offset']:X}", f"size = 0x{part['size']:X}"]
         raw = data[part["offset"]:part["offset"] + part["size"]]
         sources = _write_sources(part, raw, src_dir, notes, formats, at_version)
         if sources:
             rel = [os.path.relpath(s, out_dir).replace(os.sep, "/") for s in sources]
-            lines.append("source = [" + ", ".join(_toml_str(r) for r in rel) + "]")
+            lines.append("source = [" + ", ".join(format_value(r) for r in rel) + "]")
     board_path = os.path.join(out_dir, f"{board_id}.toml")
     write_atomic(board_path, ("\n".join(lines) + "\n").encode("utf-8"))
     return board_path, notes

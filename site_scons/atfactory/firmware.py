@@ -14,11 +14,11 @@ from typing import List, Optional, Tuple
 
 from . import partition_table as pt
 from .chips import CHIPS, flash_size_bytes
-from .errors import FirmwareError, FormatError, InputError, Problem, display_path
+from .errors import FirmwareError, FormatError, InputError, Problem, ReleaseError, display_path
 from .esp_image import ESP32_FAMILY_WP_PIN, decode_header, read_image
 from .fsutil import read_input
 from .numbers import format_size
-from .release import ReleaseError, is_customized, read_release
+from .release import is_customized, read_release
 
 
 
@@ -47,7 +47,7 @@ def _read(path: str) -> bytes:
     try:
         return read_input(path)
     except InputError as err:
-        raise FirmwareError(f"{os.path.basename(path)} {err.message}") from None
+        raise FirmwareError(f"{os.path.basename(path)} {err.reading}") from None
 
 
 def load_firmware(path: str, chip_name: str) -> Firmware:

@@ -79,8 +79,7 @@ def _read_key_file(path: str, setting: str) -> bytes:
     try:
         return read_input(path)
     except InputError as err:
-        reason = err.message if err.message.startswith("cannot be read") else f"cannot be read: {err.message}"
-        raise SigningError(f"{setting} {display_path(path)}: {reason}") from None
+        raise SigningError(f"{setting} {display_path(path)}: {err.reading}") from None
 
 
 def load_signing_key(path: str):

@@ -1,14 +1,20 @@
-"""Flash maps of boards and of decoded images: what is where, as MapRegions for flash_map."""
+"""Flash maps of boards and of decoded images: what is where, as MapRegions for flash_map.
+
+flash_map (the SVG drawing) is imported where a map is drawn, not here: every scons run plans
+each board's map spec, and a run with nothing to build draws none.
+"""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from . import partition_table as pt
 from .chips import CHIPS, flash_size_bytes
 from .errors import AtFactoryError
-from .flash_map import MapRegion, render_flash_map
 from .formats import FormatRegistry, stock_registry
 from .fsutil import write_atomic
+
+if TYPE_CHECKING:
+    from .flash_map import MapRegion
 
 TABLE_OFFSET = pt.MAIN_TABLE_OFFSET
 AT_TABLE_SECTOR = pt.AT_CUSTOMIZE_SECTOR
@@ -24,6 +30,8 @@ def build_regions(bootloader_offset: Optional[int], main_entries: Sequence[Tuple
                   at_offset: Optional[int], at_size: Optional[int],
                   at_entries: Sequence[Tuple[str, int, int, str]]) -> List[MapRegion]:
     """main_entries: (name, type, subtype, offset, size); at_entries: (name, offset, size, detail)."""
+    from .flash_map import MapRegion
+
     children = [MapRegion("at_customize.bin", at_offset, AT_TABLE_SECTOR, "partition_table", "AT partition table")] \
         if at_offset is not None else []
     children += [MapRegion(name, offset, size, "erased" if detail == "erased" else "at_partition", detail)
@@ -74,6 +82,7 @@ def write_map_for_document(doc: dict, path: str, formats: Optional[FormatRegistr
                              "nothing to map")
     flash, regions = regions_of_document(doc, formats)
     title = f"{doc.get('path', '')} ({doc.get('chip') or 'unknown chip'})"
+    from .flash_map import render_flash_map
     write_atomic(path, render_flash_map(flash, regions, title).encode("utf-8"))
 
 
@@ -98,4 +107,5 @@ def render_board_map(spec: dict) -> bytes:
     at_offset, at_size = spec["at"]
     regions = build_regions(spec["bootloader"], [tuple(e) for e in spec["main"]], at_offset, at_size,
                             [tuple(e) for e in spec["at_entries"]])
+    from .flash_map import render_flash_map
     return render_flash_map(spec["flash_bytes"], regions, spec["title"]).encode("utf-8")

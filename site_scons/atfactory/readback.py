@@ -17,11 +17,11 @@ from typing import List, Optional, Tuple
 
 from . import partition_table as pt
 from .chips import CHIPS, FLASH_MODES, flash_size_bytes
-from .errors import FormatError, InputError, ReadError
+from .errors import FormatError, InputError, ReadError, ReleaseError
 from .esp_image import ESP32_FAMILY_WP_PIN, decode_header, read_image
 from .formats import FormatRegistry, stock_registry
 from .fsutil import read_input
-from .release import ReleaseError, read_release
+from .release import read_release
 
 TABLE_OFFSET = pt.MAIN_TABLE_OFFSET
 _MODE_NAMES = {v: k for k, v in FLASH_MODES.items()}
@@ -44,8 +44,7 @@ def read_file(path: str) -> bytes:
     try:
         return read_input(path)
     except InputError as err:
-        reason = err.message if err.message.startswith("cannot be read") else f"cannot be read: {err.message}"
-        raise ReadError(f"{path}: {reason}") from None
+        raise ReadError(f"{path}: {err.reading}") from None
 
 
 def read_path(path: str, formats: Optional[FormatRegistry] = None) -> dict:

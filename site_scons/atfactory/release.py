@@ -9,15 +9,10 @@ import os
 from typing import Callable, List, NamedTuple, Tuple
 
 from .download_config import DownloadConfig, decode_download_config
-from .errors import FormatError, InputError
+from .errors import FormatError, InputError, ReleaseError
 from .fsutil import read_input
 
 CONFIG = "download.config"
-
-
-class ReleaseError(Exception):
-    """Why a folder cannot be read as a release: callers turn it into their own error type."""
-
 
 class ReleaseFile(NamedTuple):
     offset: int

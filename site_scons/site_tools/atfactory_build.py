@@ -36,7 +36,7 @@ ARTIFACT_BUILDERS = {
 # format registry (plugin formats hold their build functions), and per target path the objects
 # of a post-build stamp or a devices ledger.  Module level, so that every action's signature
 # is the stable function below and not a closure.
-_ACTIONS = {"formats": None}
+_ACTIONS = {"formats": None, "builders": {}}
 
 
 def stop_on_error(declare):
@@ -52,21 +52,21 @@ def stop_on_error(declare):
     return wrapper
 
 
-def _fail_build(action):
-    """Build-time library errors fail that target with exit status 2 (bad input)."""
-    @functools.wraps(action)
-    def wrapper(target, source, env):
-        try:
-            return action(target, source, env)
-        except AtFactoryError as err:
-            raise SCons.Errors.BuildError(node=target[0], errstr=str(err), exitstatus=2)
-    return wrapper
+def _build_error(target, err: AtFactoryError) -> SCons.Errors.BuildError:
+    """A build-time library error fails that target with exit status 2 (bad input).
+
+    Every action calls this from its own ``except``: SCons hashes an action function's code
+    and closure for its signature, so a decorator wrapping each action made creating the
+    builders several times slower."""
+    return SCons.Errors.BuildError(node=target[0], errstr=str(err), exitstatus=2)
 
 
-@_fail_build
 def _build(target, source, env):
     spec = json.loads(source[0].read())
-    data = art.render_artifact(spec["kind"], spec["spec"], [s.abspath for s in source[1:]], _ACTIONS["formats"])
+    try:
+        data = art.render_artifact(spec["kind"], spec["spec"], [s.abspath for s in source[1:]], _ACTIONS["formats"])
+    except AtFactoryError as err:
+        raise _build_error(target, err)
     for t in target:
         write_atomic(t.abspath, data, secret=spec.get("secret", False))
     return None
@@ -98,7 +98,7 @@ def _value(env, artifact):
 
 
 def _declare(env, out_dir, artifact):
-    builder = getattr(env, env["ATF_BUILDERS"][artifact.kind][0])
+    builder = getattr(env, _ACTIONS["builders"][artifact.kind][0])
     targets = [out_dir.File(t) for t in artifact.targets]
     return builder(targets, [_value(env, artifact)] + [env.File(s) for s in artifact.sources])
 
@@ -110,9 +110,8 @@ def use_session(env, host):
         from atfactory.formats import stock_registry
         formats = stock_registry()
     _ACTIONS["formats"] = formats
-    env["ATF_BUILDERS"] = _builders(formats)
-    for name, label in env["ATF_BUILDERS"].values():
-        env["BUILDERS"][name] = _make_builder(label)
+    _ACTIONS["builders"] = _builders(formats)
+    env.Append(BUILDERS={name: _make_builder(label) for name, label in _ACTIONS["builders"].values()})
 
 
 @stop_on_error
@@ -147,27 +146,33 @@ def _declare_manifest(env, out_dir, prepared, nodes, listed, host):
     return env.AtfManifest(out_dir.File(MANIFEST), [value] + list(nodes) + [env.File(p) for _, p in inputs])
 
 
-@_fail_build
 def _build_manifest(target, source, env):
     spec = json.loads(source[0].read())
-    write_atomic(target[0].abspath, render_manifest(spec, [s.abspath for s in source[1:]]))
+    try:
+        write_atomic(target[0].abspath, render_manifest(spec, [s.abspath for s in source[1:]]))
+    except AtFactoryError as err:
+        raise _build_error(target, err)
 
 
-@_fail_build
 def _build_signature(target, source, env):
     from atfactory.fsutil import read_input
 
-    write_atomic(target[0].abspath, sign_manifest(read_input(source[0].abspath), source[1].abspath))
+    try:
+        write_atomic(target[0].abspath, sign_manifest(read_input(source[0].abspath), source[1].abspath))
+    except AtFactoryError as err:
+        raise _build_error(target, err)
 
 
 def _show_one(label):
     return lambda target, source, env: f"{label:<6} {display_path(target[0].abspath, env.GetLaunchDir())}"
 
 
-@_fail_build
 def _run_post_build(target, source, env):
     host, board, outputs = _ACTIONS[target[0].abspath]
-    host.post_build(board, dict(outputs))
+    try:
+        host.post_build(board, dict(outputs))
+    except AtFactoryError as err:
+        raise _build_error(target, err)
     write_atomic(target[0].abspath, b"post-build hooks ran for these outputs\n")
 
 
@@ -201,11 +206,13 @@ def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False):
     return result.boards
 
 
-@_fail_build
 def _write_ledger(target, source, env):
     from atfactory.devices_worker import write_ledger
     board, release, chunks = _ACTIONS[target[0].abspath]
-    write_ledger(board, release, chunks, target[0].abspath)
+    try:
+        write_ledger(board, release, chunks, target[0].abspath)
+    except AtFactoryError as err:
+        raise _build_error(target, err)
 
 
 @stop_on_error

@@ -51,9 +51,14 @@ class Content:
     @property
     def public_keys(self) -> Optional[Tuple[bytes, ...]]:
         """The public keys of its certificate files, in order; None when they were not parsed."""
-        if any(c.public_key is None for c in self.certificates):
-            return None
-        return tuple(c.public_key for c in self.certificates)
+        return public_keys(self.certificates)
+
+
+def public_keys(files: Sequence[CertificateFile]) -> Optional[Tuple[bytes, ...]]:
+    """The public keys of these files, in order; None when any was not parsed."""
+    if any(f.public_key is None for f in files):
+        return None
+    return tuple(f.public_key for f in files)
 
 
 class ReadContext(NamedTuple):

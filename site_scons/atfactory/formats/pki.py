@@ -100,18 +100,14 @@ def _key_summary(public_key) -> dict:
 
 def describe_item_line(item: dict) -> str:
     head = f"item type {item['type']} ({item['type_name']}) id {item['id']}: {item['length']} bytes {item['format']}"
-    return head + describe_certificate_tail(item)
-
-
-def describe_certificate_tail(item: dict) -> str:
     if "certificate" in item:
         cert = item["certificate"]
         key = cert["key"]
-        return (f", certificate {cert['subject']}, issuer {cert['issuer']}, valid {cert['not_before']} to "
+        return (f"{head}, certificate {cert['subject']}, issuer {cert['issuer']}, valid {cert['not_before']} to "
                 f"{cert['not_after']}, {key['algorithm']} {key.get('size', '')}")
     if "key" in item:
-        return f", private key {item['key']['algorithm']} {item['key'].get('size', '')}"
-    return f", unreadable: {item.get('error')}"
+        return f"{head}, private key {item['key']['algorithm']} {item['key'].get('size', '')}"
+    return f"{head}, unreadable: {item.get('error')}"
 
 
 class PkiFormat(PartitionFormat):
