@@ -149,7 +149,7 @@ def test_empty_board_file_reports_every_required_key(tmp_path):
     assert [p.key for p in problems] == EMPTY_BOARD_KEYS
     for p in problems:
         assert p.file == str(tmp_path / BOARD_NAME) and "missing" in p.message and not p.has_value, str(p)
-    assert "one of esp32, esp32c3, esp32s2, esp8266" in str(problems[0])
+    assert "one of esp32, esp32c2, esp32c3, esp32c5, esp32c6, esp32c61, esp32s2, esp8266" in str(problems[0])
 
 
 def test_every_empty_input_is_reported_once_and_an_empty_raw_source_is_accepted(tmp_path):

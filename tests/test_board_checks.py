@@ -212,7 +212,7 @@ def test_partition_that_is_not_a_table(tmp_path):
 # --- missing required values ----------------------------------------------------------------
 
 MISSING = [
-    ("module.chip", "module.chip", "required: one of esp32, esp32c3, esp32s2, esp8266"),
+    ("module.chip", "module.chip", "required: one of esp32, esp32c2, esp32c3, esp32c5, esp32c6, esp32c61, esp32s2, esp8266"),
     ("flash.mode", "flash.mode", "required: qio, qout, dio, dout"),
     ("flash.freq", "flash.freq", "required: 80m, 40m, 26m or 20m"),
     ("flash.size", "flash.size", "required: a flash size such as 4MB"),
@@ -441,12 +441,12 @@ FLASH_CASES = [
     ("esp32", "flash.freq", "30m", "ESP32 accepts 80m, 40m, 26m, 20m"),
     ("esp32c3", "flash.freq", "40MHz", "ESP32-C3 accepts 80m, 40m, 26m, 20m"),
     ("esp8266", "flash.freq", "120m", "ESP8266 accepts 80m, 40m, 26m, 20m"),
-    ("esp32", "module.chip", "esp32s3", "unknown chip; accepted: esp32, esp32c3, esp32s2, esp8266"),
-    ("esp32", "module.chip", "ESP32", "unknown chip; accepted: esp32, esp32c3, esp32s2, esp8266"),
+    ("esp32", "module.chip", "esp32s3", "unknown chip; accepted: esp32, esp32c2, esp32c3, esp32c5, esp32c6, esp32c61, esp32s2, esp8266"),
+    ("esp32", "module.chip", "ESP32", "unknown chip; accepted: esp32, esp32c2, esp32c3, esp32c5, esp32c6, esp32c61, esp32s2, esp8266"),
     ("esp32", "module.chip", "", "unknown chip; accepted"),
-    ("esp32", "module.at_version", "2.3", 'accepted: "2.4" or "2.2"'),
-    ("esp32", "module.at_version", "v2.4", 'accepted: "2.4" or "2.2"'),
-    ("esp32", "module.at_version", "2.4.2.0", 'accepted: "2.4" or "2.2"'),
+    ("esp32", "module.at_version", "2.3", 'accepted: "2.4", "2.2", "3.0", "3.1", "3.2", "3.3", "3.4", "4.0", "4.1" or "5.0"'),
+    ("esp32", "module.at_version", "v2.4", 'accepted: "2.4", "2.2", "3.0", "3.1", "3.2", "3.3", "3.4", "4.0", "4.1" or "5.0"'),
+    ("esp32", "module.at_version", "2.4.2.0", 'accepted: "2.4", "2.2", "3.0", "3.1", "3.2", "3.3", "3.4", "4.0", "4.1" or "5.0"'),
 ]
 
 

@@ -9,8 +9,8 @@ esptool_targets = pytest.importorskip("esptool.targets", reason="esptool is not 
 CHIP_DEFS = esptool_targets.CHIP_DEFS
 
 
-def test_the_four_chips():
-    assert sorted(CHIPS) == ["esp32", "esp32c3", "esp32s2", "esp8266"]
+def test_the_eight_chips():
+    assert list(CHIPS) == ["esp32", "esp32c2", "esp32c3", "esp32c5", "esp32c6", "esp32c61", "esp32s2", "esp8266"]
     for name, chip in CHIPS.items():
         assert chip.name == name
         assert name in CHIP_DEFS

@@ -12,7 +12,7 @@ from atfactory.formats import FormatRegistry, PartitionFormat, stock_formats, st
 from atfactory.plugins import make_plugin_host
 from helpers import CERTS, board_from_text, extending, part_toml, run_cli, run_scons, write
 
-STOCK = ["factory_param", "pki", "ble_data", "at_customize", "plugin", "raw"]
+STOCK = ["factory_param", "pki", "ble_data", "mfg_nvs", "at_customize", "plugin", "raw"]
 
 
 def test_stock_formats_in_order():

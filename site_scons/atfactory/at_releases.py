@@ -3,24 +3,49 @@
 A board's ``[module] at_version`` names one of these; each chip in ``chips.CHIPS`` says which
 of them exist for it.  Where two releases of one minor version encode something differently,
 each gets its own entry.
+
+Two generations: up to v3.0 ("v2") the customized data are factory_param.bin, the twelve
+certificate and key partitions and ble_data.bin; from v3.1 ("mfg_nvs") one NVS partition,
+made by generator family A (ESP-IDF's in-tree nvs_partition_gen, v3.1 to v4.0) or B (PyPI's
+esp-idf-nvs-partition-gen 0.1.7 and later, v4.1 on), which differ only in page state words.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, NamedTuple
+from typing import Dict, Iterable, NamedTuple, Optional
+
+V2, MFG_NVS = "v2", "mfg_nvs"
 
 
 class AtRelease(NamedTuple):
     version: str                 # as written in board files: "2.4"
-    title: str                   # as people read it: "ESP-AT v2.4.1.0 and later v2.4"
-    pki_typed_by_kind: bool      # certificate/key items typed by kind (ca 1, cert 2, key 3); else all 2
+    title: str                   # as people read it
+    pki_typed_by_kind: bool      # v2: certificate/key items typed by kind (ca 1, cert 2, key 3); else all 2
+    generation: str = V2
+    nvs_family: Optional[str] = None   # mfg_nvs: the generator family, "A" or "B"
+    sys_store: bool = False      # mfg_nvs: factory_param.sys_store exists
+    https_wss: bool = False      # mfg_nvs: the https_* and wss_* certificate namespaces exist
+
+
+def _nvs(version: str, family: str, later: bool = False) -> AtRelease:
+    return AtRelease(version, f"ESP-AT v{version}", True, MFG_NVS, family, sys_store=later, https_wss=later)
 
 
 # In the order messages list them.
 AT_RELEASES: Dict[str, AtRelease] = {r.version: r for r in (
     AtRelease("2.4", "ESP-AT v2.4", pki_typed_by_kind=True),
     AtRelease("2.2", "ESP-AT v2.2", pki_typed_by_kind=False),
+    AtRelease("3.0", "ESP-AT v3.0 (still the v2 formats)", pki_typed_by_kind=True),
+    _nvs("3.1", "A"), _nvs("3.2", "A"), _nvs("3.3", "A"), _nvs("3.4", "A"), _nvs("4.0", "A"),
+    _nvs("4.1", "B", later=True), _nvs("5.0", "B", later=True),
 )}
 DEFAULT_AT_VERSION = "2.4"
+
+
+def is_v2(at_version: Optional[str]) -> bool:
+    """Whether a board of this release has the v2 partitions (an unknown release counts as v2:
+    the board checks report it)."""
+    release = AT_RELEASES.get(at_version) if at_version else None
+    return release is None or release.generation == V2
 
 
 def describe_versions(versions: Iterable[str]) -> str:

@@ -194,6 +194,11 @@ def _check_sandbox(path: str, data: dict, root: str, problems: List[Problem]) ->
             for source in part.get("source", []) or []:
                 if not _inside(source, root):
                     refuse(f"at_customize.partitions[{part.get('name')}].source", source)
+    table = data.get("mfg_nvs")
+    for key, value in (table.items() if isinstance(table, dict) else ()):
+        for source in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
+            if isinstance(source, str) and not _inside(source, root):
+                refuse(f"mfg_nvs.{key}", source)
     fw = data.get("firmware")
     if isinstance(fw, dict) and isinstance(fw.get("release"), str):
         release = os.path.join(os.path.dirname(path), os.path.expanduser(fw["release"]))

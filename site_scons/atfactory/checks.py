@@ -91,7 +91,9 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
     flash_bytes = flash_size_bytes(size) if chip is not None and size in chip.flash_sizes else None
 
     # [factory_param]
-    values = check_table(c, chip)
+    before = len(problems)
+    values = check_table(c, chip, at_version if isinstance(at_version, str) else None)
+    factory_ok = len(problems) == before   # formats see the values only when they are all fine
     if isinstance(module_name, str):
         values["module_name"] = module_name
     if isinstance(platform, str):
@@ -99,7 +101,8 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
 
     # [at_customize] and its partitions
     region = _check_region(c, flash_bytes)
-    partitions = _check_partitions(c, merged, formats, at_version, region, flash_bytes, values, warnings)
+    partitions = _check_partitions(c, merged, formats, at_version, region, flash_bytes,
+                                   values if factory_ok else None, warnings)
 
     _check_valid_until(c, partitions)
 
@@ -205,6 +208,9 @@ def _check_partitions(c: Checker, merged: Merged, formats: FormatRegistry, at_ve
     problems = c.problems
 
     def fail(name, key, message, value=Problem.NO_VALUE):
+        if name is None:   # a key outside the partition table ("mfg_nvs.server_key")
+            problems.append(Problem(merged.where(*key.split(".")[:2]) or c.leaf, key, message, value))
+            return
         where = merged.partition_origin.get((name, key)) or merged.partition_origin.get((name, "name")) or c.leaf
         label = f"at_customize.partitions[{name}]" + (f".{key}" if key else "")
         problems.append(Problem(where, label, message, value))
@@ -269,9 +275,11 @@ def _check_partitions(c: Checker, merged: Merged, formats: FormatRegistry, at_ve
             content = merged.made[name]
         else:
             try:
-                content = formats.for_partition(name, at_version).read(name, sources, ReadContext(at_version, fp_values))
+                ctx = ReadContext(at_version, fp_values, tables=merged.data, partition_size=size)
+                content = formats.for_partition(name, at_version).read(name, sources, ctx)
             except ContentError as err:
-                fail(name, "source", err.message, display_path(err.path) if err.path else Problem.NO_VALUE)
+                shown = display_path(err.path) if err.path else Problem.NO_VALUE
+                fail(None if err.key else name, err.key or "source", err.message, shown)
                 continue
         if content is not None:
             sources = content.sources
@@ -285,6 +293,9 @@ def _check_partitions(c: Checker, merged: Merged, formats: FormatRegistry, at_ve
         fail(b.name, "offset", f"0x{b.offset:x}-0x{b.end:x} overlaps partition {a.name} "
                                f"(0x{a.offset:x}-0x{a.end:x})", raw_offsets.get(b.name, b.offset))
     check_pairs(certificate_sets([p.content for p in out if p.content is not None]), fail)
+    for fmt in formats:
+        for key, message, value in fmt.board_problems([p["name"] for p in merged.partitions], at_version, merged.data):
+            fail(None, key, message, Problem.NO_VALUE if value is None else value)
     seen: Dict[Tuple[int, int], str] = {}
     for p in out:
         other = seen.setdefault((p.type, p.subtype), p.name)
@@ -335,7 +346,7 @@ def _check_valid_until(c: Checker, partitions) -> None:
                 expires = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
                 if expires < limit:
                     c.fail(("release", "valid_until"), f"certificate {cert.subject.rfc4514_string()} in "
-                           f"{file.partition} ({os.path.basename(file.path)}) expires {expires:%Y-%m-%d}, before "
+                           f"{file.partition or file.key} ({os.path.basename(file.path)}) expires {expires:%Y-%m-%d}, before "
                            "this date; replace it or move the date", until.isoformat())
 
 
@@ -349,9 +360,9 @@ def check_pairs(sets, fail) -> None:
             continue
         for i, (cert, key) in enumerate(zip(certs, keys)):
             if cert.public_key is not None and key.public_key is not None and cert.public_key != key.public_key:
-                fail(key.partition, key.key, f"key {i} ({os.path.basename(key.path)}) does not belong to "
+                fail(key.partition or None, key.key, f"key {i} ({os.path.basename(key.path)}) does not belong to "
                                              f"certificate {i} of {use}_cert ({os.path.basename(cert.path)}); "
                                              "keys pair with certificates by position in file-name order")
         if len(certs) != len(keys):
-            fail(keys[0].partition, keys[0].key, f"{len(keys)} key(s) for {len(certs)} certificate(s) in {use}_cert; "
+            fail(keys[0].partition or None, keys[0].key, f"{len(keys)} key(s) for {len(certs)} certificate(s) in {use}_cert; "
                                                  "each certificate needs the key of the same position")

@@ -23,6 +23,11 @@ _ESP8266_SIZES = {
     "2MB-c1": 0x50, "4MB-c1": 0x60, "8MB": 0x80, "16MB": 0x90,
 }
 _FREQS = {"80m": 0xF, "40m": 0x0, "26m": 0x1, "20m": 0x2}
+_C2_FREQS = {"60m": 0xF, "30m": 0x0, "20m": 0x1, "15m": 0x2}          # esptool's ESP32-C2 table (26 MHz XTAL)
+_C5_C61_FREQS = {"80m": 0xF, "40m": 0x0, "20m": 0x2}
+_C6_FREQS = {"80m": 0x0, "40m": 0x0, "20m": 0x2}                       # esptool: 80m is nibble 0 on ESP32-C6
+_V2 = ("2.4", "2.2")
+_V2_AND_V3 = _V2 + ("3.0", "3.1", "3.2", "3.3", "3.4", "4.0", "4.1", "5.0")
 FLASH_MODES = {"qio": 0, "qout": 1, "dio": 2, "dout": 3}
 
 
@@ -86,27 +91,59 @@ CHIPS = {
         input_only_gpios=_ranges((34, 39)),
         uart_count=3, tx_power_range=(40, 84),
         flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_FREQS,
-        bootloader_offset=0x1000, image_chip_id=0, at_versions=("2.4", "2.2"),
+        bootloader_offset=0x1000, image_chip_id=0, at_versions=_V2_AND_V3,
     ),
     "esp32c3": Chip(
         "esp32c3", "ESP32-C3",
         gpios=_ranges((0, 21)), input_only_gpios=frozenset(),
         uart_count=2, tx_power_range=(40, 84),
         flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_FREQS,
-        bootloader_offset=0x0, image_chip_id=5, at_versions=("2.4", "2.2"),
+        bootloader_offset=0x0, image_chip_id=5, at_versions=_V2_AND_V3,
     ),
     "esp32s2": Chip(
         "esp32s2", "ESP32-S2",
         gpios=_ranges((0, 21), (26, 46)), input_only_gpios=frozenset({46}),
         uart_count=2, tx_power_range=(40, 84),
         flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_FREQS,
-        bootloader_offset=0x1000, image_chip_id=2, at_versions=("2.4", "2.2"),
+        bootloader_offset=0x1000, image_chip_id=2, at_versions=_V2 + ("3.4", "4.1", "5.0"),
     ),
     "esp8266": Chip(
         "esp8266", "ESP8266",
         gpios=_ranges((0, 16)), input_only_gpios=frozenset(),
         uart_count=2, tx_power_range=(40, 82),
         flash_sizes=_ESP8266_SIZES, flash_freqs=_FREQS,
-        bootloader_offset=0x0, image_chip_id=None, at_versions=("2.4", "2.2"),
+        bootloader_offset=0x0, image_chip_id=None, at_versions=_V2,
+    ),
+    # The chips ESP-AT supports from v3 on.  GPIO ranges as ESP-IDF's GPIO summaries state them
+    # (docs.espressif.com, esp-idf api-reference/peripherals/gpio for each target); flash tables,
+    # bootloader offsets and image chip ids are esptool's (a test keeps them equal).
+    "esp32c2": Chip(
+        "esp32c2", "ESP32-C2",
+        gpios=_ranges((0, 20)), input_only_gpios=frozenset(),
+        uart_count=2, tx_power_range=(40, 84),
+        flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_C2_FREQS,
+        bootloader_offset=0x0, image_chip_id=12, at_versions=("3.0", "3.1", "3.2", "3.3", "3.4", "4.0", "4.1", "5.0"),
+    ),
+    "esp32c5": Chip(
+        "esp32c5", "ESP32-C5",
+        gpios=_ranges((0, 28)), input_only_gpios=frozenset(),
+        uart_count=2, tx_power_range=(40, 84),
+        flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_C5_C61_FREQS,
+        bootloader_offset=0x2000, image_chip_id=23, at_versions=("4.1", "5.0"),
+    ),
+    "esp32c6": Chip(
+        "esp32c6", "ESP32-C6",
+        gpios=_ranges((0, 30)), input_only_gpios=frozenset(),
+        uart_count=2, tx_power_range=(40, 84),
+        flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_C6_FREQS,
+        bootloader_offset=0x0, image_chip_id=13, at_versions=("3.2", "3.3", "3.4", "4.0", "4.1", "5.0"),
+    ),
+    "esp32c61": Chip(
+        "esp32c61", "ESP32-C61",
+        gpios=_ranges((0, 29)), input_only_gpios=frozenset(),
+        uart_count=2, tx_power_range=(40, 84),
+        flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_C5_C61_FREQS,
+        bootloader_offset=0x0, image_chip_id=20, at_versions=("5.0",),
     ),
 }
+CHIPS = dict(sorted(CHIPS.items()))   # messages list them in this order

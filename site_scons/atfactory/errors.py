@@ -94,9 +94,10 @@ class ContentError(AtFactoryError):
     file and key that named it.
     """
 
-    def __init__(self, message: str, path: Optional[str] = None):
+    def __init__(self, message: str, path: Optional[str] = None, key: Optional[str] = None):
         self.message = message
         self.path = path
+        self.key = key      # the board key that named the input, when not the partition's source
         super().__init__(f"{display_path(path)}: {message}" if path else message)
 
 

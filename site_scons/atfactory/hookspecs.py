@@ -20,7 +20,7 @@ def atfactory_register_formats(registry):
     """Add partition formats: what a partition holds, how it is built, read back and explained.
 
     Runs once per session, before any board is loaded; the built-in plugin registers the
-    stock formats (factory_param, pki, ble_data, at_customize, plugin, raw) this way.
+    stock formats (factory_param, pki, ble_data, mfg_nvs, at_customize, plugin, raw) this way.
 
     :param registry: a :class:`atfactory.formats.FormatRegistrar`; call
         ``registry.add(format)`` with an instance of a subclass of

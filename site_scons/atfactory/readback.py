@@ -105,7 +105,7 @@ def read_release_folder(folder: str, formats: Optional[FormatRegistry] = None) -
 
 def _detect_chip(data: bytes) -> Tuple[Optional[str], Optional[int]]:
     """(chip, bootloader offset) from the bootloader image header, or (None, None)."""
-    for offset in (0x1000, 0x0):
+    for offset in sorted({c.bootloader_offset for c in CHIPS.values()}, reverse=True):
         header = decode_header(data, offset)
         if header is None or len(data) < offset + 24:
             continue

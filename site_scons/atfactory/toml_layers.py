@@ -26,15 +26,18 @@ INT_OR_STR = (int, str)
 STR_OR_LIST = (str, list)
 SCHEMA: Dict[str, Dict[str, tuple]] = {
     "": {"extends": (str,), "module": (dict,), "flash": (dict,), "factory_param": (dict,),
-         "at_customize": (dict,), "firmware": (dict,), "release": (dict,)},
+         "at_customize": (dict,), "firmware": (dict,), "release": (dict,), "mfg_nvs": (dict,)},
     "firmware": {"release": (str,)},
     "release": {"valid_until": (str, datetime.date)},
     "module": {"name": (str,), "chip": (str,), "platform": (str,), "description": (str,),
                "at_version": (str,)},
     "flash": {"mode": (str,), "freq": (str,), "size": (str,)},
-    # every field of the binary layout but the two that [module] sets
-    "factory_param": {f.name: (int,) if f.kind == "int" else (str,) for f in FIELDS
-                      if f.name not in ("platform", "module_name")},
+    # every field of the v2 binary layout but the two that [module] sets, and v4.1's sys_store
+    "factory_param": dict({f.name: (int,) if f.kind == "int" else (str,) for f in FIELDS
+                           if f.name not in ("platform", "module_name")}, sys_store=(int,)),
+    # ESP-AT v3.1+: what mfg_nvs holds besides factory_param (file paths, relative to the board file)
+    "mfg_nvs": dict({f"{use}_{role}": STR_OR_LIST for use in ("server", "client", "wpa2", "mqtt", "https", "wss")
+                     for role in ("cert", "key", "ca")}, ble_data=(str,)),
     "at_customize": {"offset": INT_OR_STR, "size": INT_OR_STR, "partitions": (list,)},
     "partition": {"name": (str,), "type": INT_OR_STR, "subtype": INT_OR_STR, "offset": INT_OR_STR,
                   "size": INT_OR_STR, "source": STR_OR_LIST, "remove": (bool,)},
@@ -98,9 +101,15 @@ def check_layer(path: str, data: dict, problems: List[Problem],
     for name in extra_tables:
         top[name] = (dict,)
     _check_table(path, "", data, top, problems)
-    for table in ("module", "flash", "factory_param", "at_customize", "firmware", "release"):
+    for table in ("module", "flash", "factory_param", "at_customize", "firmware", "release", "mfg_nvs"):
         if isinstance(data.get(table), dict):
             _check_table(path, table, data[table], SCHEMA[table], problems)
+    table = data.get("mfg_nvs")
+    if isinstance(table, dict):
+        for key, value in table.items():
+            for j, item in enumerate(value if isinstance(value, list) else []):
+                if not isinstance(item, str):
+                    problems.append(Problem(path, f"mfg_nvs.{key}[{j}]", "expected a string (a file path)", item))
     at = data.get("at_customize")
     if isinstance(at, dict) and isinstance(at.get("partitions"), list):
         for i, part in enumerate(at["partitions"]):
@@ -135,8 +144,15 @@ def _check_table(path: str, prefix: str, table: dict, schema: Dict[str, tuple], 
 
 
 def resolve_sources(layer_path: str, data: dict) -> None:
-    """Make every partition source absolute, relative to the file that names it."""
+    """Make every partition source and [mfg_nvs] file absolute, relative to the file that names it."""
     folder = os.path.dirname(os.path.abspath(layer_path))
+    table = data.get("mfg_nvs")
+    if isinstance(table, dict):
+        for key, value in table.items():
+            items = [value] if isinstance(value, str) else value
+            if isinstance(items, list) and all(isinstance(s, str) for s in items):
+                paths = [os.path.normpath(os.path.join(folder, os.path.expanduser(s))) for s in items]
+                table[key] = paths[0] if isinstance(value, str) else paths
     at = data.get("at_customize")
     if not isinstance(at, dict) or not isinstance(at.get("partitions"), list):
         return

@@ -67,6 +67,8 @@ class ReadContext(NamedTuple):
     factory_param: Optional[Mapping[str, object]] = None   # every checked [factory_param] value
     cache: bool = True     # False keeps per-device files (tens of thousands) out of the input cache
     parse: bool = True     # False skips parsing certificates and keys already checked
+    tables: Optional[Mapping[str, object]] = None   # the merged board data (formats read their own tables)
+    partition_size: Optional[int] = None            # of the partition being read
 
 
 class ModuleSettings(NamedTuple):
@@ -112,6 +114,10 @@ class PartitionFormat:
 
     def extra_targets(self, partition_name: str, module_name: str) -> Tuple[str, ...]:
         """Names of further files with the same bytes (factory_param_<MODULE>), without .bin."""
+        return ()
+
+    def board_problems(self, names: Sequence[str], at_version: Optional[str], data: Mapping[str, object]):
+        """(dotted key, message, value or None) for what this format requires of a whole board."""
         return ()
 
     def certificate_slots(self, name: str, at_version: str) -> Tuple[str, ...]:
@@ -246,9 +252,11 @@ def stock_formats() -> List[PartitionFormat]:
     from .partition_table import AtCustomizeFormat
     from .pki import PkiFormat
     from .plugin import PluginFormat
+    from .mfg_nvs import MfgNvsFormat
     from .raw import RawFormat
 
-    return [FactoryParamFormat(), PkiFormat(), BleDataFormat(), AtCustomizeFormat(), PluginFormat(), RawFormat()]
+    return [FactoryParamFormat(), PkiFormat(), BleDataFormat(), MfgNvsFormat(), AtCustomizeFormat(), PluginFormat(),
+            RawFormat()]
 
 
 @functools.lru_cache(maxsize=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import List, Mapping, Optional, Sequence
 
+from ..at_releases import is_v2
 from .. import ble_data
 from ..errors import AtFactoryError, ContentError, ExtractError
 from ..fsutil import read_input, write_atomic
@@ -33,7 +34,7 @@ class BleDataFormat(PartitionFormat):
     builder = "AtfBleData"
 
     def claims(self, name: str, at_version: str) -> bool:
-        return name == PARTITION
+        return name == PARTITION and is_v2(at_version)
 
     def read(self, name: str, sources: Sequence[str], ctx: ReadContext) -> Optional[Content]:
         if not sources:

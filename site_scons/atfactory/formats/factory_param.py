@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from ..at_releases import is_v2
 from .. import factory_param as fp
 from ..chips import describe_ranges
 from ..errors import AtFactoryError, ContentError, FormatError, Problem
@@ -22,7 +23,7 @@ class FactoryParamFormat(PartitionFormat):
     reads_factory_param = True
 
     def claims(self, name: str, at_version: str) -> bool:
-        return name == PARTITION
+        return name == PARTITION and is_v2(at_version)
 
     def read(self, name: str, sources: Sequence[str], ctx: ReadContext) -> Optional[Content]:
         if sources:
@@ -75,26 +76,56 @@ class FactoryParamFormat(PartitionFormat):
         return [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in doc["fields"].items()]
 
 
-def check_table(c, chip) -> Dict[str, object]:
-    """Check [factory_param] of a merged board (``c``: a checks.Checker); its values with the defaults."""
+# [factory_param] of ESP-AT v3.1+ (the factory_param namespace of mfg_nvs): no magic, no
+# reserved bytes, no tx/rx control pins; version is an i8 (default 4), sys_store a u8 from 4.1.
+NVS_ONLY = ("sys_store",)
+V2_ONLY = ("magic_flag", "reserved1", "tx_control_pin", "rx_control_pin")
+NVS_REQUIRED = [n for n in REQUIRED if n not in V2_ONLY]
+
+
+def check_table(c, chip, at_version: Optional[str] = None) -> Dict[str, object]:
+    """Check [factory_param] of a merged board (``c``: a checks.Checker) for its AT release;
+    its values with the release's defaults."""
+    from ..at_releases import AT_RELEASES
+
     table = c.merged.data.get("factory_param") or {}
-    values: Dict[str, object] = dict(fp.DEFAULTS)
-    for name in REQUIRED:
-        if name not in table:
-            c.problems.append(Problem(c.leaf, f"factory_param.{name}", "missing; every factory_param field "
-                                      "except magic_flag, version and reserved1 must be given"))
-    values.update(table)
+    release = AT_RELEASES.get(at_version) if at_version else None
+    nvs = release is not None and not is_v2(at_version)
 
     def bad(name, message):
         c.fail(("factory_param", name), message, table[name])
 
+    if nvs:
+        values: Dict[str, object] = {"version": 4}
+        if release.sys_store:
+            values["sys_store"] = 1
+        required, lacking = NVS_REQUIRED, V2_ONLY + (() if release.sys_store else NVS_ONLY)
+        what = "except version and sys_store" if release.sys_store else "except version"
+    else:
+        values = dict(fp.DEFAULTS)
+        required, lacking = REQUIRED, NVS_ONLY
+        what = "except magic_flag, version and reserved1"
+    for name in required:
+        if name not in table:
+            c.problems.append(Problem(c.leaf, f"factory_param.{name}", f"missing; every factory_param field "
+                                      f"{what} must be given"))
+    for name in lacking:
+        if name in table:
+            since = " (it exists from ESP-AT 4.1)" if name in NVS_ONLY and nvs else ""
+            bad(name, f"ESP-AT {at_version or '2.4'} has no factory_param.{name}{since}; remove it")
+    values.update({k: v for k, v in table.items() if k not in lacking})
+
     def in_range(name, lo, hi, extra=""):
-        if name in table and not lo <= table[name] <= hi:
+        if name in table and name not in lacking and not lo <= table[name] <= hi:
             bad(name, f"out of range; accepted: {extra}{lo} to {hi}")
 
-    in_range("magic_flag", 0, 0xFFFF)
-    in_range("version", 0, 255)
-    in_range("reserved1", 0, 255)
+    if nvs:
+        in_range("version", -128, 127)
+        in_range("sys_store", 0, 1)
+    else:
+        in_range("magic_flag", 0, 0xFFFF)
+        in_range("version", 0, 255)
+        in_range("reserved1", 0, 255)
     if chip is not None:
         lo, hi = chip.tx_power_range
         in_range("tx_max_power", lo, hi, f"(0.25 dBm units on {chip.title}) ")
@@ -118,7 +149,7 @@ def check_table(c, chip) -> Dict[str, object]:
         used: Dict[int, str] = {}
         for name in fp.PIN_FIELDS:
             pin = table.get(name)
-            if not isinstance(pin, int) or pin == -1:
+            if name in lacking or not isinstance(pin, int) or pin == -1:
                 continue
             if pin not in chip.gpios:
                 bad(name, f"{chip.title} has no GPIO{pin}; accepted: -1 (unused) or {chip.describe_gpios()}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from ..at_releases import is_v2
 from .. import pki
 from ..errors import AtFactoryError, ContentError, ExtractError
 from ..fsutil import read_input, write_atomic
@@ -116,7 +117,7 @@ class PkiFormat(PartitionFormat):
     builder = "AtfPki"
 
     def claims(self, name: str, at_version: str) -> bool:
-        return name in pki.PKI_PARTITIONS
+        return name in pki.PKI_PARTITIONS and is_v2(at_version)
 
     def read(self, name: str, sources: Sequence[str], ctx: ReadContext) -> Optional[Content]:
         if not sources:

@@ -1,0 +1,250 @@
+"""The mfg_nvs partition of ESP-AT v3.1 and later: one NVS image with everything a module needs.
+
+It holds, in Espressif's namespace order whatever the order of the board file: the certificate
+sets (server, client, wpa2, mqtt, https, wss; cert, key, ca each) from ``[mfg_nvs]``, then
+``factory_param`` from the board's ``[factory_param]`` and ``[module] name``, then ``ble_data``
+(one string per GATT row).  A set of one file is the key ``<set>``; several are ``<set>.0``,
+``<set>.1``, ... in file-name order, as ESP-AT's build names them.  The bytes are those of the
+release's NVS generator family (``at_releases``); the codec is ``atfactory.nvs``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from .. import nvs
+from ..at_releases import AT_RELEASES, MFG_NVS
+from ..errors import ContentError, FormatError
+from ..fsutil import read_input
+from . import CertificateFile, Content, ModuleSettings, PartitionFormat, ReadContext
+from .pki import describe_certificate, read_certificate_files
+
+PARTITION = "mfg_nvs"
+USES = ("server", "client", "wpa2", "mqtt", "https", "wss")   # Espressif's namespace order
+LATER_USES = ("https", "wss")                                  # from ESP-AT v4.1
+ROLES = ("cert", "key", "ca")
+SET_NAMES = tuple(f"{use}_{role}" for use in USES for role in ROLES)
+# [factory_param] key -> (NVS key, NVS type), in the order ESP-AT's factory_param_type.csv lists them.
+FACTORY_KEYS = (
+    ("version", "version", "i8"), ("module_name", "module_name", "string"),
+    ("tx_max_power", "max_tx_power", "i8"), ("country_code", "country_code", "string"),
+    ("start_channel", "start_channel", "u8"), ("channel_num", "channel_num", "u8"),
+    ("uart_port", "uart_port", "i8"), ("uart_baudrate", "uart_baudrate", "i32"),
+    ("uart_tx_pin", "uart_tx_pin", "i32"), ("uart_rx_pin", "uart_rx_pin", "i32"),
+    ("uart_cts_pin", "uart_cts_pin", "i32"), ("uart_rts_pin", "uart_rts_pin", "i32"),
+    ("sys_store", "sys_store", "u8"),
+)
+BOARD_KEY_OF = {nvs_key: board_key for board_key, nvs_key, _ in FACTORY_KEYS}
+GATT_V2_HEADER = ["index", "uuid_len", "uuid", "perm", "val_max_len", "val_cur_len", "value"]
+
+
+def is_mfg_nvs_release(at_version: Optional[str]) -> bool:
+    release = AT_RELEASES.get(at_version) if at_version else None
+    return release is not None and release.generation == MFG_NVS
+
+
+def read_gatt_rows(path: str) -> List[str]:
+    """ESP-AT v3's gatts_data.csv (a '#' line for a header) or the v2 GATT CSV: each row's cells
+    joined by commas, as ESP-AT's build writes them into ble_data.cfg<i>."""
+    data = read_input(path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ContentError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); expected a GATT CSV",
+                           path) from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cells = next(csv.reader(io.StringIO(line)))
+        if [c.strip() for c in cells] == GATT_V2_HEADER and not rows:
+            continue
+        if len(cells) != len(GATT_V2_HEADER):
+            raise ContentError(f"line {number}: {len(cells)} cells; a GATT row has {len(GATT_V2_HEADER)} "
+                               f"({','.join(GATT_V2_HEADER)})", path)
+        row = ",".join(cells)
+        if not row.isascii() or not row.isprintable() or '"' in row:
+            raise ContentError(f"line {number}: only printable ASCII without '\"' fits a ble_data row", path)
+        rows.append(row)
+    if not rows:
+        raise ContentError("no GATT rows; expected one line per attribute", path)
+    return rows
+
+
+def _certificate_keys(set_name: str, count: int) -> List[str]:
+    return [set_name] if count == 1 else [f"{set_name}.{n}" for n in range(count)]
+
+
+class MfgNvsFormat(PartitionFormat):
+    kind = "mfg_nvs"
+    label = "NVS"
+    builder = "AtfMfgNvs"
+    reads_factory_param = True
+
+    def claims(self, name: str, at_version: Optional[str]) -> bool:
+        return name == PARTITION and (at_version is None or is_mfg_nvs_release(at_version))
+
+    # -- the board side ------------------------------------------------------------------
+    def read(self, name: str, sources: Sequence[str], ctx: ReadContext) -> Optional[Content]:
+        if sources:
+            raise ContentError("mfg_nvs is built from [factory_param] and [mfg_nvs]; remove its source")
+        table = dict((ctx.tables or {}).get("mfg_nvs") or {})
+        sets = {s: table[s] for s in SET_NAMES if s in table}
+        return self.read_certificates(name, sets, ctx, table.get("ble_data"))
+
+    def read_certificates(self, name, sets: Mapping[str, Sequence[str]], ctx: ReadContext,
+                          ble_data: Optional[str] = None) -> Optional[Content]:
+        release = AT_RELEASES[ctx.at_version]
+        values = ctx.factory_param or {}
+        if any(k not in values for k, _, t in FACTORY_KEYS if k != "sys_store" or release.sys_store):
+            return None   # a missing value: the board checks report it by key
+        certificates: List[CertificateFile] = []
+        cert_spec = []
+        datas: List[bytes] = []
+        for set_name in SET_NAMES:
+            files = sets.get(set_name)
+            if not files:
+                continue
+            use, role = set_name.rsplit("_", 1)
+            if use in LATER_USES and not release.https_wss:
+                raise ContentError(f"ESP-AT {ctx.at_version} has no {use} certificates (they exist from 4.1); "
+                                   "remove them or build for at_version 4.1 or later", key=f"mfg_nvs.{set_name}")
+            try:
+                content, certs = read_certificate_files(use, role, [files] if isinstance(files, str) else files,
+                                                        ctx, "", f"mfg_nvs.{set_name}", max_content=None)
+            except ContentError as err:
+                raise ContentError(err.message, err.path, key=f"mfg_nvs.{set_name}") from None
+            for path, data in zip((c.path for c in certs), content):
+                if not data:
+                    raise ContentError("the file is empty; an empty certificate or key is no item", path,
+                                       key=f"mfg_nvs.{set_name}")
+            certificates += certs
+            datas += content
+            cert_spec.append([set_name, _certificate_keys(set_name, len(certs))])
+        factory = [[nvs_key, nvs_type, values[board_key]] for board_key, nvs_key, nvs_type in FACTORY_KEYS
+                   if board_key != "sys_store" or release.sys_store]
+        sources = [c.path for c in certificates]
+        rows: List[str] = []
+        if ble_data:
+            try:
+                rows = read_gatt_rows(ble_data)
+            except ContentError as err:
+                raise ContentError(err.message, err.path, key="mfg_nvs.ble_data") from None
+            sources.append(ble_data)
+        spec = {"family": release.nvs_family, "size": ctx.partition_size, "certificates": cert_spec,
+                "factory_param": factory, "ble_data": bool(ble_data)}
+        try:
+            needed = nvs.required_size(_namespaces(spec, datas, rows))
+        except FormatError as err:
+            raise ContentError(str(err)) from None
+        return Content(self.kind, needed, spec, tuple(sources), secret=any(c.role == "key" for c in certificates),
+                       certificates=tuple(certificates))
+
+    def render(self, spec: Mapping[str, object], sources: Sequence[str]) -> bytes:
+        count = sum(len(keys) for _, keys in spec["certificates"])
+        datas = [read_input(p) for p in sources[:count]]
+        rows = read_gatt_rows(sources[count]) if spec["ble_data"] else []
+        return nvs.encode_nvs(_namespaces(spec, datas, rows), spec["size"], spec["family"])
+
+    def board_problems(self, names: Sequence[str], at_version: Optional[str], data: Mapping[str, object]):
+        """v3.1+ boards need an mfg_nvs partition; v2 boards have none, and no [mfg_nvs] table."""
+        if is_mfg_nvs_release(at_version):
+            if PARTITION not in names:
+                yield ("at_customize.partitions", f"no {PARTITION} partition; ESP-AT {at_version} reads its module "
+                       f"settings and certificates from one (type data, subtype nvs)", None)
+            name = (data.get("module") or {}).get("name")
+            if isinstance(name, str) and name != name.upper():
+                yield ("module.name", "has lower-case letters; ESP-AT's build upper-cases module names, so the "
+                       f"firmware would look for {name.upper()!r}: write it in capitals", name)
+        elif at_version in AT_RELEASES:
+            if PARTITION in names:
+                yield (f"at_customize.partitions[{PARTITION}]", f"ESP-AT {at_version} has no {PARTITION} partition "
+                       "(it came with 3.1); use the v2 partitions, or at_version \"3.1\" or later", PARTITION)
+            if "mfg_nvs" in data:
+                yield ("mfg_nvs", f"ESP-AT {at_version} has no mfg_nvs partition (it came with 3.1); put "
+                       "certificates in their partitions' source, or build for at_version \"3.1\" or later", None)
+
+    def certificate_slots(self, name: str, at_version: str):
+        release = AT_RELEASES.get(at_version)
+        return tuple(s for s in SET_NAMES if release is None or release.https_wss or s.split("_")[0] not in LATER_USES)
+
+    def board_map_detail(self, content: Content) -> str:
+        n = len(content.certificates)
+        return f"NVS, {n} certificate{'s' if n != 1 else ''} and keys" if n else "NVS"
+
+    # -- the bytes side ------------------------------------------------------------------
+    def decode(self, data: bytes, name: str = "") -> dict:
+        image = nvs.decode_nvs(data)
+        namespaces: Dict[str, Dict[str, dict]] = {}
+        for item in image.items:
+            entry: Dict[str, object] = {"type": item.type}
+            if item.type == "blob":
+                entry["length"] = len(item.value)
+                if item.namespace.split("_")[-1] in ROLES:
+                    entry.update(describe_certificate(item.value))
+            else:
+                entry["value"] = item.value
+            namespaces.setdefault(item.namespace, {})[item.key] = entry
+        return {"kind": self.kind, "family": image.family, "pages": len(image.pages), "namespaces": namespaces}
+
+    def explain(self, have: bytes, want: bytes) -> Optional[str]:
+        try:
+            got = {(i.namespace, i.key): (i.type, i.value) for i in nvs.decode_nvs(have).items}
+            wanted = {(i.namespace, i.key): (i.type, i.value) for i in nvs.decode_nvs(want).items}
+        except FormatError as err:
+            return f"not an NVS image ({err})"
+        notes = [f"{ns}.{key} missing" for ns, key in wanted if (ns, key) not in got]
+        notes += [f"{ns}.{key} not in the board" for ns, key in got if (ns, key) not in wanted]
+        for (ns, key), (wtype, wvalue) in wanted.items():
+            if (ns, key) in got and got[(ns, key)] != (wtype, wvalue):
+                gtype, gvalue = got[(ns, key)]
+                if wtype == "blob" or gtype == "blob":
+                    notes.append(f"{ns}.{key} differs ({len(gvalue) if isinstance(gvalue, bytes) else gvalue!r} "
+                                 f"in the image, {len(wvalue) if isinstance(wvalue, bytes) else wvalue!r} from the board"
+                                 + (" bytes)" if isinstance(wvalue, bytes) else ")"))
+                else:
+                    notes.append(f"{ns}.{key} is {gvalue!r} ({gtype}), the board says {wvalue!r} ({wtype})")
+        return "; ".join(notes) or "the same keys and values, laid out differently (another generator family?)"
+
+    def module_settings(self, doc: dict) -> Optional[ModuleSettings]:
+        fp = doc["namespaces"].get("factory_param")
+        if not fp or "module_name" not in fp:
+            return None
+        values = {BOARD_KEY_OF.get(k, k): v.get("value") for k, v in fp.items() if k != "module_name"}
+        return ModuleSettings(fp["module_name"]["value"], None, values)
+
+    def describe(self, doc: dict) -> List[str]:
+        lines = [f"NVS image, generator family {doc['family'] or '?'}, {doc['pages']} pages"]
+        for ns, keys in doc["namespaces"].items():
+            lines.append(f"namespace {ns}:")
+            for key, entry in keys.items():
+                if entry["type"] != "blob":
+                    lines.append(f"  {key} ({entry['type']}) = {entry['value']!r}")
+                    continue
+                head = f"  {key} (blob, {entry['length']} bytes{', ' + entry['format'] if 'format' in entry else ''})"
+                if "certificate" in entry:
+                    cert = entry["certificate"]
+                    head += (f": certificate {cert['subject']}, issuer {cert['issuer']}, valid {cert['not_before']} "
+                             f"to {cert['not_after']}")
+                elif "key" in entry:
+                    head += f": private key {entry['key']['algorithm']} {entry['key'].get('size', '')}".rstrip()
+                lines.append(head)
+        return lines
+
+    def map_detail(self, doc: dict) -> str:
+        return f"NVS, {sum(len(k) for k in doc['namespaces'].values())} keys"
+
+
+def _namespaces(spec: Mapping[str, object], datas: Sequence[bytes], rows: Sequence[str]):
+    out = []
+    it = iter(datas)
+    for set_name, keys in spec["certificates"]:
+        out.append((set_name, [(key, "blob", next(it)) for key in keys]))
+    out.append(("factory_param", [tuple(item) for item in spec["factory_param"]]))
+    if rows:
+        out.append(("ble_data", [(f"cfg{i}", "string", row) for i, row in enumerate(rows)]))
+    return out
+
+

@@ -1,0 +1,246 @@
+"""The mfg_nvs partition (ESP-AT v3.1+) from board files: every reference vector, and what is refused.
+
+Each reference vector's mfg_nvs.csv says what Espressif's build put in; the test writes the board
+file a user would write for that module (module name, chip, at_version, [factory_param],
+[mfg_nvs] with the same certificate files and GATT table, the partition at its offset and size),
+loads it like any board and compares the partition the build renders with mfg_nvs.bin.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from atfactory.artifacts import render_artifact
+from atfactory.errors import BoardError
+from atfactory.formats.mfg_nvs import BOARD_KEY_OF
+from helpers import CERTS, board_from_text, reference_dir, run_scons, toml_value, write
+
+PREFIX = "./components/customized_partitions/"
+# stray_files: a README beside a lone certificate makes Espressif's build call it "<set>.0", which
+# no board can ask for (stray files are refused); at_py_modify_bin: at.py's own generator (family A)
+# over v4.1 keys, a layout no release's build writes.
+NOT_FROM_BOARDS = ("stray_files", "at_py_modify_bin")
+
+
+def _records():
+    index = reference_dir() / "mfg_nvs" / "index.json"
+    if not index.is_file():
+        return [pytest.param(None, id="reference-absent")]
+    return [pytest.param(r, id=r["path"]) for r in json.loads(index.read_text())
+            if not any(r["path"].endswith(n) for n in NOT_FROM_BOARDS)]
+
+
+def _csv(path: Path):
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(line for line in f if not line.startswith("#")):
+            yield row["key"], row["type"], row["encoding"], row["value"]
+
+
+def board_for(reference: Path, record: dict) -> str:
+    """The board file text that asks for what the vector's build wrote."""
+    mfg = reference / "mfg_nvs"
+    variant = mfg / record["inputs"]
+    root = variant if (variant / "raw_data").is_dir() else mfg / "inputs" / record["tag"] / "common"
+    tables = {"factory_param": {}, "mfg_nvs": {}}
+    namespace = None
+    module_name = None
+    for key, kind, encoding, value in _csv(mfg / record["path"] / "mfg_nvs.csv"):
+        if kind == "namespace":
+            namespace = key
+        elif namespace == "factory_param":
+            if key == "module_name":
+                module_name = value
+            else:
+                tables["factory_param"][BOARD_KEY_OF[key]] = value if encoding == "string" else int(value)
+        elif namespace == "ble_data":
+            tables["mfg_nvs"]["ble_data"] = str(root / "raw_data/ble_data/gatts_data.csv")
+        else:
+            assert value.startswith(PREFIX), value
+            tables["mfg_nvs"].setdefault(namespace, []).append(str(root / value[len(PREFIX):]))
+    chip = record["platform"][len("PLATFORM_"):].lower()
+    version = ".".join(record["tag"][1:].split(".")[:2])
+    offset, size = int(record["mfg_nvs_offset"], 16), record["mfg_nvs_size_bytes"]
+    freq = {"esp32c2": "60m"}.get(chip, "40m")
+    lines = ["[module]", f"name = {toml_value(module_name)}", f'chip = "{chip}"', f'at_version = "{version}"', "",
+             "[flash]", 'mode = "dio"', f'freq = "{freq}"', 'size = "4MB"', ""]
+    for table, values in tables.items():
+        lines.append(f"[{table}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    lines += ["[at_customize]", f"offset = 0x{offset - 0x1000:X}", f"size = 0x{size + 0x1000:X}", "",
+              "[[at_customize.partitions]]", 'name = "mfg_nvs"', 'type = "data"', 'subtype = "nvs"',
+              f"offset = 0x{offset:X}", f"size = 0x{size:X}"]
+    return "\n".join(lines) + "\n"
+
+
+def rendered(board) -> bytes:
+    content = board.partition("mfg_nvs").content
+    return render_artifact(content.kind, content.spec, content.sources)
+
+
+@pytest.mark.parametrize("record", _records())
+def test_every_vector_from_a_board_file(reference, record, tmp_path):
+    board = board_from_text(tmp_path, board_for(reference, record))
+    expected = (reference / "mfg_nvs" / record["path"] / "mfg_nvs.bin").read_bytes()
+    assert rendered(board) == expected
+
+
+def _wroom(tmp_path: Path, at_version: str = "5.0", extra: str = "", fp_extra: str = "", name: str = "WROOM-32") -> str:
+    return f"""
+[module]
+name = "{name}"
+chip = "esp32"
+at_version = "{at_version}"
+
+[flash]
+mode = "dio"
+freq = "40m"
+size = "4MB"
+
+[factory_param]
+tx_max_power = 78
+uart_port = 1
+start_channel = 1
+channel_num = 13
+country_code = "CN"
+uart_baudrate = 115200
+uart_tx_pin = 17
+uart_rx_pin = 16
+uart_cts_pin = 15
+uart_rts_pin = 14
+{fp_extra}
+[mfg_nvs]
+server_cert = ["{CERTS / 'server.crt'}"]
+server_key = ["{CERTS / 'server.key'}"]
+{extra}
+[at_customize]
+offset = 0x20000
+size = 0xE0000
+
+[[at_customize.partitions]]
+name = "mfg_nvs"
+type = "data"
+subtype = "nvs"
+offset = 0x21000
+size = "112K"
+"""
+
+
+def _problems(tmp_path, text):
+    with pytest.raises(BoardError) as err:
+        board_from_text(tmp_path, text)
+    return [str(p) for p in err.value.problems]
+
+
+def test_a_board_of_our_own_certificates_builds_and_decodes(tmp_path):
+    from atfactory import nvs
+
+    board = board_from_text(tmp_path, _wroom(tmp_path))
+    image = nvs.decode_nvs(rendered(board))
+    assert image.family == "B"
+    assert [ns.name for ns in image.namespaces] == ["server_cert", "server_key", "factory_param"]
+    items = {(i.namespace, i.key): i.value for i in image.items}
+    assert items[("server_cert", "server_cert")] == (CERTS / "server.crt").read_bytes()
+    assert items[("factory_param", "module_name")] == "WROOM-32"
+    assert items[("factory_param", "sys_store")] == 1
+    assert items[("factory_param", "max_tx_power")] == 78
+    assert board.partition("mfg_nvs").content.secret   # it holds a private key
+
+
+@pytest.mark.parametrize("at_version, family, has_sys_store", [("3.1", "A", False), ("4.0", "A", False),
+                                                               ("4.1", "B", True), ("5.0", "B", True)])
+def test_the_release_decides_family_and_keys(tmp_path, at_version, family, has_sys_store):
+    from atfactory import nvs
+
+    image = nvs.decode_nvs(rendered(board_from_text(tmp_path, _wroom(tmp_path, at_version))))
+    assert image.family == family
+    assert any(i.key == "sys_store" for i in image.items) == has_sys_store
+
+
+@pytest.mark.parametrize("change, key, words", [
+    ({"at_version": "3.1", "fp_extra": "sys_store = 1"}, "factory_param.sys_store", "exists from ESP-AT 4.1"),
+    ({"fp_extra": "tx_control_pin = -1"}, "factory_param.tx_control_pin", "ESP-AT 5.0 has no factory_param.tx_control_pin"),
+    ({"fp_extra": "sys_store = 2"}, "factory_param.sys_store", "accepted: 0 to 1"),
+    ({"fp_extra": "version = 200"}, "factory_param.version", "accepted: -128 to 127"),
+    ({"at_version": "3.4", "extra": f'https_cert = ["{CERTS / "client.crt"}"]'}, "mfg_nvs.https_cert",
+     "ESP-AT 3.4 has no https certificates"),
+    ({"name": "Wroom-32"}, "module.name", "upper-cases module names"),
+    ({"extra": f'server_ca = ["{CERTS / "server.key"}"]'}, "mfg_nvs.server_ca", "holds a private key"),
+])
+def test_bad_mfg_nvs_boards_name_key_and_reason(tmp_path, change, key, words):
+    problems = _problems(tmp_path, _wroom(tmp_path, **change))
+    assert len(problems) == 1, problems
+    assert f": {key}" in problems[0] and words in problems[0]
+
+
+def test_an_empty_certificate_is_refused(tmp_path):
+    (tmp_path / "empty.crt").write_bytes(b"")
+    [problem] = _problems(tmp_path, _wroom(tmp_path, extra=f'client_ca = ["{tmp_path / "empty.crt"}"]'))
+    assert "mfg_nvs.client_ca" in problem and "empty" in problem
+
+
+def test_a_key_that_does_not_belong_to_its_certificate(tmp_path):
+    text = _wroom(tmp_path).replace(str(CERTS / "server.key"), str(CERTS / "client.key"))
+    [problem] = _problems(tmp_path, text)
+    assert ": mfg_nvs.server_key: key 0 (client.key) does not belong to certificate 0 of server_cert" in problem
+
+
+def test_content_that_does_not_fit_says_both_sizes(tmp_path):
+    cas = [str(CERTS / n) for n in ("ca.crt", "client.crt", "mqtt_client.crt", "wpa2_client.crt", "server.crt")]
+    text = _wroom(tmp_path, extra=f"client_ca = {json.dumps(cas)}").replace('size = "112K"', 'size = "12K"')
+    [problem] = _problems(tmp_path, text)
+    assert ": at_customize.partitions[mfg_nvs].size = \"12K\": the content is 16K (0x4000), larger than the partition's 12K (0x3000)" \
+        in problem
+
+
+def test_a_v2_board_cannot_have_mfg_nvs_and_a_v3_board_needs_it(tmp_path):
+    problems = _problems(tmp_path, _wroom(tmp_path, at_version="2.4"))
+    assert any("at_customize.partitions[mfg_nvs] = \"mfg_nvs\": ESP-AT 2.4 has no mfg_nvs partition" in p
+               for p in problems), problems
+    assert any(": mfg_nvs: ESP-AT 2.4 has no mfg_nvs partition" in p for p in problems), problems
+    without = _wroom(tmp_path).split("[[at_customize.partitions]]")[0]
+    [problem] = _problems(tmp_path, without)
+    assert "at_customize.partitions: no mfg_nvs partition; ESP-AT 5.0 reads" in problem
+
+
+def test_chips_exist_only_in_their_releases(tmp_path):
+    text = _wroom(tmp_path).replace('chip = "esp32"', 'chip = "esp32c6"').replace("uart_tx_pin = 17", "uart_tx_pin = 7")
+    text = text.replace('at_version = "5.0"', 'at_version = "2.4"')
+    problems = _problems(tmp_path, text)
+    assert any('module.at_version = "2.4": there is no ESP-AT 2.4 for ESP32-C6; accepted: "3.2"' in p
+               for p in problems), problems
+
+
+def test_scons_builds_mfg_nvs(tmp_path):
+    board = write(tmp_path / "v5-board.toml", _wroom(tmp_path))
+    r = run_scons(f"board={board}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "NVS    out/v5-board/customized_partitions/mfg_nvs.bin" in r.stdout
+    out = tmp_path / "out/v5-board"
+    assert (out / "customized_partitions/mfg_nvs.bin").read_bytes() == rendered(board_from_text(tmp_path, _wroom(tmp_path)))
+    assert (out / "customized_partitions/mfg_nvs.bin").stat().st_mode & 0o077 == 0   # holds a key
+    assert "0x21000 customized_partitions/mfg_nvs.bin" in (out / "download.config").read_text()
+
+
+def test_inspect_and_verify_read_mfg_nvs_back(tmp_path, capsys):
+    from helpers import run_cli
+
+    board = write(tmp_path / "v5-board.toml", _wroom(tmp_path))
+    assert run_scons(f"board={board}", "build_dir=out", cwd=tmp_path).returncode == 0
+    out = tmp_path / "out/v5-board"
+    code, text, err = run_cli(capsys, "inspect", str(out))
+    assert code == 0, err
+    assert "NVS image, generator family B, 28 pages" in text
+    assert "  module_name (string) = 'WROOM-32'" in text
+    assert "  server_key (blob, 1675 bytes, PEM): private key RSA 2048" in text
+    assert "PRIVATE KEY" not in text and "MII" not in text      # never the key itself
+    code, text, err = run_cli(capsys, "verify", str(out), "--board", str(board))
+    assert code == 0, text + err
+    assert "ok       partition mfg_nvs" in text
+    changed = write(tmp_path / "v5-other.toml", _wroom(tmp_path).replace("uart_tx_pin = 17", "uart_tx_pin = 4"))
+    code, text, err = run_cli(capsys, "verify", str(out), "--board", str(changed))
+    assert code == 1
+    assert "partition mfg_nvs at 0x21000: factory_param.uart_tx_pin is 17 (i32), the board says 4 (i32)" in text
