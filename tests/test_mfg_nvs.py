@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from atfactory.artifacts import render_artifact
+from atfactory.artifacts import plan_board, render_artifact
 from atfactory.errors import BoardError
 from atfactory.formats.mfg_nvs import BOARD_KEY_OF
 from helpers import CERTS, board_from_text, reference_dir, run_scons, toml_value, write
@@ -244,3 +244,49 @@ def test_inspect_and_verify_read_mfg_nvs_back(tmp_path, capsys):
     code, text, err = run_cli(capsys, "verify", str(out), "--board", str(changed))
     assert code == 1
     assert "partition mfg_nvs at 0x21000: factory_param.uart_tx_pin is 17 (i32), the board says 4 (i32)" in text
+
+
+# --- at_customize.bin of every v3.1+ module_config, from board files -----------------------------
+
+def _at_customize_records():
+    root = reference_dir() / "mfg_nvs" / "at_customize"
+    if not root.is_dir():
+        return [pytest.param(None, None, id="reference-absent")]
+    return [pytest.param(tag.name, folder.name, id=f"{tag.name}/{folder.name}")
+            for tag in sorted(root.iterdir()) for folder in sorted(tag.iterdir())]
+
+
+def _csv_table(path: Path):
+    """The rows of an ESP-IDF partition CSV (comments and blank lines skipped)."""
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield [cell.strip() for cell in line.split(",")]
+
+
+def _chip_of_module_config(folder: str) -> str:
+    name = folder[len("module_"):]
+    for chip in ("esp32c61", "esp32c2", "esp32c3", "esp32c5", "esp32c6", "esp32s2"):
+        if name.startswith(chip):
+            return chip
+    return "esp32"
+
+
+@pytest.mark.parametrize("tag, folder", _at_customize_records())
+def test_every_at_customize_from_a_board_file(reference, tmp_path, tag, folder):
+    config = reference / "mfg_nvs" / "inputs" / tag / "common" / "module_config" / folder
+    [region] = [row for row in _csv_table(config / "partitions_at.csv") if row[0] == "at_customize"]
+    chip = _chip_of_module_config(folder)
+    pins = {"esp32": (17, 16, 15, 14), "esp32s2": (17, 21, 20, 19)}.get(chip, (7, 6, 5, 4))
+    lines = ["[module]", 'name = "M"', f'chip = "{chip}"', f'at_version = "{".".join(tag[1:].split(".")[:2])}"', "",
+             "[flash]", 'mode = "dio"', f'freq = "{"60m" if chip == "esp32c2" else "40m"}"', 'size = "4MB"', "",
+             "[factory_param]", "tx_max_power = 78", "uart_port = 1", "start_channel = 1", "channel_num = 13",
+             'country_code = "CN"', "uart_baudrate = 115200",
+             *(f"uart_{p}_pin = {n}" for p, n in zip(("tx", "rx", "cts", "rts"), pins)), "",
+             "[at_customize]", f"offset = {region[3]}", f"size = {region[4]}"]
+    for name, ptype, subtype, offset, size in _csv_table(config / "at_customize.csv"):
+        lines += ["", "[[at_customize.partitions]]", f'name = "{name}"', f'type = "{ptype}"',
+                  f'subtype = "{subtype}"', f'offset = "{offset}"', f'size = "{size}"']
+    board = board_from_text(tmp_path, "\n".join(lines) + "\n")
+    [table] = [a for a in plan_board(board) if a.targets == ("at_customize.bin",)]
+    expected = (reference / "mfg_nvs" / "at_customize" / tag / folder / "at_customize.bin").read_bytes()
+    assert render_artifact(table.kind, table.spec, table.sources) == expected
