@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from esptool.bin_image import (ELFSection, ESP32C3FirmwareImage, ESP32FirmwareImage, ESP32S2FirmwareImage,
+from esptool.bin_image import (ELFSection, ESP32C2FirmwareImage, ESP32C3FirmwareImage, ESP32C5FirmwareImage,
+                               ESP32C6FirmwareImage, ESP32C61FirmwareImage, ESP32FirmwareImage, ESP32S2FirmwareImage,
                                ESP8266ROMFirmwareImage)
 
 from atfactory import partition_table as pt
@@ -21,9 +22,14 @@ IMAGE_CLASSES = {
     "esp32c3": ESP32C3FirmwareImage,
     "esp32s2": ESP32S2FirmwareImage,
     "esp8266": ESP8266ROMFirmwareImage,
+    "esp32c2": ESP32C2FirmwareImage,
+    "esp32c5": ESP32C5FirmwareImage,
+    "esp32c6": ESP32C6FirmwareImage,
+    "esp32c61": ESP32C61FirmwareImage,
 }
 # Load addresses inside each chip's instruction RAM, where esptool accepts segments.
-IRAM = {"esp32": 0x40080000, "esp32c3": 0x40380000, "esp32s2": 0x40022000, "esp8266": 0x40100000}
+IRAM = {"esp32": 0x40080000, "esp32c3": 0x40380000, "esp32s2": 0x40022000, "esp8266": 0x40100000,
+        "esp32c2": 0x40380000, "esp32c5": 0x40800000, "esp32c6": 0x40800000, "esp32c61": 0x40800000}
 
 
 def make_image(chip: str, payload: bytes) -> bytes:

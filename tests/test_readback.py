@@ -37,7 +37,11 @@ def test_inspect_every_shipped_build(built, board_of, capsys, board_id):
     names = [p["name"] for p in doc["at_customize"]["partitions"]]
     board = board_of(board_id).board
     assert names == [p.name for p in board.partitions]
-    fp = next(p for p in doc["at_customize"]["partitions"] if p["name"] == "factory_param")["content"]["fields"]
+    contents = {p["name"]: p["content"] for p in doc["at_customize"]["partitions"]}
+    if "mfg_nvs" in contents:   # ESP-AT v3.1+: the factory_param namespace
+        fp = {k: v["value"] for k, v in contents["mfg_nvs"]["namespaces"]["factory_param"].items()}
+    else:
+        fp = contents["factory_param"]["fields"]
     assert fp["module_name"] == board.module_name and fp["uart_tx_pin"] == board.factory_param["uart_tx_pin"]
     assert doc["flash"] == {"mode": board.flash_mode, "freq": board.flash_freq, "size": board.flash_size}
     text = run_cli(capsys, "inspect", str(folder))[1]

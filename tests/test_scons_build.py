@@ -157,6 +157,8 @@ def test_help_lists_boards_and_variables(tmp_path):
         assert word in r.stdout
     for board in (REPO / "boards").glob("*.toml"):
         assert re.search(rf"^\s+{re.escape(board.stem)}\s+\S", r.stdout, re.M), board.stem
+    assert re.search(r"^\s+ESP32C6-4MB-V5\s+esp32c6\s+AT 5.0\s+ESP32-C6", r.stdout, re.M)
+    assert re.search(r"^\s+WROOM-32\s+esp32\s+AT 2.4\s+ESP32-WROOM-32", r.stdout, re.M)
 
 
 def test_help_works_even_with_a_broken_default(tmp_path):

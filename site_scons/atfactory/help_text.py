@@ -20,19 +20,32 @@ def plugin_listing(host) -> str:
 
 
 def board_help(registry) -> str:
-    lines = ["", "Boards (board=ID; 'all' builds every one):"]
+    lines = ["", "Boards (board=ID; 'all' builds every one), with chip and ESP-AT release:"]
     width = max((len(i) for i in registry.ids()), default=0)
     for entry in registry.entries():
-        lines.append(f"    {entry.id:<{width}}  {_description(entry.path)}")
+        chip, version, text = _summary(entry.path, registry)
+        lines.append(f"    {entry.id:<{width}}  {chip:<8}  AT {version:<3}  {text}")
     return "\n".join(lines) + "\n"
 
 
-def _description(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError):
-        return "(does not parse: build it to see why)"
-    module = data.get("module") if isinstance(data.get("module"), dict) else {}
-    text = module.get("description") if isinstance(module.get("description"), str) else ""
-    return text or os.path.basename(path)
+def _summary(path: str, registry):
+    """(chip, at_version, description) as the board file says them, chip and release following
+    its extends chain (unchecked: the build checks)."""
+    found, leaf = {}, path
+    for depth in range(16):
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError):
+            if depth == 0:
+                return "?", "?", "(does not parse: build it to see why)"
+            break
+        module = data.get("module") if isinstance(data.get("module"), dict) else {}
+        for key in ("chip", "at_version", "description"):
+            if key not in found and isinstance(module.get(key), str):
+                found[key] = module[key]
+        base = data.get("extends")
+        path = registry.resolve(base, relative_to=os.path.dirname(path)) if isinstance(base, str) else None
+        if path is None:
+            break
+    return found.get("chip", "?"), found.get("at_version", "2.4"), found.get("description") or os.path.basename(leaf)
