@@ -290,3 +290,82 @@ def test_every_at_customize_from_a_board_file(reference, tmp_path, tag, folder):
     [table] = [a for a in plan_board(board) if a.targets == ("at_customize.bin",)]
     expected = (reference / "mfg_nvs" / "at_customize" / tag / folder / "at_customize.bin").read_bytes()
     assert render_artifact(table.kind, table.spec, table.sources) == expected
+
+
+# --- the stock boards of ESP-AT v5.0.1.0 -------------------------------------------------------------
+
+def _v5_records():
+    index = reference_dir() / "mfg_nvs" / "index.json"
+    if not index.is_file():
+        return [pytest.param(None, id="reference-absent")]
+    return [pytest.param(r, id=r["path"]) for r in json.loads(index.read_text()) if r["tag"] == "v5.0.1.0"
+            and not r["path"].startswith("variants/")]
+
+
+def _v5_board_id(record) -> str:
+    module, chip = record["module"], record["platform"][len("PLATFORM_"):]
+    title = {"ESP32C3": "ESP32C3", "ESP32": "ESP32", "ESP32S2": "ESP32S2"}.get(chip, chip)
+    return {"MINI-1": f"{title}-MINI-1", "MINI": "ESP32S2-MINI"}.get(module, module) + "-V5"
+
+
+def test_there_is_a_stock_board_for_every_v5_module(reference, registry):
+    records = [p.values[0] for p in _v5_records()]
+    assert len(records) == 23
+    ids = [_v5_board_id(r) for r in records]
+    assert all(registry.get(i) is not None for i in ids), [i for i in ids if registry.get(i) is None]
+    assert len({i.lower() for i in registry.ids()}) == len(registry.ids())
+
+
+@pytest.mark.parametrize("record", _v5_records())
+def test_stock_v5_boards_hold_their_modules_rows(reference, registry, record):
+    """The factory_param namespace of each stock v5 board is its row's; its namespaces are the
+    stock build's (with the project's own certificates and GATT table in them)."""
+    from atfactory import nvs
+    from atfactory.board import load_board
+
+    board = load_board(_v5_board_id(record), registry)
+    image = nvs.decode_nvs(rendered(board))
+    ours = [(i.key, i.type, i.value) for i in image.items if i.namespace == "factory_param"]
+    expected, namespaces, namespace = [], [], None
+    for key, kind, encoding, value in _csv(reference / "mfg_nvs" / record["path"] / "mfg_nvs.csv"):
+        if kind == "namespace":
+            namespace = key
+            namespaces.append(key)
+        elif namespace == "factory_param":
+            expected.append((key, encoding, value if encoding == "string" else int(value)))
+    assert ours == expected
+    assert [ns.name for ns in image.namespaces] == namespaces
+    part = board.partition("mfg_nvs")
+    assert (part.offset, part.size) == (int(record["mfg_nvs_offset"], 16), record["mfg_nvs_size_bytes"])
+
+
+@pytest.mark.parametrize("path, chip, version", [("v3.4.0.0/PLATFORM_ESP32/WROOM-32", "esp32", "4.0"),
+                                                 ("v3.1.0.0/PLATFORM_ESP32C2/ESP32C2-2MB", "esp32c2", "4.0"),
+                                                 ("v5.0.1.0/PLATFORM_ESP32C5/ESP32C5-4MB", "esp32c5", "5.0"),
+                                                 ("variants/v5.0.1.0/all_pki", "esp32c3", "5.0")])
+def test_extract_of_a_reference_image_rebuilds_it(reference, tmp_path, path, chip, version):
+    """Decode Espressif's image, write [mfg_nvs] and [factory_param] back, build: the same bytes."""
+    from atfactory.extract import _at_version
+    from atfactory.formats import stock_registry
+    from atfactory.formats.mfg_nvs import MfgNvsFormat
+
+    raw = (reference / "mfg_nvs" / path / "mfg_nvs.bin").read_bytes()
+    fmt = MfgNvsFormat()
+    doc = fmt.decode(raw)
+    part = {"name": "mfg_nvs", "content": doc}
+    assert _at_version([part], stock_registry(), chip) == version
+    notes = []
+    tables = fmt.extract_tables("mfg_nvs", doc, raw, str(tmp_path / "src"), notes)
+    settings = fmt.module_settings(doc)
+    factory = dict(settings.factory_param)
+    lines = ["[module]", f"name = {toml_value(settings.module_name)}", f'chip = "{chip}"', f'at_version = "{version}"',
+             "", "[flash]", 'mode = "dio"', f'freq = "{"60m" if chip == "esp32c2" else "40m"}"', 'size = "4MB"', "",
+             "[factory_param]", *(f"{k} = {toml_value(v)}" for k, v in factory.items()), "",
+             "[mfg_nvs]", *(f"{k} = {toml_value(v)}" for k, v in tables["mfg_nvs"].items()), "",
+             "[at_customize]", "offset = 0x1E000", f"size = 0x{len(raw) + 0x2000:X}", "",
+             "[[at_customize.partitions]]", 'name = "mfg_nvs"', 'type = "data"', 'subtype = "nvs"',
+             "offset = 0x1F000", f"size = 0x{len(raw):X}"]
+    board = board_from_text(tmp_path, "\n".join(lines) + "\n")
+    assert rendered(board) == raw
+    for key in (tmp_path / "src").rglob("*.key"):
+        assert key.stat().st_mode & 0o077 == 0

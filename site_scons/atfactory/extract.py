@@ -37,8 +37,8 @@ def _module_settings(doc: dict, formats: FormatRegistry) -> Optional[ModuleSetti
 
 
 def _chip_of(doc: dict, settings: ModuleSettings) -> str:
-    if doc.get("chip"):
-        return doc["chip"]
+    if doc.get("chip") or doc.get("manifest_chip"):
+        return doc.get("chip") or doc["manifest_chip"]
     platform = str(settings.platform or "")
     for chip in CHIPS.values():
         if chip.platform == platform:
@@ -46,9 +46,10 @@ def _chip_of(doc: dict, settings: ModuleSettings) -> str:
     raise ExtractError("cannot tell the chip: no bootloader in the image and no known platform in factory_param")
 
 
-def _at_version(parts: List[dict], formats: FormatRegistry) -> str:
-    """The one AT release whose generators write every partition as it is."""
-    versions = frozenset(AT_RELEASES)
+def _at_version(parts: List[dict], formats: FormatRegistry, chip: str) -> str:
+    """An AT release whose generators write every partition as it is: the default where it can
+    be, else the newest (a chip's first releases may lack what a later image holds)."""
+    versions = frozenset(CHIPS[chip].at_versions)
     for part in parts:
         fmt = formats.get(part["content"].get("kind"))
         implied = fmt.implied_at_versions(part["name"], part["content"]) if fmt is not None else None
@@ -57,7 +58,7 @@ def _at_version(parts: List[dict], formats: FormatRegistry) -> str:
     if not versions:
         raise ExtractError("certificate and key partitions mix AT v2.2 and v2.4 item types; "
                            "no single at_version reproduces them")
-    return DEFAULT_AT_VERSION if DEFAULT_AT_VERSION in versions else next(v for v in AT_RELEASES if v in versions)
+    return DEFAULT_AT_VERSION if DEFAULT_AT_VERSION in versions else [v for v in AT_RELEASES if v in versions][-1]
 
 
 def extract(data: bytes, doc: dict, out_dir: str, formats: Optional[FormatRegistry] = None) -> Tuple[str, List[str]]:
@@ -73,7 +74,7 @@ def extract(data: bytes, doc: dict, out_dir: str, formats: Optional[FormatRegist
     board_id = board_id_for(doc, formats)
     src_dir = os.path.join(out_dir, board_id)
     parts = at["partitions"]
-    at_version = _at_version(parts, formats)
+    at_version = _at_version(parts, formats, chip)
     flash = doc.get("flash") or {}
     missing = [k for k in ("mode", "freq", "size") if k not in flash]
     if missing:
@@ -93,15 +94,28 @@ def extract(data: bytes, doc: dict, out_dir: str, formats: Optional[FormatRegist
         lines.append(f"{key} = {format_value(value)}")
     lines += ["", "[at_customize]", f"offset = 0x{at['offset']:X}", f"size = 0x{size:X}"]
     notes: List[str] = []
+    tables: dict = {}
     for part in parts:
         lines += ["", "[[at_customize.partitions]]", f"name = {format_value(part['name'])}",
                   f"type = 0x{part['type']:02X}", f"subtype = {part['subtype']}",
                   f"offset = 0x{part['offset']:X}", f"size = 0x{part['size']:X}"]
         raw = data[part["offset"]:part["offset"] + part["size"]]
         sources = _write_sources(part, raw, src_dir, notes, formats, at_version)
+        if part["content"].get("kind") not in ("erased", "invalid", None):
+            fmt = formats.for_partition(part["name"], at_version)
+            for table, values in fmt.extract_tables(part["name"], part["content"], raw, src_dir, notes).items():
+                tables.setdefault(table, {}).update(values)
         if sources:
             rel = [os.path.relpath(s, out_dir).replace(os.sep, "/") for s in sources]
             lines.append("source = [" + ", ".join(format_value(r) for r in rel) + "]")
+    for table, values in tables.items():
+        lines += ["", f"[{table}]"]
+        for key, value in values.items():
+            if isinstance(value, list):
+                value = [os.path.relpath(v, out_dir).replace(os.sep, "/") for v in value]
+            elif isinstance(value, str) and os.path.isabs(value):
+                value = os.path.relpath(value, out_dir).replace(os.sep, "/")
+            lines.append(f"{key} = {format_value(value)}")
     board_path = os.path.join(out_dir, f"{board_id}.toml")
     write_atomic(board_path, ("\n".join(lines) + "\n").encode("utf-8"))
     return board_path, notes

@@ -98,7 +98,23 @@ def read_release_folder(folder: str, formats: Optional[FormatRegistry] = None) -
                        formats=formats)
     doc["kind"] = "release"
     doc["files"] = [{"offset": o, "path": rel, "length": len(d)} for o, d, rel in pieces]
+    chip = _manifest_chip(folder)
+    if chip is not None:
+        doc["manifest_chip"] = chip
     return bytes(flash), doc
+
+
+def _manifest_chip(folder: str) -> Optional[str]:
+    """The chip an atfactory release folder's manifest.json names, when it names a known one
+    (a folder built without firmware has no bootloader to tell it)."""
+    import json
+
+    try:
+        board = json.loads(read_input(os.path.join(folder, "manifest.json"))).get("board")
+        chip = board.get("chip") if isinstance(board, dict) else None
+    except (InputError, ValueError, AttributeError):
+        return None
+    return chip if isinstance(chip, str) and chip in CHIPS else None
 
 
 # --- a whole flash ----------------------------------------------------------------------------

@@ -165,6 +165,10 @@ class PartitionFormat:
         """Write the sources that rebuild ``raw`` into ``src_dir``; return their paths."""
         return []
 
+    def extract_tables(self, name: str, doc: dict, raw: bytes, src_dir: str, notes: List[str]) -> Dict[str, dict]:
+        """Board tables (besides the partition's ``source``) that rebuild ``raw``: {table: {key: value}}."""
+        return {}
+
     def describe(self, doc: dict) -> List[str]:
         """Lines for ``inspect``'s text output."""
         return []

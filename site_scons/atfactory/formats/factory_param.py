@@ -60,6 +60,10 @@ class FactoryParamFormat(PartitionFormat):
                   if got.get(k) != wanted[k]]
         return "; ".join(fields) or None
 
+    def implied_at_versions(self, name: str, doc: dict) -> Optional[frozenset]:
+        from ..at_releases import AT_RELEASES
+        return frozenset(v for v in AT_RELEASES if is_v2(v))
+
     def module_settings(self, doc: dict) -> Optional[ModuleSettings]:
         fields = doc["fields"]
         return ModuleSettings(fields["module_name"], fields["platform"],

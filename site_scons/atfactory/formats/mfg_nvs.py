@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from .. import nvs
 from ..at_releases import AT_RELEASES, MFG_NVS
-from ..errors import ContentError, FormatError
-from ..fsutil import read_input
+from ..errors import ContentError, ExtractError, FormatError
+from ..fsutil import read_input, write_atomic
 from . import CertificateFile, Content, ModuleSettings, PartitionFormat, ReadContext
 from .pki import describe_certificate, read_certificate_files
 
@@ -214,6 +215,60 @@ class MfgNvsFormat(PartitionFormat):
             return None
         values = {BOARD_KEY_OF.get(k, k): v.get("value") for k, v in fp.items() if k != "module_name"}
         return ModuleSettings(fp["module_name"]["value"], None, values)
+
+    def implied_at_versions(self, name: str, doc: dict) -> Optional[frozenset]:
+        """The releases whose build writes this image: the generator family, and the keys it holds."""
+        keys = {(ns, key) for ns, items in doc["namespaces"].items() for key in items}
+        later = ("factory_param", "sys_store") in keys or any(ns.split("_")[0] in LATER_USES for ns, _ in keys)
+        return frozenset(v for v, r in AT_RELEASES.items() if r.generation == MFG_NVS
+                         and (doc["family"] is None or r.nvs_family == doc["family"]) and r.sys_store == later)
+
+    def extract_tables(self, name: str, doc: dict, raw: bytes, src_dir: str, notes: List[str]) -> Dict[str, dict]:
+        """[mfg_nvs]: each certificate set's files and the GATT table, written under src_dir/mfg_nvs/."""
+        image = nvs.decode_nvs(raw)
+        order = [ns.name for ns in image.namespaces]
+        known = [s for s in SET_NAMES if s in order] + ["factory_param"] + (["ble_data"] if "ble_data" in order else [])
+        if order != known:
+            raise ExtractError(f"partition {name}: namespaces {', '.join(order)}; ESP-AT's build writes them in the "
+                               f"order {', '.join(known)} and has no others, so no board rebuilds this image")
+        items: Dict[str, list] = {}
+        for item in image.items:
+            items.setdefault(item.namespace, []).append(item)
+        fp_keys = [i.key for i in items["factory_param"]]
+        expected_fp = [k for _, k, _ in FACTORY_KEYS if k in fp_keys]
+        if fp_keys != expected_fp or "module_name" not in fp_keys:
+            raise ExtractError(f"partition {name}: factory_param keys {', '.join(fp_keys)}; ESP-AT's build writes "
+                               f"{', '.join(expected_fp)} in that order")
+        table: Dict[str, object] = {}
+        folder = os.path.join(src_dir, PARTITION)
+        for set_name in SET_NAMES:
+            blobs = items.get(set_name)
+            if not blobs:
+                continue
+            if [i.key for i in blobs] != _certificate_keys(set_name, len(blobs)) or any(i.type != "blob" for i in blobs):
+                raise ExtractError(f"partition {name}: namespace {set_name} holds {', '.join(i.key for i in blobs)}; "
+                                   f"a board writes {', '.join(_certificate_keys(set_name, len(blobs)))}")
+            role = set_name.rsplit("_", 1)[1]
+            paths = []
+            for n, item in enumerate(blobs):
+                ext = "der" if b"-----BEGIN " not in item.value else ("key" if role == "key" else "crt")
+                path = os.path.join(folder, set_name, f"{set_name}_{n:03d}.{ext}")
+                write_atomic(path, item.value, secret=(role == "key"))
+                paths.append(path)
+            table[set_name] = paths
+        if "ble_data" in items:
+            rows = [i.value for i in items["ble_data"]]
+            if [i.key for i in items["ble_data"]] != [f"cfg{n}" for n in range(len(rows))] \
+                    or any(not isinstance(r, str) or "\n" in r or '"' in r for r in rows):
+                raise ExtractError(f"partition {name}: ble_data is not cfg0, cfg1, ... of GATT rows; no board rebuilds it")
+            path = os.path.join(folder, "gatts_data.csv")
+            write_atomic(path, ("# index,uuid_len,uuid,perm,max_len,cur_len,value\n" + "\n".join(rows) + "\n").encode())
+            table["ble_data"] = path
+        rebuilt = nvs.encode_nvs(image.namespace_items(), len(raw), image.family or nvs.FAMILY_B)
+        if rebuilt != bytes(raw):
+            raise ExtractError(f"partition {name}: its pages are not laid out as ESP-AT's generator lays them out, "
+                               "so no board rebuilds it byte for byte")
+        return {"mfg_nvs": table}
 
     def describe(self, doc: dict) -> List[str]:
         lines = [f"NVS image, generator family {doc['family'] or '?'}, {doc['pages']} pages"]

@@ -170,7 +170,7 @@ class PkiFormat(PartitionFormat):
         if role is None or role == "cert":
             return None   # certificates are type 2 in every release
         from ..at_releases import AT_RELEASES
-        versions = frozenset(AT_RELEASES)
+        versions = frozenset(v for v in AT_RELEASES if is_v2(v))
         for item in doc["items"]:
             versions &= {v for v in AT_RELEASES if pki.item_type(role, v) == item["type"]}
         return versions
