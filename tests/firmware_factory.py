@@ -56,8 +56,9 @@ def main_table(board, md5: bool = True) -> bytes:
     at_hi = at_lo + board.at_customize_size
     flash = board.flash_size_bytes
     app_offset = (at_hi + 0xFFFF) & ~0xFFFF
+    table_offset = board.chip.table_offset(board.at_version)
     entries = [
-        pt.Entry("otadata", 0x01, 0x00, 0x9000 if at_lo > 0xB000 else 0xD000, 0x2000),
+        pt.Entry("otadata", 0x01, 0x00, 0x9000 if at_lo > 0xB000 and table_offset < 0x9000 else 0xD000, 0x2000),
         pt.Entry("phy_init", 0x01, 0x01, 0xF000, 0x1000),
         pt.Entry("nvs", 0x01, 0x02, 0x10000 if at_lo >= 0x18000 else at_hi, 0x6000),
         pt.Entry("at_customize", 0x40, 0x00, at_lo, board.at_customize_size),
@@ -74,7 +75,7 @@ def make_release(folder: Path, board, app_payload: bytes = b"\x5a" * 4000) -> Pa
     entries = pt.decode_partition_table(table).entries
     files = {
         chip.bootloader_offset: ("bootloader/bootloader.bin", make_image(chip.name, b"\xb0" * 1000)),
-        0x8000: ("partition_table/partition-table.bin", table),
+        chip.table_offset(board.at_version): ("partition_table/partition-table.bin", table),
     }
     for e in entries:
         if (e.type, e.subtype) == (0x01, 0x00):

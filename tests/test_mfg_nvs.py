@@ -369,3 +369,66 @@ def test_extract_of_a_reference_image_rebuilds_it(reference, tmp_path, path, chi
     assert rendered(board) == raw
     for key in (tmp_path / "src").rglob("*.key"):
         assert key.stat().st_mode & 0o077 == 0
+
+
+# --- firmware of both generations -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory, registry):
+    """Release folders atfactory built with firmware: a v2 one (WROOM-32) and a v5.0 one (WROOM-32-V5),
+    each a complete ESP-AT release folder with its own at_customize.bin and AT partitions."""
+    from atfactory.board import load_board
+    from firmware_factory import make_release
+
+    work = tmp_path_factory.mktemp("generations")
+    out = {}
+    for board_id in ("WROOM-32", "WROOM-32-V5", "ESP32C5-4MB-V5"):
+        fw = make_release(work / "fw" / board_id, load_board(board_id, registry))
+        r = run_scons(f"board={board_id}", f"firmware={fw}", "build_dir=out", cwd=work)
+        assert r.returncode == 0, r.stderr
+        out[board_id] = work / "out" / board_id
+    return out
+
+
+@pytest.mark.parametrize("board_id, firmware_of, words", [
+    ("WROOM-32", "WROOM-32-V5", "the board builds for ESP-AT v2 (factory_param and certificate partitions), but "
+                                "the firmware in"),
+    ("WROOM-32-V5", "WROOM-32", "the board builds for ESP-AT v3.1+ (mfg_nvs), but the firmware in"),
+])
+def test_a_board_of_one_generation_on_firmware_of_the_other_is_refused(releases, tmp_path, board_id, firmware_of, words):
+    r = run_scons(f"board={board_id}", f"firmware={releases[firmware_of]}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    [line] = [l for l in r.stderr.splitlines() if "module.at_version" in l]
+    assert words in line and "choose the at_version of the firmware" in line
+    assert not (tmp_path / "out" / board_id).exists()
+
+
+def test_firmware_of_another_v3_release_is_a_warning(releases, tmp_path):
+    board = write(tmp_path / "older.toml", _wroom(tmp_path, at_version="3.4"))
+    r = run_scons(f"board={board}", f"firmware={releases['WROOM-32-V5']}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (f'atfactory: warning: {tmp_path}/older.toml: module.at_version = "3.4": the firmware\'s own AT partitions were '
+            'written by ESP-AT "4.1" or "5.0"; the board\'s are written as 3.4 writes them') in r.stderr
+
+
+def test_a_v5_factory_image_of_esp32c5_has_its_table_at_0xc000(releases, capsys, tmp_path):
+    from helpers import run_cli
+
+    image = releases["ESP32C5-4MB-V5"] / "factory" / "factory_ESP32C5-4MB.bin"
+    data = image.read_bytes()
+    assert data[0xC000:0xC002] == b"\xaa\x50" and data[0x8000:0x8002] != b"\xaa\x50"
+    code, text, err = run_cli(capsys, "inspect", str(image), "--json")
+    assert code == 0, err
+    doc = json.loads(text)
+    assert doc["chip"] == "esp32c5" and doc["bootloader"]["offset"] == 0x2000
+    assert doc["partition_table"]["offset"] == 0xC000
+    code, text, err = run_cli(capsys, "verify", str(image), "--board", "ESP32C5-4MB-V5")
+    assert code == 0, text + err
+    # the image as firmware of its own board: it changes only inside mfg_nvs when the pins change
+    other = write(tmp_path / "c5-pins.toml", 'extends = "ESP32C5-4MB-V5"\n[factory_param]\nuart_tx_pin = 2\n')
+    r = run_scons(f"board={other}", f"firmware={image}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rebuilt = (tmp_path / "out/c5-pins/factory/factory_ESP32C5-4MB.bin").read_bytes()
+    differing = [i for i in range(len(data)) if data[i] != rebuilt[i]]
+    assert differing and 0x31000 <= differing[0] and differing[-1] < 0x31000 + 124 * 1024

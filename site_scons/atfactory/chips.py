@@ -6,8 +6,9 @@ here so that reading a board does not import esptool and pyserial on every ``sco
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import FrozenSet, Iterable, List, Mapping, Tuple
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import FrozenSet, Iterable, List, Mapping, Optional, Tuple
 
 
 def _ranges(*spans: Tuple[int, int]) -> FrozenSet[int]:
@@ -44,7 +45,12 @@ class Chip:
     bootloader_offset: int
     image_chip_id: int | None        # chip id in the extended image header; None: no such field
     at_versions: Tuple[str, ...]     # the ESP-AT releases that exist for it (at_releases.AT_RELEASES)
-    partition_table_offset: int = 0x8000
+    # the main partition table's offset where a release moved it (ESP-IDF 5.5 builds of v5.0 for
+    # C5 and C61 put it at 0xC000: CONFIG_PARTITION_TABLE_OFFSET); 0x8000 everywhere else
+    table_offsets: Mapping[str, int] = field(default_factory=dict)
+
+    def table_offset(self, at_version: Optional[str] = None) -> int:
+        return self.table_offsets.get(at_version, 0x8000) if at_version else 0x8000
 
     @property
     def platform(self) -> str:
@@ -130,6 +136,7 @@ CHIPS = {
         uart_count=2, tx_power_range=(40, 84),
         flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_C5_C61_FREQS,
         bootloader_offset=0x2000, image_chip_id=23, at_versions=("4.1", "5.0"),
+        table_offsets=MappingProxyType({"5.0": 0xC000}),
     ),
     "esp32c6": Chip(
         "esp32c6", "ESP32-C6",
@@ -144,6 +151,9 @@ CHIPS = {
         uart_count=2, tx_power_range=(40, 84),
         flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_C5_C61_FREQS,
         bootloader_offset=0x0, image_chip_id=20, at_versions=("5.0",),
+        table_offsets=MappingProxyType({"5.0": 0xC000}),
     ),
 }
 CHIPS = dict(sorted(CHIPS.items()))   # messages list them in this order
+# Every offset a main partition table can have, the common one first (read-back looks in turn).
+TABLE_OFFSETS = tuple(dict.fromkeys([0x8000] + [o for c in CHIPS.values() for o in c.table_offsets.values()]))

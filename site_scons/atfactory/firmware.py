@@ -41,6 +41,8 @@ class Firmware:
     bootloader_header: bytes      # the first 24 bytes of the bootloader image
     flash_size: Optional[int]     # bytes the firmware was made for, where it says so
     inputs: Tuple[str, ...]       # files read
+    at_table: Optional[pt.DecodedTable] = None   # its own at_customize.bin, where it has one
+    customized: Tuple[Tuple[str, bytes], ...] = ()   # (partition name, its bytes) of its AT partitions
 
 
 def _read(path: str) -> bytes:
@@ -50,12 +52,13 @@ def _read(path: str) -> bytes:
         raise FirmwareError(f"{os.path.basename(path)} {err.reading}") from None
 
 
-def load_firmware(path: str, chip_name: str) -> Firmware:
+def load_firmware(path: str, chip_name: str, at_version: Optional[str] = None) -> Firmware:
     """Read a release folder or a factory image.  Raises FirmwareError with a clear line."""
+    table_offset = CHIPS[chip_name].table_offset(at_version)
     if os.path.isdir(path):
-        return _load_release(path, CHIPS[chip_name].partition_table_offset)
+        return _load_release(path, table_offset)
     if os.path.isfile(path):
-        return _load_image(path, chip_name)
+        return _load_image(path, chip_name, table_offset)
     raise FirmwareError("no such folder or file; expected an ESP-AT release folder "
                         "(with download.config) or a factory image (factory_XXX.bin)")
 
@@ -77,8 +80,32 @@ def _load_release(folder: str, table_offset: int) -> Firmware:
     boot = min(files, key=lambda f: f.offset)
     header = _read(boot.source)[:24]
     size = flash_size_bytes(config.flash_size) if _known_size(config.flash_size) else None
+    at_table, customized = _release_customized(folder, config)
     return Firmware(folder, "release", tuple(files), table, boot.offset, header, size,
-                    tuple([config_path] + [f.source for f in files]))
+                    tuple([config_path] + [f.source for f in files]), at_table, customized)
+
+
+def _release_customized(folder: str, config) -> Tuple[Optional[pt.DecodedTable], Tuple[Tuple[str, bytes], ...]]:
+    """The release's own at_customize.bin and AT partitions, as far as they are there: they say
+    which ESP-AT generation the firmware is (atfactory rebuilds them; nothing of them is copied)."""
+    entries = {rel: offset for offset, rel in config.entries if is_customized(rel)}
+    path = os.path.join(folder, "at_customize.bin")
+    if "at_customize.bin" not in entries or not os.path.isfile(path):
+        return None, ()
+    try:
+        at_table = pt.decode_partition_table(read_input(path))
+    except (InputError, FormatError):
+        return None, ()
+    customized = []
+    for e in at_table.entries:
+        rel = f"customized_partitions/{e.name}.bin"
+        full = os.path.join(folder, rel)
+        if rel in entries and os.path.isfile(full):
+            try:
+                customized.append((e.name, read_input(full)[:e.size]))
+            except InputError:
+                continue
+    return at_table, tuple(customized)
 
 
 def _known_size(name: str) -> bool:
@@ -92,10 +119,9 @@ _PATH_BY_PARTITION = {
 }
 
 
-def _load_image(path: str, chip_name: str) -> Firmware:
+def _load_image(path: str, chip_name: str, table_offset: int) -> Firmware:
     data = _read(path)
     chip = CHIPS[chip_name]
-    table_offset = chip.partition_table_offset
     try:
         table = pt.decode_partition_table(data[table_offset:table_offset + pt.TABLE_SIZE])
     except FormatError as err:
@@ -128,8 +154,21 @@ def _load_image(path: str, chip_name: str) -> Firmware:
         except FormatError as err:
             raise FirmwareError(f"no application image in partition {first.name} ({err})") from None
         files.append(FirmwareFile(first.offset, "esp-at.bin", path, first.offset, app.length))
+    at_table, customized = _image_customized(data, table)
     return Firmware(path, "image", tuple(files), table, boot_offset, data[boot_offset:boot_offset + 24],
-                    len(data), (path,))
+                    len(data), (path,), at_table, customized)
+
+
+def _image_customized(data: bytes, table: pt.DecodedTable):
+    """The image's at_customize table and AT partitions (see _release_customized)."""
+    at = [e for e in table.entries if e.type == pt.AT_CUSTOMIZE_TYPE and e.subtype == pt.AT_CUSTOMIZE_SUBTYPE]
+    if not at:
+        return None, ()
+    try:
+        at_table = pt.decode_partition_table(data[at[0].offset:at[0].offset + pt.TABLE_SIZE])
+    except FormatError:
+        return None, ()
+    return at_table, tuple((e.name, bytes(data[e.offset:e.end])) for e in at_table.entries if e.end <= len(data))
 
 
 def _used_length(data: bytes, offset: int, size: int) -> int:
@@ -138,10 +177,12 @@ def _used_length(data: bytes, offset: int, size: int) -> int:
     return min(size, (len(chunk) + 3) & ~3)
 
 
-def check_firmware(board, firmware: Firmware, where: str) -> List[Problem]:
-    """Cross-check a loaded board against its firmware.  ``where`` names the firmware setting."""
+def check_firmware(board, firmware: Firmware, where: str, formats=None, warnings: Optional[List[str]] = None) -> List[Problem]:
+    """Cross-check a loaded board against its firmware.  ``where`` names the firmware setting;
+    ``warnings`` collects what does not stop the build (the firmware's own AT release)."""
     problems: List[Problem] = []
     origin = display_path(firmware.origin)
+    _check_generation(board, firmware, where, formats, problems, warnings if warnings is not None else [])
 
     def fail(file, key, message, value=Problem._NO_VALUE):
         problems.append(Problem(file, key, message, value))
@@ -177,3 +218,38 @@ def check_firmware(board, firmware: Firmware, where: str) -> List[Problem]:
         fail(board.path, "flash.size", f"the firmware needs {format_size(need)} of flash, more than the board's "
                                         f"{board.flash_size}", board.flash_size)
     return problems
+
+
+def _check_generation(board, firmware: Firmware, where: str, formats, problems: List[Problem],
+                      warnings: List[str]) -> None:
+    """A v2 board on v3.1+ firmware reads partitions the firmware never looks at, and the other
+    way round: refuse, naming both generations.  Where the firmware's own AT partitions say which
+    releases wrote them (mfg_nvs's generator family and keys), a different release is a warning."""
+    from .at_releases import AT_RELEASES, describe_versions
+    from .formats import stock_registry
+
+    if firmware.at_table is None:
+        return
+    formats = formats or stock_registry()
+    versions = None
+    for fmt in formats:
+        implied = fmt.firmware_releases([(e.name, e.type, e.subtype) for e in firmware.at_table.entries],
+                                        dict(firmware.customized))
+        if implied is not None:
+            versions = implied if versions is None else versions & implied
+    if versions is None:
+        return
+    release = AT_RELEASES.get(board.at_version)
+    generation = lambda v: AT_RELEASES[v].generation   # noqa: E731
+    generations = {generation(v) for v in versions}
+    words = {"v2": "ESP-AT v2 (factory_param and certificate partitions)", "mfg_nvs": "ESP-AT v3.1+ (mfg_nvs)"}
+    if release is not None and generations and release.generation not in generations:
+        problems.append(Problem(board.path, "module.at_version", f"the board builds for {words[release.generation]}, "
+                                f"but the firmware in {display_path(firmware.origin)} is "
+                                f"{' or '.join(words[g] for g in sorted(generations))}: it would never read what "
+                                "this board builds; choose the at_version of the firmware", board.at_version))
+    elif versions and board.at_version not in versions:
+        known = [v for v in AT_RELEASES if v in versions]
+        warnings.append(f"{display_path(board.path)}: module.at_version = \"{board.at_version}\": the firmware's own AT "
+                        f"partitions were written by ESP-AT {describe_versions(known)}; the board's are written as "
+                        f"{board.at_version} writes them")

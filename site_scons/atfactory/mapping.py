@@ -28,7 +28,7 @@ def _main_kind(ptype: int, subtype: int) -> str:
 
 def build_regions(bootloader_offset: Optional[int], main_entries: Sequence[Tuple[str, int, int, int, int]],
                   at_offset: Optional[int], at_size: Optional[int],
-                  at_entries: Sequence[Tuple[str, int, int, str]]) -> List[MapRegion]:
+                  at_entries: Sequence[Tuple[str, int, int, str]], table_offset: int = TABLE_OFFSET) -> List[MapRegion]:
     """main_entries: (name, type, subtype, offset, size); at_entries: (name, offset, size, detail)."""
     from .flash_map import MapRegion
 
@@ -38,8 +38,8 @@ def build_regions(bootloader_offset: Optional[int], main_entries: Sequence[Tuple
                  for name, offset, size, detail in at_entries]
     regions: List[MapRegion] = []
     if bootloader_offset is not None:
-        regions.append(MapRegion("bootloader", bootloader_offset, TABLE_OFFSET - bootloader_offset, "bootloader"))
-        regions.append(MapRegion("partition table", TABLE_OFFSET, 0x1000, "partition_table"))
+        regions.append(MapRegion("bootloader", bootloader_offset, table_offset - bootloader_offset, "bootloader"))
+        regions.append(MapRegion("partition table", table_offset, 0x1000, "partition_table"))
     placed_at = False
     for name, ptype, subtype, offset, size in main_entries:
         kind = _main_kind(ptype, subtype)
@@ -73,7 +73,8 @@ def regions_of_document(doc: dict, formats: Optional[FormatRegistry] = None) -> 
     size_name = (doc.get("flash") or {}).get("size")
     if size_name and any(size_name in c.flash_sizes for c in CHIPS.values()):
         flash = max(flash, flash_size_bytes(size_name)) if doc["kind"] != "image" else flash
-    return flash, build_regions(boot, main, at.get("offset"), at.get("size"), entries)
+    table_offset = (doc.get("partition_table") or {}).get("offset", TABLE_OFFSET)
+    return flash, build_regions(boot, main, at.get("offset"), at.get("size"), entries, table_offset)
 
 
 def write_map_for_document(doc: dict, path: str, formats: Optional[FormatRegistry] = None) -> None:
@@ -95,17 +96,22 @@ def board_map_spec(board, firmware=None, formats: Optional[FormatRegistry] = Non
         at_entries.append([p.name, p.offset, p.size, detail])
     main = []
     boot = None
+    table_offset = TABLE_OFFSET
     if firmware is not None:
         boot = firmware.bootloader_offset
+        table_offset = board.chip.table_offset(board.at_version)
         main = [[e.name, e.type, e.subtype, e.offset, e.size] for e in firmware.table.entries]
-    return {"flash_bytes": board.flash_size_bytes, "title": f"{board.id}: {board.module_name} ({board.chip.title}, "
+    spec = {"flash_bytes": board.flash_size_bytes, "title": f"{board.id}: {board.module_name} ({board.chip.title}, "
             f"{board.flash_size})", "bootloader": boot, "main": main, "at": [board.at_customize_offset,
             board.at_customize_size], "at_entries": at_entries}
+    if table_offset != TABLE_OFFSET:   # only where it moved: the maps of every other board stay the same bytes
+        spec["table_offset"] = table_offset
+    return spec
 
 
 def render_board_map(spec: dict) -> bytes:
     at_offset, at_size = spec["at"]
     regions = build_regions(spec["bootloader"], [tuple(e) for e in spec["main"]], at_offset, at_size,
-                            [tuple(e) for e in spec["at_entries"]])
+                            [tuple(e) for e in spec["at_entries"]], spec.get("table_offset", TABLE_OFFSET))
     from .flash_map import render_flash_map
     return render_flash_map(spec["flash_bytes"], regions, spec["title"]).encode("utf-8")

@@ -9,6 +9,7 @@ Every problem is collected into one BoardError.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -56,13 +57,16 @@ def prepare_board(ref: str, registry: BoardRegistry, host=None, *, relative_to: 
     else:
         return prepared
     try:
-        prepared.firmware = load_firmware(path, board.chip.name)
+        prepared.firmware = load_firmware(path, board.chip.name, board.at_version)
     except FirmwareError as err:
         raise BoardError([Problem(None if firmware_override else board.path, prepared.firmware_setting,
                                   str(err), display_path(path))]) from None
-    problems = check_firmware(board, prepared.firmware, prepared.firmware_setting)
+    warnings: list = []
+    problems = check_firmware(board, prepared.firmware, prepared.firmware_setting, formats, warnings)
     if problems:
         raise BoardError(problems)
+    if warnings:
+        prepared.board = dataclasses.replace(board, warnings=board.warnings + tuple(warnings))
     return prepared
 
 

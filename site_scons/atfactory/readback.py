@@ -16,7 +16,7 @@ import os
 from typing import List, Optional, Tuple
 
 from . import partition_table as pt
-from .chips import CHIPS, FLASH_MODES, flash_size_bytes
+from .chips import CHIPS, FLASH_MODES, TABLE_OFFSETS, flash_size_bytes
 from .errors import FormatError, InputError, ReadError, ReleaseError
 from .esp_image import ESP32_FAMILY_WP_PIN, decode_header, read_image
 from .formats import FormatRegistry, stock_registry
@@ -31,7 +31,7 @@ _MODE_NAMES = {v: k for k, v in FLASH_MODES.items()}
 
 def detect_kind(data: bytes, name: str = "", formats: Optional[FormatRegistry] = None) -> str:
     """"image", "partition_table", the kind of a partition format, or "unknown"."""
-    if len(data) > TABLE_OFFSET + 32 and data[TABLE_OFFSET:TABLE_OFFSET + 2] == pt.ENTRY_MAGIC:
+    if _table_offset(data) is not None and len(data) > _table_offset(data) + 32:
         return "image"
     if data[:2] == pt.ENTRY_MAGIC:
         return "partition_table"
@@ -119,6 +119,11 @@ def _manifest_chip(folder: str) -> Optional[str]:
 
 # --- a whole flash ----------------------------------------------------------------------------
 
+def _table_offset(data: bytes) -> Optional[int]:
+    """Where the main partition table is: the first of the offsets chips use that holds one."""
+    return next((o for o in TABLE_OFFSETS if data[o:o + 2] == pt.ENTRY_MAGIC), None)
+
+
 def _detect_chip(data: bytes) -> Tuple[Optional[str], Optional[int]]:
     """(chip, bootloader offset) from the bootloader image header, or (None, None)."""
     for offset in sorted({c.bootloader_offset for c in CHIPS.values()}, reverse=True):
@@ -162,13 +167,14 @@ def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[in
     doc["flash"] = dict(declared_flash) if declared_flash else (
         {k: v for k, v in doc["bootloader"]["flash"].items() if k != "header_byte3"} if chip else {})
     table = None
-    if len(data) >= TABLE_OFFSET + 32 and data[TABLE_OFFSET:TABLE_OFFSET + 2] == pt.ENTRY_MAGIC:
+    table_offset = _table_offset(data)
+    if table_offset is not None and len(data) >= table_offset + 32:
         try:
-            table = pt.decode_partition_table(data[TABLE_OFFSET:TABLE_OFFSET + pt.TABLE_SIZE])
-            doc["partition_table"] = {"offset": TABLE_OFFSET, "md5": table.md5,
+            table = pt.decode_partition_table(data[table_offset:table_offset + pt.TABLE_SIZE])
+            doc["partition_table"] = {"offset": table_offset, "md5": table.md5,
                                       "partitions": [_entry_doc(e) for e in table.entries]}
         except FormatError as err:
-            doc["partition_table"] = {"offset": TABLE_OFFSET, "error": str(err), "partitions": []}
+            doc["partition_table"] = {"offset": table_offset, "error": str(err), "partitions": []}
     region = None
     if table is not None:
         at = [e for e in table.entries if e.type == pt.AT_CUSTOMIZE_TYPE and e.subtype == pt.AT_CUSTOMIZE_SUBTYPE]

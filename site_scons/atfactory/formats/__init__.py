@@ -120,6 +120,11 @@ class PartitionFormat:
         """(dotted key, message, value or None) for what this format requires of a whole board."""
         return ()
 
+    def firmware_releases(self, entries: Sequence[Tuple[str, int, int]], contents: Mapping[str, bytes]):
+        """The AT releases a firmware can be, from its own at_customize entries (name, type,
+        subtype) and AT partitions' bytes (by name), where this format's partition says; else None."""
+        return None
+
     def certificate_slots(self, name: str, at_version: str) -> Tuple[str, ...]:
         """The certificate sets ("client_cert", ...) partition ``name`` can hold: per-device columns."""
         return ()

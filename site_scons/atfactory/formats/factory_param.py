@@ -64,6 +64,11 @@ class FactoryParamFormat(PartitionFormat):
         from ..at_releases import AT_RELEASES
         return frozenset(v for v in AT_RELEASES if is_v2(v))
 
+    def firmware_releases(self, entries, contents):
+        if any(name == PARTITION and ptype == 0x40 for name, ptype, _ in entries):
+            return self.implied_at_versions(PARTITION, {})
+        return None
+
     def module_settings(self, doc: dict) -> Optional[ModuleSettings]:
         fields = doc["fields"]
         return ModuleSettings(fields["module_name"], fields["platform"],

@@ -223,6 +223,17 @@ class MfgNvsFormat(PartitionFormat):
         return frozenset(v for v, r in AT_RELEASES.items() if r.generation == MFG_NVS
                          and (doc["family"] is None or r.nvs_family == doc["family"]) and r.sys_store == later)
 
+    def firmware_releases(self, entries, contents):
+        if not any(name == PARTITION and (ptype, subtype) == (0x01, 0x02) for name, ptype, subtype in entries):
+            return None
+        data = contents.get(PARTITION)
+        if data and data.strip(b"\xff"):
+            try:
+                return self.implied_at_versions(PARTITION, self.decode(data))
+            except FormatError:
+                pass
+        return frozenset(v for v, r in AT_RELEASES.items() if r.generation == MFG_NVS)
+
     def extract_tables(self, name: str, doc: dict, raw: bytes, src_dir: str, notes: List[str]) -> Dict[str, dict]:
         """[mfg_nvs]: each certificate set's files and the GATT table, written under src_dir/mfg_nvs/."""
         image = nvs.decode_nvs(raw)
