@@ -48,6 +48,8 @@ Figures
     and the no-op rebuild; peak memory of the largest count vs the smallest
 5   cold build of a WROOM-32 with 16MB flash and firmware  vs  the same board with 4MB flash;
     reference: esptool's ``merge_bin`` of that 16MB image in-process in a fresh Python
+6   ``scons board=WROOM-32-V5 devices=CSV -j2`` (per-device mfg_nvs)  vs  esp-idf-nvs-partition-gen
+    0.1.9 making the same images in one Python process; every image compared byte for byte
 Profile: ``-X importtime`` (imports beyond those of the empty SConstruct, by package) and
 cProfile of the no-op rebuild of 1a (and of 1b), and one experiment: the no-op of 1a with
 ``DefaultEnvironment(tools=[])`` put first in (a copy of) the SConstruct.
@@ -414,6 +416,35 @@ def device_certs(count: int) -> float:
             stamp.write_text(str(n + 1))
     stamp.write_text(str(count))
     return time.perf_counter() - t0
+
+
+# The baseline of figure 6: the maintained generator making each device's image in one process,
+# from the board's own content with the device's client certificate and key in place.
+NVS_GEN_SCRIPT = """
+import contextlib, csv, io, os, sys
+sys.path.insert(0, "site_scons")
+from atfactory import nvs
+from esp_idf_nvs_partition_gen import nvs_partition_gen as gen
+shared = open(r"{shared}", "rb").read()
+content = nvs.decode_nvs(shared).namespace_items()
+base = os.path.dirname(r"{csv}")
+rows = list(csv.DictReader(open(r"{csv}")))
+os.makedirs(r"{out}", exist_ok=True)
+for row in rows:
+    blobs = {{"client_cert": open(os.path.join(base, row["client_cert"]), "rb").read(),
+             "client_key": open(os.path.join(base, row["client_key"]), "rb").read()}}
+    buf = io.BytesIO()
+    with contextlib.redirect_stdout(io.StringIO()):
+        image = gen.nvs_open(buf, len(shared) - 4096, gen.Page.VERSION2)
+        for ns, items in content:
+            gen.write_entry(image, ns, "namespace", "", "")
+            for key, kind, value in items:
+                value = blobs.get(ns, value) if kind == "blob" else value
+                gen.write_entry(image, key, "data", "binary" if kind == "blob" else kind, value)
+        gen.nvs_close(image)
+    with open(os.path.join(r"{out}", row["device_id"] + ".bin"), "wb") as f:
+        f.write(buf.getvalue())
+"""
 
 
 def devices_csv(count: int) -> Path:
@@ -854,6 +885,42 @@ class Bench:
         return phases
 
     # 5 ------------------------------------------------------------------------------------
+    def fig6(self, plain, counts):
+        """Per-device mfg_nvs (a v5.0 board) against esp-idf-nvs-partition-gen making the same images."""
+        self.current = "figure 6"
+        log(f"\n[6] per-device mfg_nvs: scons board=WROOM-32-V5 devices=CSV -j2 vs esp-idf-nvs-partition-gen "
+            f"0.1.9 in one process, {', '.join(map(str, counts))} devices")
+        device_certs(max(counts))
+        results = {}
+        for n in counts:
+            csv = devices_csv(n)
+            out = self.fresh(f"nvs{n}")
+            settle()
+            ours = self.measure(lambda: scons(plain, "board=WROOM-32-V5", f"devices={csv}", f"build_dir={out}", "-j2",
+                                              sample=True))
+            base_dir = self.fresh(f"nvsgen{n}")
+            script = NVS_GEN_SCRIPT.format(shared=out / "WROOM-32-V5/customized_partitions/mfg_nvs.bin",
+                                           csv=csv, out=base_dir)
+            theirs = self.measure(lambda: run([PY, "-c", script], plain))
+            devices = sorted(d for d in (out / "WROOM-32-V5/devices").iterdir() if d.is_dir())
+            same = all((d / "customized_partitions/mfg_nvs.bin").read_bytes() == (base_dir / f"{d.name}.bin").read_bytes()
+                       for d in devices)
+            ratio = theirs.seconds / ours.seconds
+            results[n] = {"ours_s": ours.seconds, "generator_s": theirs.seconds, "ratio": ratio,
+                          "identical": same, "maxrss_kb": ours.maxrss_kb, "tree_peak_kb": ours.tree_peak_kb,
+                          "devices": len(devices)}
+            log(f"  {n} devices: atfactory {fmt_s(ours.seconds)} ({n / ours.seconds:.0f}/s, whole build), generator "
+                f"{fmt_s(theirs.seconds)} ({n / theirs.seconds:.0f}/s, images only): {ratio:.1f}x; "
+                f"byte-identical: {same}; peak {fmt_mb(ours.maxrss_kb)}")
+            self.row(f"6  mfg_nvs devices={n}", f"{n / ours.seconds:.0f} dev/s", f"{n / theirs.seconds:.0f} dev/s "
+                     "esp-idf-nvs-partition-gen", f"{ratio:.1f}x", ">= 8x", ratio >= 8 and same)
+        if len(counts) > 1:
+            lo, hi = min(counts), max(counts)
+            growth = results[hi]["maxrss_kb"] / max(results[lo]["maxrss_kb"], 1)
+            self.row(f"6  mfg_nvs peak memory {hi} vs {lo}", fmt_mb(results[hi]["maxrss_kb"]),
+                     fmt_mb(results[lo]["maxrss_kb"]), f"{growth:.2f}x", "flat", None)
+        self.results["6"] = results
+
     def fig5(self, fw):
         self.current = "figure 5"
         log("\n[5] cold build of WROOM-32 at 16MB with firmware vs the same board at 4MB")
@@ -1038,7 +1105,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 repeats, 200 devices, no parallel-script row")
     ap.add_argument("--devices", help="device counts of figure 4, comma-separated (default 1000,10000; --quick 200)")
     ap.add_argument("--repeat", type=int, help="repeats per measurement (default 5; --quick 3)")
-    ap.add_argument("--figures", default="1,2,3,4,5,profile", help="which figures to run (default all)")
+    ap.add_argument("--figures", default="1,2,3,4,5,6,profile", help="which figures to run (default all)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     ap.add_argument("--wait-quiet", type=float, default=60.0, metavar="S",
                     help="wait at most S seconds for other processes to go quiet before starting (default 60)")
@@ -1085,6 +1152,8 @@ def main():
             bench.profile(plain, fw, out_all)
         if "4" in figures:
             bench.fig4(plain, counts)
+        if "6" in figures:
+            bench.fig6(plain, counts)
     finally:
         if args.keep:
             log(f"\nkept {work}")

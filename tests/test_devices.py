@@ -176,3 +176,33 @@ def test_devices_need_one_board(tmp_path):
     csv = write_csv(tmp_path / "devices.csv", "device_id", ["A"])
     r = run_scons("board=all", f"devices={csv.name}", "build_dir=out", cwd=tmp_path)
     assert r.returncode == 2 and "devices= builds the devices of one board" in r.stderr
+
+
+def test_devices_of_a_v5_board_get_their_own_mfg_nvs(device_pki, tmp_path):
+    """ESP-AT v3.1+: one mfg_nvs per device holding its certificate, key and factory values,
+    everything else of the board's; a certificate used twice is refused."""
+    from atfactory import nvs
+
+    csv = write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key,uart_tx_pin",
+                    rows_for(3, device_pki, tmp_path, lambda i: ",4" if i == 1 else ","))
+    r = run_scons("board=WROOM-32-V5", f"devices={csv}", "build_dir=out", "-j2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    root = tmp_path / "out/WROOM-32-V5/devices"
+    shared = nvs.decode_nvs((tmp_path / "out/WROOM-32-V5/customized_partitions/mfg_nvs.bin").read_bytes())
+    for i in range(3):
+        image = nvs.decode_nvs((root / f"D0000{i}/customized_partitions/mfg_nvs.bin").read_bytes())
+        items = {(x.namespace, x.key): x.value for x in image.items}
+        assert items[("client_cert", "client_cert")] == (device_pki / f"certs/cert_{i}.pem").read_bytes()
+        assert items[("client_key", "client_key")] == (device_pki / f"certs/key_{i}.pem").read_bytes()
+        assert items[("factory_param", "uart_tx_pin")] == (4 if i == 1 else 17)
+        assert [ns.name for ns in image.namespaces] == [ns.name for ns in shared.namespaces]
+        assert items[("server_cert", "server_cert")] == {(x.namespace, x.key): x.value for x in shared.items}[
+            ("server_cert", "server_cert")]
+        assert (root / f"D0000{i}/customized_partitions/mfg_nvs.bin").stat().st_mode & 0o077 == 0
+        config = decode_download_config((root / f"D0000{i}/download.config").read_bytes())
+        assert (0x21000, "customized_partitions/mfg_nvs.bin") in config.entries
+    again = write_csv(tmp_path / "twice.csv", "device_id,client_cert,client_key",
+                      rows_for(2, device_pki, tmp_path) + [rows_for(1, device_pki, tmp_path)[0].replace("D00000", "D00009")])
+    r = run_scons("board=WROOM-32-V5", f"devices={again}", "build_dir=out2", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "line 4, client_cert" in r.stderr and "the same file content as line 2" in r.stderr

@@ -31,7 +31,7 @@ from .checks import Checker
 from .errors import MAX_PROBLEMS, BoardError, ContentError, Problem, display_path
 from .formats import CERTIFICATE_USES, ReadContext, public_keys
 from .formats.factory_param import check_table
-from .fsutil import write_atomic
+from .fsutil import read_input, write_atomic
 from .numbers import parse_int
 from .plugins import call_build
 from .toml_layers import Merged
@@ -94,13 +94,16 @@ def read_columns(path: str, board, plugin_tables, cert_columns: Dict[str, str]) 
     cols = Columns()
     problems = []
     cert_names = list(cert_columns)
+    # the board's release's [factory_param] fields, in the v2 layout's order where they are in it
+    fp_fields = [f for f in _FP_FIELDS if f in board.factory_param] + \
+        [f for f in board.factory_param if f not in _FP_FIELDS and f not in ("platform", "module_name")]
     if "device_id" not in header:
         problems.append(Problem(path, "line 1", "no device_id column; the header must name device_id and the "
                                                 "values that differ per device"))
     for name in header:
         if name == "device_id":
             continue
-        if name in _FP_FIELDS:
+        if name in fp_fields:
             cols.factory_param.append(name)
         elif name in cert_columns:
             cols.certificates.append(name)
@@ -108,7 +111,7 @@ def read_columns(path: str, board, plugin_tables, cert_columns: Dict[str, str]) 
             table, key = name.split(".", 1)
             cols.plugin.append((name, table, key))
         else:
-            accepted = ", ".join(["device_id"] + _FP_FIELDS + cert_names + [f"{t}.<key>" for t in (plugin_tables or {})])
+            accepted = ", ".join(["device_id"] + fp_fields + cert_names + [f"{t}.<key>" for t in (plugin_tables or {})])
             problems.append(Problem(path, f"line 1, column {name!r}", f"unknown column; accepted: {accepted}"))
     if len(set(header)) != len(header):
         problems.append(Problem(path, "line 1", "a column is named twice"))
@@ -134,7 +137,8 @@ class DeviceMaker:
         self.plugin_tables = plugin_tables or {}
         self.cert_partitions = certificate_columns(self.board, self.formats)
         self.columns = read_columns(self.csv_path, self.board, self.plugin_tables, self.cert_partitions)
-        self.base_table = {k: self.board.factory_param[k] for k in _FP_FIELDS}
+        # the release's [factory_param] fields (v2: every field of the 4 KB layout; v3.1+: mfg_nvs's)
+        self.base_table = {k: v for k, v in self.board.factory_param.items() if k not in ("platform", "module_name")}
         self.shared = {p.name: p for p in self.board.partitions}
         self.shared_sets = self.board.certificate_sets()
         self._plugin_shared = {}
@@ -161,19 +165,20 @@ class DeviceMaker:
                               "(it names the device's folder)", device_id)
         files: Dict[str, Tuple[bytes, bool]] = {}
         digests: Dict[str, str] = {}
-        self._factory_param(row, files, fail, problems)
-        self._certificates(row, files, digests, fail)
+        values = self._factory_values(row, fail, problems)
+        self._partitions(row, values, files, digests, fail)
         self._plugin_tables(row, files, fail)
         if problems:
             raise BoardError(problems)
         return device_id, files, digests
 
-    def _factory_param(self, row: Row, files, fail, problems) -> None:
-        """The board's values with the row's laid over them, checked like a board."""
+    def _factory_values(self, row: Row, fail, problems) -> Optional[Dict[str, object]]:
+        """The board's [factory_param] with the row's values laid over them, checked like a board;
+        None when the row gives none (or they are wrong: the problems say so)."""
         board = self.board
         given = {k: row.cells[k] for k in self.columns.factory_param if row.cells.get(k, "") != ""}
         if not given:
-            return
+            return None
         table = dict(self.base_table)
         merged = Merged()
         for key, text in given.items():
@@ -188,49 +193,61 @@ class DeviceMaker:
             merged.origin[("factory_param", key)] = self.csv_path
         merged.data["factory_param"] = table
         sub: List[Problem] = []
-        values = check_table(Checker(merged, self.csv_path, sub), board.chip)
+        values = check_table(Checker(merged, self.csv_path, sub), board.chip, board.at_version)
         for p in sub:
             problems.append(Problem(self.csv_path, f"line {row.line}, {p.key}", p.message, p.value) if p.has_value
                             else Problem(self.csv_path, f"line {row.line}, {p.key}", p.message))
         if sub:
-            return
+            return None
         values.update(platform=board.platform, module_name=board.module_name)
-        ctx = ReadContext(board.at_version, values, cache=False, parse=False)
-        for part in board.partitions:   # every partition whose content the values go into
-            fmt = self.formats.get(part.content.kind) if part.content else None
-            if fmt is None or not fmt.reads_factory_param:
+        return values
+
+    def _partitions(self, row: Row, values, files, digests, fail) -> None:
+        """Every partition the row changes, made again once: with the row's factory_param values
+        (formats that read them) and its certificate sets; keys paired with certificates."""
+        board = self.board
+        overrides: Dict[str, Dict[str, List[str]]] = {}   # partition -> {set name: files}
+        for name in self.columns.certificates:
+            cell = row.cells.get(name, "")
+            if cell:
+                sources = [os.path.normpath(os.path.join(self.csv_dir, s.strip())) for s in cell.split(";") if s.strip()]
+                overrides.setdefault(self.cert_partitions[name], {})[name] = sources
+        row_keys: Dict[str, Tuple[bytes, ...]] = {}
+        for part in board.partitions:
+            fmt = self.formats.get(part.content.kind) if part.content else self.formats.for_partition(part.name,
+                                                                                                    board.at_version)
+            sets = overrides.get(part.name)
+            if not sets and not (values is not None and fmt.reads_factory_param):
                 continue
-            content = fmt.read(part.name, part.sources, ctx)
+            # The board's own certificates were parsed when it was loaded: only the row's are parsed here.
+            ctx = ReadContext(board.at_version, values or board.factory_param, cache=False,
+                              parse=not self.checked and bool(sets), tables=board.data, partition_size=part.size)
+            column = next(iter(sets)) if sets else part.name
+            try:
+                content = fmt.read_certificates(part.name, sets, ctx) if sets else fmt.read(part.name, part.sources, ctx)
+            except ContentError as err:
+                named = err.key.split(".", 1)[1] if err.key and err.key.startswith("mfg_nvs.") else None
+                column = named if sets and named in sets else column
+                fail(column, err.message, display_path(err.path) if err.path else row.cells.get(column, ""))
+                continue
+            if content is None:
+                continue
+            if content.size > part.size:
+                fail(column, f"the content is {content.size} bytes, larger than the partition's {part.size}",
+                     row.cells.get(column, ""))
+                continue
             data = fmt.render(content.spec, content.sources)
             for name in (part.name,) + tuple(fmt.extra_targets(part.name, board.module_name)):
                 files[art.partition_path(name)] = (data, content.secret)
-
-    def _certificates(self, row: Row, files, digests, fail) -> None:
-        """Certificate sets given per device: their partitions made again, keys paired with certificates."""
-        board = self.board
-        ctx = ReadContext(board.at_version, cache=False, parse=not self.checked)
-        row_keys: Dict[str, Tuple[bytes, ...]] = {}
-        for name in self.columns.certificates:
-            cell = row.cells.get(name, "")
-            if not cell:
-                continue
-            sources = [os.path.normpath(os.path.join(self.csv_dir, s.strip())) for s in cell.split(";") if s.strip()]
-            part = self.shared[self.cert_partitions[name]]
-            fmt = self.formats.for_partition(part.name, board.at_version)
-            try:
-                content = fmt.read_certificates(part.name, {name: sources}, ctx)
-            except ContentError as err:
-                fail(name, err.message, display_path(err.path) if err.path else cell)
-                continue
-            if content.size > part.size:
-                fail(name, f"the content is {content.size} bytes, larger than the partition's {part.size}", cell)
-                continue
-            rendered = fmt.render(content.spec, content.sources)
-            # Same files give the same partition bytes: the duplicate check hashes those.
-            digests[name] = hashlib.sha256(rendered).hexdigest()
-            if content.public_keys is not None:
-                row_keys[name] = content.public_keys
-            files[art.partition_path(part.name)] = (rendered, content.secret)
+            for set_name, sources in (sets or {}).items():
+                # Same files, same digest: the duplicate check compares these.
+                digest = hashlib.sha256()
+                for source in sources:
+                    digest.update(read_input(source))
+                digests[set_name] = digest.hexdigest()
+                keys = [c.public_key for c in content.certificates if c.set_name == set_name]
+                if keys and all(k is not None for k in keys):
+                    row_keys[set_name] = tuple(keys)
         for use in CERTIFICATE_USES:
             cert, key = f"{use}_cert", f"{use}_key"
             if cert not in row_keys and key not in row_keys:

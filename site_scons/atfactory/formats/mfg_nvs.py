@@ -45,7 +45,37 @@ def is_mfg_nvs_release(at_version: Optional[str]) -> bool:
     return release is not None and release.generation == MFG_NVS
 
 
+# Per-device builds make thousands of images that share the board's certificate files and GATT
+# table: those reads are kept, keyed by the file's identity and times, so a file that changes is
+# read again.  Small files only (certificates, keys and GATT tables are a few KiB).
+_SHARED: Dict[tuple, object] = {}
+_SHARED_LIMIT = 256
+
+
+def _stamp(path: str):
+    st = os.stat(path)
+    return (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _shared(kind: str, path: str, read):
+    try:
+        key = (kind,) + _stamp(path)
+    except OSError:
+        return read(path)   # read() says why the file cannot be read
+    if key not in _SHARED:
+        value = read(path)
+        if len(_SHARED) >= _SHARED_LIMIT:
+            _SHARED.clear()
+        _SHARED[key] = value
+    return _SHARED[key]
+
+
 def read_gatt_rows(path: str) -> List[str]:
+    """The GATT rows of a CSV file (see _read_gatt_rows), read once per version of the file."""
+    return list(_shared("gatt", path, _read_gatt_rows))
+
+
+def _read_gatt_rows(path: str) -> List[str]:
     """ESP-AT v3's gatts_data.csv (a '#' line for a header) or the v2 GATT CSV: each row's cells
     joined by commas, as ESP-AT's build writes them into ble_data.cfg<i>."""
     data = read_input(path)
@@ -91,12 +121,14 @@ class MfgNvsFormat(PartitionFormat):
     def read(self, name: str, sources: Sequence[str], ctx: ReadContext) -> Optional[Content]:
         if sources:
             raise ContentError("mfg_nvs is built from [factory_param] and [mfg_nvs]; remove its source")
-        table = dict((ctx.tables or {}).get("mfg_nvs") or {})
-        sets = {s: table[s] for s in SET_NAMES if s in table}
-        return self.read_certificates(name, sets, ctx, table.get("ble_data"))
+        return self.read_certificates(name, {}, ctx)
 
-    def read_certificates(self, name, sets: Mapping[str, Sequence[str]], ctx: ReadContext,
-                          ble_data: Optional[str] = None) -> Optional[Content]:
+    def read_certificates(self, name, sets: Mapping[str, Sequence[str]], ctx: ReadContext) -> Optional[Content]:
+        """The partition with the board's [mfg_nvs] and these certificate sets in place of its own."""
+        table = dict((ctx.tables or {}).get("mfg_nvs") or {})
+        ble_data = table.get("ble_data")
+        given = set(sets)   # per device: the board's own sets were checked when it was loaded
+        sets = dict({s: table[s] for s in SET_NAMES if s in table}, **sets)
         release = AT_RELEASES[ctx.at_version]
         values = ctx.factory_param or {}
         if any(k not in values for k, _, t in FACTORY_KEYS if k != "sys_store" or release.sys_store):
@@ -112,9 +144,10 @@ class MfgNvsFormat(PartitionFormat):
             if use in LATER_USES and not release.https_wss:
                 raise ContentError(f"ESP-AT {ctx.at_version} has no {use} certificates (they exist from 4.1); "
                                    "remove them or build for at_version 4.1 or later", key=f"mfg_nvs.{set_name}")
+            set_ctx = ctx if not given or set_name in given else ctx._replace(parse=False)
             try:
                 content, certs = read_certificate_files(use, role, [files] if isinstance(files, str) else files,
-                                                        ctx, "", f"mfg_nvs.{set_name}", max_content=None)
+                                                        set_ctx, "", f"mfg_nvs.{set_name}", max_content=None)
             except ContentError as err:
                 raise ContentError(err.message, err.path, key=f"mfg_nvs.{set_name}") from None
             for path, data in zip((c.path for c in certs), content):
@@ -145,7 +178,7 @@ class MfgNvsFormat(PartitionFormat):
 
     def render(self, spec: Mapping[str, object], sources: Sequence[str]) -> bytes:
         count = sum(len(keys) for _, keys in spec["certificates"])
-        datas = [read_input(p) for p in sources[:count]]
+        datas = [_shared("file", p, read_input) for p in sources[:count]]
         rows = read_gatt_rows(sources[count]) if spec["ble_data"] else []
         return nvs.encode_nvs(_namespaces(spec, datas, rows), spec["size"], spec["family"])
 
