@@ -432,3 +432,12 @@ def test_a_v5_factory_image_of_esp32c5_has_its_table_at_0xc000(releases, capsys,
     rebuilt = (tmp_path / "out/c5-pins/factory/factory_ESP32C5-4MB.bin").read_bytes()
     differing = [i for i in range(len(data)) if data[i] != rebuilt[i]]
     assert differing and 0x31000 <= differing[0] and differing[-1] < 0x31000 + 124 * 1024
+
+
+def test_a_quote_in_the_module_name_is_written_right(tmp_path):
+    """ESP-AT's build turns MY"BOARD into MYBOARD" (no escaping); the NVS string holds it as written."""
+    from atfactory import nvs
+
+    board = board_from_text(tmp_path, _wroom(tmp_path, name='MY\\"BOARD'))
+    items = {(i.namespace, i.key): i.value for i in nvs.decode_nvs(rendered(board)).items}
+    assert items[("factory_param", "module_name")] == 'MY"BOARD'
