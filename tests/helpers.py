@@ -306,3 +306,23 @@ def run_cli(capsys, *argv: str):
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def nvs_oracle(content, size: int) -> bytes:
+    """esp-idf-nvs-partition-gen (0.1.9, family B: what ESP-AT v4.1+ builds run) over the same
+    (namespace, [(key, type, value)]) content: the test-only oracle for atfactory.nvs."""
+    import contextlib
+    import io
+
+    from esp_idf_nvs_partition_gen import nvs_partition_gen as gen
+
+    out = io.BytesIO()
+    with contextlib.redirect_stdout(io.StringIO()):
+        image = gen.nvs_open(out, size - 4096, gen.Page.VERSION2)
+        for ns_name, items in content:
+            gen.write_entry(image, ns_name, "namespace", "", "")
+            for key, type_name, value in items:
+                # "binary" data takes the path a "file" row takes once the file is read.
+                gen.write_entry(image, key, "data", "binary" if type_name == "blob" else type_name, value)
+        gen.nvs_close(image)
+    return out.getvalue()

@@ -13,15 +13,20 @@ from pathlib import Path
 
 import pytest
 
+try:
+    import tomllib
+except ImportError:   # Python < 3.11
+    import tomli as tomllib
+
 from atfactory.artifacts import plan_board, render_artifact
 from atfactory.errors import BoardError
 from atfactory.formats.mfg_nvs import BOARD_KEY_OF
-from helpers import CERTS, board_from_text, reference_dir, run_scons, toml_value, write
+from helpers import CERTS, board_from_text, reference_dir, run_scons, to_toml, toml_value, write
 
 PREFIX = "./components/customized_partitions/"
 # stray_files: a README beside a lone certificate makes Espressif's build call it "<set>.0", which
-# no board can ask for (stray files are refused); at_py_modify_bin: at.py's own generator (family A)
-# over v4.1 keys, a layout no release's build writes.
+# no board can ask for (stray files are refused).  at_py_modify_bin (at.py's own generator, family A,
+# over v4.1 keys) has a test of its own below: its CSV names copies of the stock files.
 NOT_FROM_BOARDS = ("stray_files", "at_py_modify_bin")
 
 
@@ -74,6 +79,38 @@ def board_for(reference: Path, record: dict) -> str:
               "[[at_customize.partitions]]", 'name = "mfg_nvs"', 'type = "data"', 'subtype = "nvs"',
               f"offset = 0x{offset:X}", f"size = 0x{size:X}"]
     return "\n".join(lines) + "\n"
+
+
+def test_the_at_py_modify_bin_vector_from_a_board_file(reference, tmp_path):
+    """tools/at.py modify_bin rewrites mfg_nvs with its own copy of the old generator (family A)
+    over v5.0's keys: a board says so with [mfg_nvs] generator_family = "A"."""
+    records = {r["path"]: r for r in json.loads((reference / "mfg_nvs/index.json").read_text())}
+    record = records["variants/v5.0.1.0/at_py_modify_bin"]
+    stock = board_for(reference, records["v5.0.1.0/PLATFORM_ESP32/WROOM-32"])
+    at_py = list(_csv(reference / "mfg_nvs" / record["path"] / "mfg_nvs.csv"))
+    # its vN.txt are copies of the stock files, in the stock CSV's order
+    stock_files = [v for _, kind, _, v in _csv(reference / "mfg_nvs/v5.0.1.0/PLATFORM_ESP32/WROOM-32/mfg_nvs.csv")
+                   if kind == "file"]
+    assert [v for _, kind, _, v in at_py if kind == "file"] == [f"./mfg_nvs/v{n}.txt" for n in range(1, 13)]
+    assert len(stock_files) == 12
+    gatt = write(tmp_path / "gatts_data.csv", "# index,uuid_len,uuid,perm,max_len,cur_len,value\n" +
+                 "".join(v + "\n" for k, kind, _, v in at_py if k.startswith("cfg")))
+    data = tomllib.loads(stock)
+    data["module"]["name"] = next(v for k, _, _, v in at_py if k == "module_name")
+    data["factory_param"].update({BOARD_KEY_OF[k]: (v if e == "string" else int(v)) for k, _, e, v in at_py
+                                  if k in BOARD_KEY_OF and k != "module_name"})
+    data["mfg_nvs"].update(generator_family="A", ble_data=str(gatt))
+    text = to_toml(data)
+    expected = (reference / "mfg_nvs" / record["path"] / "mfg_nvs.bin").read_bytes()
+    data = rendered(board_from_text(tmp_path, text))
+    assert data == expected
+    from atfactory import nvs
+    assert nvs.decode_nvs(data).family == "A"
+
+
+def test_a_bad_generator_family_is_refused(tmp_path):
+    [problem] = _problems(tmp_path, _wroom(tmp_path, extra='generator_family = "C"'))
+    assert ': mfg_nvs.generator_family: unknown generator family \'C\'; accepted: A, B' in problem
 
 
 def rendered(board) -> bytes:
@@ -441,3 +478,17 @@ def test_a_quote_in_the_module_name_is_written_right(tmp_path):
     board = board_from_text(tmp_path, _wroom(tmp_path, name='MY\\"BOARD'))
     items = {(i.namespace, i.key): i.value for i in nvs.decode_nvs(rendered(board)).items}
     assert items[("factory_param", "module_name")] == 'MY"BOARD'
+
+
+def test_extract_of_an_at_py_image_keeps_its_generator_family(reference, tmp_path):
+    from atfactory.formats.mfg_nvs import MfgNvsFormat
+
+    raw = (reference / "mfg_nvs/variants/v5.0.1.0/at_py_modify_bin/mfg_nvs.bin").read_bytes()
+    fmt = MfgNvsFormat()
+    doc = fmt.decode(raw)
+    assert fmt.implied_at_versions("mfg_nvs", doc) == {"4.1", "5.0"}   # the keys say v4.1+, the pages say A
+    table = fmt.extract_tables("mfg_nvs", doc, raw, str(tmp_path), [])["mfg_nvs"]
+    assert table["generator_family"] == "A"
+    stock = (reference / "mfg_nvs/v5.0.1.0/PLATFORM_ESP32/WROOM-32/mfg_nvs.bin").read_bytes()
+    assert "generator_family" not in fmt.extract_tables("mfg_nvs", fmt.decode(stock), stock, str(tmp_path / "s"),
+                                                        [])["mfg_nvs"]

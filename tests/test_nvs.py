@@ -7,9 +7,7 @@ random content, and the format itself, read here by a small independent entry wa
 """
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import random
 import struct
@@ -22,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from atfactory import nvs
 from atfactory.errors import FormatError
 
-from helpers import reference_dir
+from helpers import nvs_oracle, reference_dir
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -361,21 +359,6 @@ utf8_names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_chara
                      max_size=15).filter(lambda s: len(s.encode()) <= 15)
 
 
-def _oracle(content, size: int) -> bytes:
-    from esp_idf_nvs_partition_gen import nvs_partition_gen as gen
-
-    out = io.BytesIO()
-    with contextlib.redirect_stdout(io.StringIO()):
-        image = gen.nvs_open(out, size - 4096, gen.Page.VERSION2)
-        for ns_name, items in content:
-            gen.write_entry(image, ns_name, "namespace", "", "")
-            for key, type_name, value in items:
-                # "binary" data takes the path a "file" row takes once the file is read.
-                gen.write_entry(image, key, "data", "binary" if type_name == "blob" else type_name, value)
-        gen.nvs_close(image)
-    return out.getvalue()
-
-
 @PROPERTY
 @given(content=namespace_contents(), extra_pages=st.integers(-1, 2))
 def test_same_bytes_as_esp_idf_nvs_partition_gen(content, extra_pages):
@@ -387,9 +370,9 @@ def test_same_bytes_as_esp_idf_nvs_partition_gen(content, extra_pages):
         with pytest.raises(FormatError, match=f"needs {size + 4096} bytes"):
             nvs.encode_nvs(content, size, "B")
         with pytest.raises(InsufficientSizeError):
-            _oracle(content, size)
+            nvs_oracle(content, size)
     else:
-        assert nvs.encode_nvs(content, size, "B") == _oracle(content, size)
+        assert nvs.encode_nvs(content, size, "B") == nvs_oracle(content, size)
 
 
 @PROPERTY
@@ -481,8 +464,8 @@ def test_generator_crashes_where_the_encoder_refuses_a_long_string():
     from esp_idf_nvs_partition_gen.nvs_partition_gen import PageFullError
 
     with pytest.raises(PageFullError):
-        _oracle([("ns", [("k", "string", "x" * 3968)])], 0x3000)
-    assert _oracle([("ns", [("k", "string", "x" * 3967)])], 0x3000) == \
+        nvs_oracle([("ns", [("k", "string", "x" * 3968)])], 0x3000)
+    assert nvs_oracle([("ns", [("k", "string", "x" * 3967)])], 0x3000) == \
         nvs.encode_nvs([("ns", [("k", "string", "x" * 3967)])], 0x3000, "B")
 
 

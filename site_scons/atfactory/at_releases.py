@@ -14,6 +14,12 @@ from __future__ import annotations
 from typing import Dict, Iterable, NamedTuple, Optional
 
 V2, MFG_NVS = "v2", "mfg_nvs"
+# mfg_nvs's certificate namespaces, in the order ESP-AT's build writes them; https/wss from v4.1.
+MFG_NVS_USES = ("server", "client", "wpa2", "mqtt", "https", "wss")
+MFG_NVS_ROLES = ("cert", "key", "ca")
+MFG_NVS_SETS = tuple(f"{use}_{role}" for use in MFG_NVS_USES for role in MFG_NVS_ROLES)
+# Every namespace ESP-AT's build writes into mfg_nvs; a board's own namespaces take other names.
+MFG_NVS_NAMESPACES = MFG_NVS_SETS + ("factory_param", "ble_data")
 
 
 class AtRelease(NamedTuple):

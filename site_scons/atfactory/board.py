@@ -18,7 +18,7 @@ from .formats import CertificateFile, Content, FormatRegistry, certificate_sets
 from .layout import first_free
 from .numbers import format_size, parse_int, parse_size
 from .registry import DEFAULT_BOARD, BoardEntry, BoardRegistry, unknown_board_problem  # noqa: F401 (re-exported)
-from .toml_layers import Layer, Merged, check_layer, read_toml, resolve_sources
+from .toml_layers import MFG_NVS_FILE_KEYS, Layer, Merged, check_layer, read_toml, resolve_sources
 
 AT_CUSTOMIZE_SECTOR = pt.AT_CUSTOMIZE_SECTOR
 
@@ -34,6 +34,7 @@ class Partition:
     size: int
     sources: Tuple[str, ...]
     content: Optional[Content]   # None: only listed in at_customize.bin
+    declared: Tuple[str, ...] = ()   # the board's own source key (sources: what the content reads)
 
     @property
     def end(self) -> int:
@@ -196,9 +197,16 @@ def _check_sandbox(path: str, data: dict, root: str, problems: List[Problem]) ->
                     refuse(f"at_customize.partitions[{part.get('name')}].source", source)
     table = data.get("mfg_nvs")
     for key, value in (table.items() if isinstance(table, dict) else ()):
+        if key not in MFG_NVS_FILE_KEYS:
+            continue
         for source in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
             if isinstance(source, str) and not _inside(source, root):
                 refuse(f"mfg_nvs.{key}", source)
+    vendor = table.get("namespaces") if isinstance(table, dict) else None
+    for ns, keys in (vendor.items() if isinstance(vendor, dict) else ()):
+        for key, spec in (keys.items() if isinstance(keys, dict) else ()):
+            if isinstance(spec, dict) and isinstance(spec.get("file"), str) and not _inside(spec["file"], root):
+                refuse(f"mfg_nvs.namespaces.{ns}.{key}.file", spec["file"])
     fw = data.get("firmware")
     if isinstance(fw, dict) and isinstance(fw.get("release"), str):
         release = os.path.join(os.path.dirname(path), os.path.expanduser(fw["release"]))

@@ -65,7 +65,9 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
     if chip_name is not None and chip is None:
         c.fail(("module", "chip"), "unknown chip; accepted: " + ", ".join(CHIPS), chip_name)
     module_name = c.get("module", "name", os.path.splitext(os.path.basename(path))[0])
+    before = len(problems)
     check_text(c, ("module", "name"), module_name, 31)
+    name_ok = len(problems) == before
     platform = c.get("module", "platform", chip.platform if chip else "")
     if chip is not None:
         check_text(c, ("module", "platform"), platform, 31)
@@ -93,7 +95,7 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
     # [factory_param]
     before = len(problems)
     values = check_table(c, chip, at_version if isinstance(at_version, str) else None)
-    factory_ok = len(problems) == before   # formats see the values only when they are all fine
+    factory_ok = len(problems) == before and name_ok   # formats see the values only when they are all fine
     if isinstance(module_name, str):
         values["module_name"] = module_name
     if isinstance(platform, str):
@@ -202,6 +204,9 @@ def _resolve_subtype(ptype: Optional[int], raw) -> Optional[int]:
         return None
 
 
+PARTITION_KEY = "partition."   # ContentError.key "partition.size": the size of the partition being read
+
+
 def _check_partitions(c: Checker, merged: Merged, formats: FormatRegistry, at_version, region, flash_bytes, fp_values,
                       warnings: List[str]) -> List[Partition]:
     out: List[Partition] = []
@@ -270,7 +275,7 @@ def _check_partitions(c: Checker, merged: Merged, formats: FormatRegistry, at_ve
         elif flash_bytes is not None and offset + size > flash_bytes:
             fail(name, "offset", f"0x{offset:x}-0x{offset + size:x} ends past the {format_size(flash_bytes)} flash",
                  part["offset"])
-        sources = tuple(part.get("source", ()))
+        sources = declared = tuple(part.get("source", ()))
         if name in merged.made:   # made by a plugin
             content = merged.made[name]
         else:
@@ -278,6 +283,10 @@ def _check_partitions(c: Checker, merged: Merged, formats: FormatRegistry, at_ve
                 ctx = ReadContext(at_version, fp_values, tables=merged.data, partition_size=size)
                 content = formats.for_partition(name, at_version).read(name, sources, ctx)
             except ContentError as err:
+                if err.key and err.key.startswith(PARTITION_KEY):   # a key of this partition's own entry
+                    own = err.key[len(PARTITION_KEY):]
+                    fail(name, own, err.message, part.get(own, Problem.NO_VALUE))
+                    continue
                 shown = display_path(err.path) if err.path else Problem.NO_VALUE
                 fail(None if err.key else name, err.key or "source", err.message, shown)
                 continue
@@ -286,7 +295,7 @@ def _check_partitions(c: Checker, merged: Merged, formats: FormatRegistry, at_ve
             if content.size > size:
                 fail(name, "size", f"the content is {format_size(content.size)}, larger than the partition's "
                                    f"{format_size(size)}", part["size"])
-        out.append(Partition(name, ptype, subtype, offset, size, sources, content))
+        out.append(Partition(name, ptype, subtype, offset, size, sources, content, declared))
 
     raw_offsets = {p["name"]: p.get("offset") for p in merged.partitions}
     for b, a in overlaps((p.offset, p.end, p) for p in out):

@@ -84,19 +84,19 @@ def extract(data: bytes, doc: dict, out_dir: str, formats: Optional[FormatRegist
         end = max(p["offset"] + p["size"] for p in parts)
         size = end - at["offset"]
     lines = [f"# Extracted by atfactory from {os.path.basename(str(doc.get('path', '')))}.", "",
-             "[module]", f"name = {format_value(settings.module_name)}", f"chip = {format_value(chip)}"]
+             "[module]", f"name = {toml_value(settings.module_name)}", f"chip = {toml_value(chip)}"]
     if settings.platform is not None:
-        lines.append(f"platform = {format_value(settings.platform)}")
-    lines += [f"at_version = {format_value(at_version)}", "",
-              "[flash]", f"mode = {format_value(flash['mode'])}", f"freq = {format_value(flash['freq'])}",
-              f"size = {format_value(flash['size'])}", "", "[factory_param]"]
+        lines.append(f"platform = {toml_value(settings.platform)}")
+    lines += [f"at_version = {toml_value(at_version)}", "",
+              "[flash]", f"mode = {toml_value(flash['mode'])}", f"freq = {toml_value(flash['freq'])}",
+              f"size = {toml_value(flash['size'])}", "", "[factory_param]"]
     for key, value in settings.factory_param.items():
-        lines.append(f"{key} = {format_value(value)}")
+        lines.append(f"{key} = {toml_value(value)}")
     lines += ["", "[at_customize]", f"offset = 0x{at['offset']:X}", f"size = 0x{size:X}"]
     notes: List[str] = []
     tables: dict = {}
     for part in parts:
-        lines += ["", "[[at_customize.partitions]]", f"name = {format_value(part['name'])}",
+        lines += ["", "[[at_customize.partitions]]", f"name = {toml_value(part['name'])}",
                   f"type = 0x{part['type']:02X}", f"subtype = {part['subtype']}",
                   f"offset = 0x{part['offset']:X}", f"size = 0x{part['size']:X}"]
         raw = data[part["offset"]:part["offset"] + part["size"]]
@@ -107,15 +107,24 @@ def extract(data: bytes, doc: dict, out_dir: str, formats: Optional[FormatRegist
                 tables.setdefault(table, {}).update(values)
         if sources:
             rel = [os.path.relpath(s, out_dir).replace(os.sep, "/") for s in sources]
-            lines.append("source = [" + ", ".join(format_value(r) for r in rel) + "]")
+            lines.append("source = [" + ", ".join(toml_value(r) for r in rel) + "]")
+    def relative(path: str) -> str:
+        return os.path.relpath(path, out_dir).replace(os.sep, "/")
+
     for table, values in tables.items():
         lines += ["", f"[{table}]"]
         for key, value in values.items():
+            if isinstance(value, dict):   # [mfg_nvs] namespaces: a table of tables of entries
+                for sub, entries in value.items():
+                    for name, entry in entries.items():
+                        entry = {k: relative(v) if k == "file" else v for k, v in entry.items()}
+                        lines.append(f"{key}.{toml_string(sub)}.{toml_string(name)} = {toml_value(entry)}")
+                continue
             if isinstance(value, list):
-                value = [os.path.relpath(v, out_dir).replace(os.sep, "/") for v in value]
+                value = [relative(v) for v in value]
             elif isinstance(value, str) and os.path.isabs(value):
-                value = os.path.relpath(value, out_dir).replace(os.sep, "/")
-            lines.append(f"{key} = {format_value(value)}")
+                value = relative(value)
+            lines.append(f"{key} = {toml_value(value)}")
     board_path = os.path.join(out_dir, f"{board_id}.toml")
     write_atomic(board_path, ("\n".join(lines) + "\n").encode("utf-8"))
     return board_path, notes
@@ -130,3 +139,26 @@ def _write_sources(part: dict, raw: bytes, src_dir: str, notes: List[str], forma
     if kind == "invalid":
         raise ExtractError(f"partition {part['name']}: {content['error']}")
     return formats.for_partition(part["name"], at_version).extract(part["name"], content, raw, src_dir, notes)
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string that reads back as ``text`` (control characters escaped)."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def toml_value(value) -> str:
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return format_value(value)

@@ -67,6 +67,7 @@ for _name, (_code, _fmt) in INTEGER_FORMATS.items():
     _bytes = struct.calcsize(_fmt)
     _low = -(1 << (8 * _bytes - 1)) if _fmt[1].islower() else 0
     _INTEGERS[_name] = (_code, struct.Struct(_fmt), _low, _low + (1 << 8 * _bytes) - 1, b"\xff" * (8 - _bytes))
+INTEGER_RANGES = {name: (low, high) for name, (_c, _p, low, high, _f) in _INTEGERS.items()}
 _INTEGER_CODES = {code: (name, packer) for name, (code, packer, *_) in _INTEGERS.items()}
 _TYPE_NAMES = {**{code: name for code, (name, _) in _INTEGER_CODES.items()},
                TYPE_STRING: "string", TYPE_BLOB_V1: "blob", TYPE_BLOB_INDEX: "blob"}
@@ -284,6 +285,16 @@ def required_size(namespaces: Namespaces) -> int:
 
 def encode_nvs(namespaces: Namespaces, size: int, family: str) -> bytes:
     """The NVS partition image of ``namespaces``, ``size`` bytes, as generator ``family`` writes it."""
+    needed, image = encode_if_fits(namespaces, size, family)
+    if image is None:
+        raise FormatError(f"NVS: the content needs {needed} bytes ({needed // PAGE_SIZE - 1} pages of data + 1 "
+                          f"reserved), the partition has {size}")
+    return image
+
+
+def encode_if_fits(namespaces: Namespaces, size: int, family: str) -> Tuple[int, Optional[bytes]]:
+    """(required_size, the image) in one pass; the image is None when the content needs more
+    than ``size``.  Raises FormatError as encode_nvs does for content it refuses."""
     if family not in (FAMILY_A, FAMILY_B):
         raise FormatError(f"NVS: unknown generator family {family!r}; expected 'A' or 'B'")
     if not isinstance(size, int) or size % PAGE_SIZE or size < MIN_SIZE:
@@ -296,16 +307,25 @@ def encode_nvs(namespaces: Namespaces, size: int, family: str) -> bytes:
     used_counts = _layout(_records(namespaces), out)
     pages = len(used_counts)
     if pages > capacity:
-        raise FormatError(f"NVS: the content needs {_size_for(pages)} bytes ({pages} pages of data + 1 reserved), "
-                          f"the partition has {size}")
+        return _size_for(pages), None
     used_counts += [0] * (capacity - pages)
     for page in range(capacity if family == FAMILY_A else pages):
         state = STATE_ACTIVE if family == FAMILY_B and page == pages - 1 else STATE_FULL
         out[page * PAGE_SIZE:page * PAGE_SIZE + 64] = _page_header(state, page) + _BITMAPS[used_counts[page]]
-    return bytes(out)
+    return _size_for(pages), bytes(out)
 
 
 # --- decoding --------------------------------------------------------------------------------
+
+def looks_like_nvs(data) -> bool:
+    """Whether bytes start like an NVS image: whole pages, the first one in use (ACTIVE or FULL)
+    with a header whose CRC holds.  A cheap test for file-type detection; decode_nvs checks all."""
+    if len(data) < PAGE_SIZE or len(data) % PAGE_SIZE:
+        return False
+    state, sequence, version, _, crc = PAGE_HEADER.unpack_from(data, 0)
+    return state in (STATE_ACTIVE, STATE_FULL) and version in (VERSION_1, VERSION_2) \
+        and crc == _crc(bytes(data[4:28]))
+
 
 @dataclass(frozen=True)
 class NvsPage:

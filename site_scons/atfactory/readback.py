@@ -63,7 +63,7 @@ def read_path(path: str, formats: Optional[FormatRegistry] = None) -> dict:
     if kind == "unknown":
         raise ReadError(f"{path}: not an AT binary atfactory knows: expected a factory image or flash dump, "
                         "a release folder, a partition table, at_customize.bin, factory_param, a certificate "
-                        "or key partition, or ble_data.bin")
+                        "or key partition, ble_data.bin, or an NVS image (mfg_nvs.bin)")
     doc = formats[kind].decode(data)
     doc["path"] = path
     return doc

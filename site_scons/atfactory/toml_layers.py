@@ -12,6 +12,8 @@ import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .errors import Problem
+from . import vendor_nvs
+from .at_releases import MFG_NVS_SETS
 from .factory_param import FIELDS
 
 if sys.version_info >= (3, 11):
@@ -20,6 +22,8 @@ else:  # pragma: no cover - exercised on Python < 3.11 only
     import tomli as tomllib
 
 KeyPath = Tuple[str, ...]
+
+MFG_NVS_FILE_KEYS = frozenset(MFG_NVS_SETS + ("ble_data",))   # [mfg_nvs] keys that name files
 
 # Which keys each table accepts, and the types each value may have.
 INT_OR_STR = (int, str)
@@ -35,9 +39,10 @@ SCHEMA: Dict[str, Dict[str, tuple]] = {
     # every field of the v2 binary layout but the two that [module] sets, and v4.1's sys_store
     "factory_param": dict({f.name: (int,) if f.kind == "int" else (str,) for f in FIELDS
                            if f.name not in ("platform", "module_name")}, sys_store=(int,)),
-    # ESP-AT v3.1+: what mfg_nvs holds besides factory_param (file paths, relative to the board file)
-    "mfg_nvs": dict({f"{use}_{role}": STR_OR_LIST for use in ("server", "client", "wpa2", "mqtt", "https", "wss")
-                     for role in ("cert", "key", "ca")}, ble_data=(str,)),
+    # ESP-AT v3.1+: what mfg_nvs holds besides factory_param (file paths, relative to the board file),
+    # and the board's own namespaces (vendor_nvs)
+    "mfg_nvs": dict({name: STR_OR_LIST for name in MFG_NVS_SETS}, ble_data=(str,), namespaces=(dict,),
+                    generator_family=(str,)),
     "at_customize": {"offset": INT_OR_STR, "size": INT_OR_STR, "partitions": (list,)},
     "partition": {"name": (str,), "type": INT_OR_STR, "subtype": INT_OR_STR, "offset": INT_OR_STR,
                   "size": INT_OR_STR, "source": STR_OR_LIST, "remove": (bool,)},
@@ -110,6 +115,9 @@ def check_layer(path: str, data: dict, problems: List[Problem],
             for j, item in enumerate(value if isinstance(value, list) else []):
                 if not isinstance(item, str):
                     problems.append(Problem(path, f"mfg_nvs.{key}[{j}]", "expected a string (a file path)", item))
+        if isinstance(table.get(vendor_nvs.TABLE), dict):
+            for key, message, value in vendor_nvs.table_problems(table[vendor_nvs.TABLE]):
+                problems.append(Problem(path, key, message, value))
     at = data.get("at_customize")
     if isinstance(at, dict) and isinstance(at.get("partitions"), list):
         for i, part in enumerate(at["partitions"]):
@@ -149,10 +157,16 @@ def resolve_sources(layer_path: str, data: dict) -> None:
     table = data.get("mfg_nvs")
     if isinstance(table, dict):
         for key, value in table.items():
+            if key not in MFG_NVS_FILE_KEYS:
+                continue
             items = [value] if isinstance(value, str) else value
             if isinstance(items, list) and all(isinstance(s, str) for s in items):
                 paths = [os.path.normpath(os.path.join(folder, os.path.expanduser(s))) for s in items]
                 table[key] = paths[0] if isinstance(value, str) else paths
+        for keys in (table.get(vendor_nvs.TABLE) or {}).values():
+            for spec in keys.values():
+                if isinstance(spec, dict) and isinstance(spec.get("file"), str):
+                    spec["file"] = os.path.normpath(os.path.join(folder, os.path.expanduser(spec["file"])))
     at = data.get("at_customize")
     if not isinstance(at, dict) or not isinstance(at.get("partitions"), list):
         return
@@ -190,6 +204,15 @@ class Merged:
                     if key == "at_customize" and sub == "partitions":
                         if isinstance(subvalue, list):
                             self._lay_partitions(layer.path, subvalue, problems)
+                        continue
+                    if key == "mfg_nvs" and sub == vendor_nvs.TABLE and isinstance(subvalue, dict):
+                        # namespaces and keys add up along the extends chain; a key is replaced whole
+                        merged = {ns: dict(keys) for ns, keys in (table.get(sub) or {}).items()}
+                        for ns, keys in subvalue.items():
+                            merged.setdefault(ns, {}).update(keys)
+                            for k in keys:
+                                self.origin[(key, sub, ns, k)] = layer.path
+                        table[sub] = merged
                         continue
                     table[sub] = subvalue
                     self.origin[(key, sub)] = layer.path

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
-from typing import Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import FormatError, PluginError
 from ..pki import ROLES as CERTIFICATE_ROLES
@@ -47,6 +47,7 @@ class Content:
     sources: Tuple[str, ...]          # input files, in the order they are read
     secret: bool = False              # holds private keys: written owner-readable only
     certificates: Tuple[CertificateFile, ...] = ()
+    data: Optional[bytes] = field(default=None, compare=False, repr=False)   # rendered already (ctx.render)
 
     @property
     def public_keys(self) -> Optional[Tuple[bytes, ...]]:
@@ -69,6 +70,13 @@ class ReadContext(NamedTuple):
     parse: bool = True     # False skips parsing certificates and keys already checked
     tables: Optional[Mapping[str, object]] = None   # the merged board data (formats read their own tables)
     partition_size: Optional[int] = None            # of the partition being read
+    # Per-device builds: ``memo`` is a store that lives as long as the batch, for what the board
+    # itself holds (its certificate sets, read once); ``read`` reads the row's files (the caller
+    # keeps what it read); ``render`` asks for Content.data, the bytes, when the format can make
+    # them in the same pass.
+    memo: Optional[dict] = None
+    read: Optional[Callable[[str], bytes]] = None
+    render: bool = False
 
 
 class ModuleSettings(NamedTuple):
@@ -98,6 +106,7 @@ class PartitionFormat:
     builder = ""
     fallback = False
     reads_factory_param = False   # its content depends on [factory_param] (per-device columns)
+    reads_vendor_namespaces = False   # ... and on [mfg_nvs.namespaces] (mfg_nvs.<ns>.<key> columns)
 
     # -- the board side ------------------------------------------------------------------
     def claims(self, name: str, at_version: str) -> bool:

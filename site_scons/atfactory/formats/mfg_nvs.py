@@ -14,18 +14,16 @@ import io
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from .. import nvs
-from ..at_releases import AT_RELEASES, MFG_NVS
+from .. import nvs, vendor_nvs
+from ..at_releases import AT_RELEASES, MFG_NVS, MFG_NVS_ROLES, MFG_NVS_SETS, MFG_NVS_USES
 from ..errors import ContentError, ExtractError, FormatError
 from ..fsutil import read_input, write_atomic
 from . import CertificateFile, Content, ModuleSettings, PartitionFormat, ReadContext
 from .pki import describe_certificate, read_certificate_files
 
 PARTITION = "mfg_nvs"
-USES = ("server", "client", "wpa2", "mqtt", "https", "wss")   # Espressif's namespace order
-LATER_USES = ("https", "wss")                                  # from ESP-AT v4.1
-ROLES = ("cert", "key", "ca")
-SET_NAMES = tuple(f"{use}_{role}" for use in USES for role in ROLES)
+USES, ROLES, SET_NAMES = MFG_NVS_USES, MFG_NVS_ROLES, MFG_NVS_SETS   # Espressif's namespace order
+LATER_USES = ("https", "wss")                                          # from ESP-AT v4.1
 # [factory_param] key -> (NVS key, NVS type), in the order ESP-AT's factory_param_type.csv lists them.
 FACTORY_KEYS = (
     ("version", "version", "i8"), ("module_name", "module_name", "string"),
@@ -36,6 +34,9 @@ FACTORY_KEYS = (
     ("uart_cts_pin", "uart_cts_pin", "i32"), ("uart_rts_pin", "uart_rts_pin", "i32"),
     ("sys_store", "sys_store", "u8"),
 )
+FAMILIES = {nvs.FAMILY_A: "every page but the last written FULL, as ESP-IDF's in-tree generator of ESP-AT v3.1-v4.0 "
+                          "and tools/at.py write",
+            nvs.FAMILY_B: "the last page in use left ACTIVE, as esp-idf-nvs-partition-gen 0.1.7+ of ESP-AT v4.1+ writes"}
 BOARD_KEY_OF = {nvs_key: board_key for board_key, nvs_key, _ in FACTORY_KEYS}
 GATT_V2_HEADER = ["index", "uuid_len", "uuid", "perm", "val_max_len", "val_cur_len", "value"]
 
@@ -104,6 +105,19 @@ def _read_gatt_rows(path: str) -> List[str]:
     return rows
 
 
+def _read_set(use: str, role: str, set_name: str, files: Sequence[str], ctx: ReadContext):
+    """(data per file, CertificateFile per file) of one set, in file-name order; empty files refused."""
+    key = f"mfg_nvs.{set_name}"
+    try:
+        content, certs = read_certificate_files(use, role, files, ctx, "", key, max_content=None)
+    except ContentError as err:
+        raise ContentError(err.message, err.path, key=key) from None
+    for cert, data in zip(certs, content):
+        if not data:
+            raise ContentError("the file is empty; an empty certificate or key is no item", cert.path, key=key)
+    return content, certs
+
+
 def _certificate_keys(set_name: str, count: int) -> List[str]:
     return [set_name] if count == 1 else [f"{set_name}.{n}" for n in range(count)]
 
@@ -113,6 +127,7 @@ class MfgNvsFormat(PartitionFormat):
     label = "NVS"
     builder = "AtfMfgNvs"
     reads_factory_param = True
+    reads_vendor_namespaces = True
 
     def claims(self, name: str, at_version: Optional[str]) -> bool:
         return name == PARTITION and (at_version is None or is_mfg_nvs_release(at_version))
@@ -125,8 +140,18 @@ class MfgNvsFormat(PartitionFormat):
 
     def read_certificates(self, name, sets: Mapping[str, Sequence[str]], ctx: ReadContext) -> Optional[Content]:
         """The partition with the board's [mfg_nvs] and these certificate sets in place of its own."""
+        size = ctx.partition_size
+        if size is not None and (size < nvs.MIN_SIZE or size % nvs.PAGE_SIZE):
+            raise ContentError(f"0x{size:x} is too small for an NVS partition; accepted: whole 4 KiB pages, at least "
+                               f"0x{nvs.MIN_SIZE:x} (three pages; the NVS library keeps the last one erased)",
+                               key="partition.size")
         table = dict((ctx.tables or {}).get("mfg_nvs") or {})
         ble_data = table.get("ble_data")
+        family = table.get("generator_family", AT_RELEASES[ctx.at_version].nvs_family)
+        if family not in FAMILIES:
+            raise ContentError(f"unknown generator family {family!r}; accepted: {', '.join(FAMILIES)} "
+                               f"({'; '.join(f'{k}: {v}' for k, v in FAMILIES.items())})",
+                               key="mfg_nvs.generator_family")
         given = set(sets)   # per device: the board's own sets were checked when it was loaded
         sets = dict({s: table[s] for s in SET_NAMES if s in table}, **sets)
         release = AT_RELEASES[ctx.at_version]
@@ -144,16 +169,16 @@ class MfgNvsFormat(PartitionFormat):
             if use in LATER_USES and not release.https_wss:
                 raise ContentError(f"ESP-AT {ctx.at_version} has no {use} certificates (they exist from 4.1); "
                                    "remove them or build for at_version 4.1 or later", key=f"mfg_nvs.{set_name}")
-            set_ctx = ctx if not given or set_name in given else ctx._replace(parse=False)
-            try:
-                content, certs = read_certificate_files(use, role, [files] if isinstance(files, str) else files,
-                                                        set_ctx, "", f"mfg_nvs.{set_name}", max_content=None)
-            except ContentError as err:
-                raise ContentError(err.message, err.path, key=f"mfg_nvs.{set_name}") from None
-            for path, data in zip((c.path for c in certs), content):
-                if not data:
-                    raise ContentError("the file is empty; an empty certificate or key is no item", path,
-                                       key=f"mfg_nvs.{set_name}")
+            files = [files] if isinstance(files, str) else files
+            board_set = ctx.memo is not None and set_name not in given   # per device: a set of the board's own
+            memo_key = ("set", set_name, tuple(files))
+            if board_set and ctx.memo is not None and memo_key in ctx.memo:
+                content, certs = ctx.memo[memo_key]
+            else:
+                set_ctx = ctx._replace(parse=False, read=None) if board_set else ctx
+                content, certs = _read_set(use, role, set_name, files, set_ctx)
+                if board_set and ctx.memo is not None:
+                    ctx.memo[memo_key] = (content, certs)
             certificates += certs
             datas += content
             cert_spec.append([set_name, _certificate_keys(set_name, len(certs))])
@@ -163,24 +188,51 @@ class MfgNvsFormat(PartitionFormat):
         rows: List[str] = []
         if ble_data:
             try:
-                rows = read_gatt_rows(ble_data)
+                if ctx.memo is None:
+                    rows = read_gatt_rows(ble_data)
+                else:   # the board's own table: the same for every device
+                    rows = ctx.memo.get(("gatt", ble_data)) or ctx.memo.setdefault(("gatt", ble_data),
+                                                                                    read_gatt_rows(ble_data))
             except ContentError as err:
                 raise ContentError(err.message, err.path, key="mfg_nvs.ble_data") from None
             sources.append(ble_data)
-        spec = {"family": release.nvs_family, "size": ctx.partition_size, "certificates": cert_spec,
-                "factory_param": factory, "ble_data": bool(ble_data)}
+        vendor, blobs = [], []
+        for item in vendor_nvs.declared(table.get(vendor_nvs.TABLE)):
+            board_key = f"mfg_nvs.{vendor_nvs.TABLE}.{item.namespace}.{item.key}"
+            if item.file is not None:
+                try:
+                    data = _shared("file", item.file, read_input)
+                except ContentError as err:
+                    raise ContentError(err.message, err.path, key=board_key) from None
+                if not data:
+                    raise ContentError("the file is empty; a blob holds at least one byte", item.file, key=board_key)
+                blobs.append(data)
+                sources.append(item.file)
+                value = None
+            else:
+                value = item.value.hex() if isinstance(item.value, bytes) else item.value
+            if not vendor or vendor[-1][0] != item.namespace:
+                vendor.append([item.namespace, []])
+            vendor[-1][1].append([item.key, item.type, value])
+        spec = {"family": family, "size": ctx.partition_size, "certificates": cert_spec,
+                "factory_param": factory, "ble_data": bool(ble_data), "vendor": vendor}
+        image = None
         try:
-            needed = nvs.required_size(_namespaces(spec, datas, rows))
+            if ctx.render and ctx.partition_size is not None:
+                needed, image = nvs.encode_if_fits(_namespaces(spec, datas, rows, blobs), ctx.partition_size, family)
+            else:
+                needed = nvs.required_size(_namespaces(spec, datas, rows, blobs))
         except FormatError as err:
             raise ContentError(str(err)) from None
         return Content(self.kind, needed, spec, tuple(sources), secret=any(c.role == "key" for c in certificates),
-                       certificates=tuple(certificates))
+                       certificates=tuple(certificates), data=image)
 
     def render(self, spec: Mapping[str, object], sources: Sequence[str]) -> bytes:
         count = sum(len(keys) for _, keys in spec["certificates"])
         datas = [_shared("file", p, read_input) for p in sources[:count]]
         rows = read_gatt_rows(sources[count]) if spec["ble_data"] else []
-        return nvs.encode_nvs(_namespaces(spec, datas, rows), spec["size"], spec["family"])
+        blobs = [_shared("file", p, read_input) for p in sources[count + bool(spec["ble_data"]):]]
+        return nvs.encode_nvs(_namespaces(spec, datas, rows, blobs), spec["size"], spec["family"])
 
     def board_problems(self, names: Sequence[str], at_version: Optional[str], data: Mapping[str, object]):
         """v3.1+ boards need an mfg_nvs partition; v2 boards have none, and no [mfg_nvs] table."""
@@ -209,6 +261,12 @@ class MfgNvsFormat(PartitionFormat):
         return f"NVS, {n} certificate{'s' if n != 1 else ''} and keys" if n else "NVS"
 
     # -- the bytes side ------------------------------------------------------------------
+    def detect(self, data: bytes) -> bool:
+        return nvs.looks_like_nvs(data)
+
+    def detect_name(self, base_name: str) -> bool:
+        return base_name == f"{PARTITION}.bin"
+
     def decode(self, data: bytes, name: str = "") -> dict:
         image = nvs.decode_nvs(data)
         namespaces: Dict[str, Dict[str, dict]] = {}
@@ -253,8 +311,10 @@ class MfgNvsFormat(PartitionFormat):
         """The releases whose build writes this image: the generator family, and the keys it holds."""
         keys = {(ns, key) for ns, items in doc["namespaces"].items() for key in items}
         later = ("factory_param", "sys_store") in keys or any(ns.split("_")[0] in LATER_USES for ns, _ in keys)
-        return frozenset(v for v, r in AT_RELEASES.items() if r.generation == MFG_NVS
-                         and (doc["family"] is None or r.nvs_family == doc["family"]) and r.sys_store == later)
+        by_keys = frozenset(v for v, r in AT_RELEASES.items() if r.generation == MFG_NVS and r.sys_store == later)
+        # at.py modify_bin writes family A over v4.1+ keys: the keys decide then (generator_family says the rest)
+        return frozenset(v for v in by_keys if doc["family"] is None or AT_RELEASES[v].nvs_family == doc["family"]) \
+            or by_keys
 
     def firmware_releases(self, entries, contents):
         if not any(name == PARTITION and (ptype, subtype) == (0x01, 0x02) for name, ptype, subtype in entries):
@@ -272,12 +332,23 @@ class MfgNvsFormat(PartitionFormat):
         image = nvs.decode_nvs(raw)
         order = [ns.name for ns in image.namespaces]
         known = [s for s in SET_NAMES if s in order] + ["factory_param"] + (["ble_data"] if "ble_data" in order else [])
-        if order != known:
+        own = order[len(known):]
+        if order[:len(known)] != known or any(ns in vendor_nvs.RESERVED for ns in own):
             raise ExtractError(f"partition {name}: namespaces {', '.join(order)}; ESP-AT's build writes them in the "
-                               f"order {', '.join(known)} and has no others, so no board rebuilds this image")
+                               f"order {', '.join(known)}, and a board's own namespaces follow, so no board rebuilds "
+                               "this image")
+        for ns in own:
+            if vendor_nvs.name_problem(ns, "namespace"):
+                raise ExtractError(f"partition {name}: {vendor_nvs.name_problem(ns, 'the namespace')}, so no board "
+                                   "file can name it")
         items: Dict[str, list] = {}
         for item in image.items:
             items.setdefault(item.namespace, []).append(item)
+        for ns in own:   # checked before anything is written: each name becomes a file name
+            for item in items[ns]:
+                if vendor_nvs.name_problem(item.key, "key"):
+                    raise ExtractError(f"partition {name}: namespace {ns}: {vendor_nvs.name_problem(item.key, 'the key')}"
+                                       ", so no board file can name it")
         fp_keys = [i.key for i in items["factory_param"]]
         expected_fp = [k for _, k, _ in FACTORY_KEYS if k in fp_keys]
         if fp_keys != expected_fp or "module_name" not in fp_keys:
@@ -308,6 +379,21 @@ class MfgNvsFormat(PartitionFormat):
             path = os.path.join(folder, "gatts_data.csv")
             write_atomic(path, ("# index,uuid_len,uuid,perm,max_len,cur_len,value\n" + "\n".join(rows) + "\n").encode())
             table["ble_data"] = path
+        vendor: Dict[str, dict] = {}
+        for ns in own:
+            for item in items[ns]:
+                if item.type == "blob":
+                    path = os.path.join(folder, vendor_nvs.TABLE, ns, f"{item.key}.bin")
+                    write_atomic(path, item.value)
+                    entry: Dict[str, object] = {"type": "blob", "file": path}
+                else:
+                    entry = {"type": item.type, "value": item.value}
+                vendor.setdefault(ns, {})[item.key] = entry
+        if vendor:
+            table[vendor_nvs.TABLE] = vendor
+        at_versions = self.implied_at_versions(name, doc)
+        if image.family and all(AT_RELEASES[v].nvs_family != image.family for v in at_versions):
+            table["generator_family"] = image.family
         rebuilt = nvs.encode_nvs(image.namespace_items(), len(raw), image.family or nvs.FAMILY_B)
         if rebuilt != bytes(raw):
             raise ExtractError(f"partition {name}: its pages are not laid out as ESP-AT's generator lays them out, "
@@ -336,7 +422,7 @@ class MfgNvsFormat(PartitionFormat):
         return f"NVS, {sum(len(k) for k in doc['namespaces'].values())} keys"
 
 
-def _namespaces(spec: Mapping[str, object], datas: Sequence[bytes], rows: Sequence[str]):
+def _namespaces(spec: Mapping[str, object], datas: Sequence[bytes], rows: Sequence[str], blobs: Sequence[bytes]):
     out = []
     it = iter(datas)
     for set_name, keys in spec["certificates"]:
@@ -344,6 +430,10 @@ def _namespaces(spec: Mapping[str, object], datas: Sequence[bytes], rows: Sequen
     out.append(("factory_param", [tuple(item) for item in spec["factory_param"]]))
     if rows:
         out.append(("ble_data", [(f"cfg{i}", "string", row) for i, row in enumerate(rows)]))
+    files = iter(blobs)
+    for ns, keys in spec.get("vendor", ()):
+        out.append((ns, [(key, kind, (next(files) if value is None else bytes.fromhex(value)) if kind == "blob"
+                          else value) for key, kind, value in keys]))
     return out
 
 

@@ -28,8 +28,9 @@ def read_certificate_files(use: str, role: str, sources: Sequence[str], ctx: Rea
     from ..input_cache import public_key_of
 
     datas, certs = [], []
+    read = ctx.read or read_input
     for path in sort_sources(sources):
-        data = read_input(path)
+        data = read(path)
         if max_content is not None and len(data) > max_content:
             raise ContentError(f"{len(data)} bytes; a certificate or key item holds at most {max_content}", path)
         public = public_key_of(path, data, role, ctx.cache) if ctx.parse else None
