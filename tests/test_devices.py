@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -82,7 +81,7 @@ def test_devices_end_to_end(device_pki, tmp_path):
     fp = decode_factory_param((release / "devices/D00003/customized_partitions/factory_param_WROOM-32.bin").read_bytes())
     assert fp["uart_baudrate"] == 921600 and fp["uart_tx_pin"] == 17
     again = run_scons("board=WROOM-32", f"devices={csv.name}", "build_dir=out", cwd=tmp_path)
-    assert "DEVICES" not in again.stdout and "LEDGER" not in again.stdout
+    assert "DEVICES" not in again.stdout
     # A new certificate file for one device rebuilds the batch; the ledger records it.
     cert, key = device_pki / "certs/cert_5.pem", device_pki / "certs/key_5.pem"
     original = cert.read_bytes(), key.read_bytes()
@@ -92,7 +91,7 @@ def test_devices_end_to_end(device_pki, tmp_path):
     try:
         third = run_scons("board=WROOM-32", f"devices={csv.name}", "build_dir=out", cwd=tmp_path)
         assert third.returncode == 0, third.stderr
-        assert "DEVICES" in third.stdout and "LEDGER" in third.stdout
+        assert "DEVICES WROOM-32: 20 devices" in third.stdout
     finally:
         cert.write_bytes(original[0])
         key.write_bytes(original[1])
@@ -101,14 +100,36 @@ def test_devices_end_to_end(device_pki, tmp_path):
     assert not (release / "devices").exists()
 
 
-def test_many_devices_run_in_chunks(device_pki, tmp_path):
+def test_many_devices_run_in_one_process_per_job(device_pki, tmp_path):
     csv = write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key", rows_for(520, device_pki, tmp_path))
     r = run_scons("board=WROOM-32", f"devices={csv.name}", "build_dir=out", "-j2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert sorted(re.findall(r"devices chunk (\d) of (\d)", r.stdout)) == [("1", "2"), ("2", "2")]
+    assert "DEVICES WROOM-32: devices.csv, 2 processes\n" in r.stdout and "DEVICES WROOM-32: 520 devices\n" in r.stdout
     ledger = json.loads((tmp_path / "out/WROOM-32/devices.json").read_text())
     assert len(ledger["devices"]) == 520
     assert [d["line"] for d in ledger["devices"]] == list(range(2, 522))
+    assert sorted(p.name for p in (tmp_path / "out/WROOM-32").iterdir() if p.name.startswith(".devices")) == []
+    # one job: the same bytes, the same ledger
+    one = run_scons("board=WROOM-32", f"devices={csv.name}", "build_dir=one", cwd=tmp_path)
+    assert one.returncode == 0 and "1 process\n" in one.stdout, one.stderr
+    assert (tmp_path / "one/WROOM-32/devices.json").read_bytes() == (tmp_path / "out/WROOM-32/devices.json").read_bytes()
+
+
+def test_a_new_batch_replaces_the_last_and_a_failed_one_keeps_it(device_pki, tmp_path):
+    rows = rows_for(4, device_pki, tmp_path)
+    write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key", rows[:2])
+    assert run_scons("board=WROOM-32", "devices=devices.csv", "build_dir=out", "-j2", cwd=tmp_path).returncode == 0
+    release = tmp_path / "out/WROOM-32"
+    write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key", rows[2:])
+    assert run_scons("board=WROOM-32", "devices=devices.csv", "build_dir=out", "-j2", cwd=tmp_path).returncode == 0
+    assert sorted(p.name for p in (release / "devices").iterdir()) == ["D00002", "D00003"]   # no stale devices
+    good = (release / "devices.json").read_bytes()
+    write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key", rows[:1] + ["D00009,nope.pem,nope.key"])
+    r = run_scons("board=WROOM-32", "devices=devices.csv", "build_dir=out", "-j2", cwd=tmp_path)
+    assert r.returncode == 2 and "devices.csv: line 3, client_cert = " in r.stderr
+    assert (release / "devices.json").read_bytes() == good
+    assert sorted(p.name for p in (release / "devices").iterdir()) == ["D00002", "D00003"]
+    assert not [p for p in release.iterdir() if p.name.startswith(".devices")]
 
 
 @pytest.mark.parametrize("mutate, expected", [
@@ -120,7 +141,7 @@ def test_many_devices_run_in_chunks(device_pki, tmp_path):
     (lambda rows: [rows[0].replace("key_0.pem", "key_1.pem") + ","], ('line 2, client_key = "', "does not pair with client_cert")),
     (lambda rows: ["../evil" + rows[0][6:] + ","], 'line 2, device_id = "../evil": accepted: 1 to 64 letters'),
 ])
-def test_bad_rows_fail_before_anything_is_written(device_pki, tmp_path, mutate, expected):
+def test_bad_rows_fail_and_nothing_of_the_batch_is_written(device_pki, tmp_path, mutate, expected):
     rows = rows_for(3, device_pki, tmp_path, lambda i: "," if True else "")
     header = "device_id,client_cert,client_key,uart_tx_pin"
     rows = [r for r in mutate([r.rstrip(",") for r in rows])]
@@ -131,7 +152,10 @@ def test_bad_rows_fail_before_anything_is_written(device_pki, tmp_path, mutate, 
     for part in (expected if isinstance(expected, tuple) else (expected,)):
         assert "devices.csv: " + part in r.stderr if part.startswith("line") else part in r.stderr
     assert "Traceback" not in r.stderr
-    assert not (tmp_path / "out/WROOM-32").exists()
+    # the board's own partitions are fine and built; nothing of the batch is written
+    assert not (tmp_path / "out/WROOM-32/devices").exists()
+    assert not (tmp_path / "out/WROOM-32/devices.json").exists()
+    assert not [p for p in (tmp_path / "out/WROOM-32").iterdir() if p.name.startswith(".devices")]
 
 
 def test_duplicate_certificate_is_a_security_defect(device_pki, tmp_path):

@@ -6,13 +6,16 @@
 
 Columns: ``device_id`` (required, unique, a file name); any ``[factory_param]`` field; any
 certificate set a partition of the board can hold (``client_cert``, ``client_key``, ...: a path
-relative to the CSV, several joined with ``;``); ``table.key`` for a plugin's board table (laid over the board for that device, so its
+relative to the CSV, several joined with ``;``); ``mfg_nvs.<namespace>.<key>`` for a key of the
+board's own mfg_nvs namespaces (``vendor_nvs``; a blob cell is a file path relative to the CSV);
+``table.key`` for a plugin's board table (laid over the board for that device, so its
 partitions are made per device).  Empty cells take the board's value.
 
-Every row is checked like a board before anything is written, with its CSV line number; a
-device id or a device certificate/key used twice is an error.  The build streams the CSV: it
-never holds more than one row, so memory does not grow with the batch.  Work is split into
-chunks that run as separate processes, so ``-j2`` uses both cores.
+Every row is checked like a board, with its CSV line number; a device id or a device
+certificate/key used twice is an error; a batch with any problem writes nothing
+(``devices_worker`` builds and commits a batch).  The CSV is streamed: no more than one row is
+held at a time.  ``DeviceMaker.make`` turns one row into its outputs; what it reads of the
+board itself (certificate sets, GATT table) is read once per batch (``ReadContext.memo``).
 """
 from __future__ import annotations
 
@@ -27,11 +30,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import artifacts as art
 from . import factory_param as fp
+from . import vendor_nvs
 from .checks import Checker
-from .errors import MAX_PROBLEMS, BoardError, ContentError, Problem, display_path
+from .errors import BoardError, ContentError, Problem, display_path
 from .formats import CERTIFICATE_USES, ReadContext, public_keys
 from .formats.factory_param import check_table
-from .fsutil import read_input, write_atomic
+from .fsutil import read_input
 from .numbers import parse_int
 from .plugins import call_build
 from .toml_layers import Merged
@@ -39,8 +43,6 @@ from .toml_layers import Merged
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
 DEVICES_DIR = "devices"
 LEDGER = "devices.json"
-ROWS_PER_CHUNK = 500
-MAX_CHUNKS = 8
 _FP_FIELDS = [f.name for f in fp.FIELDS if f.name not in ("platform", "module_name")]
 _FP_STRINGS = {"country_code"}
 
@@ -50,6 +52,10 @@ class Columns:
     factory_param: List[str] = field(default_factory=list)
     certificates: List[str] = field(default_factory=list)   # certificate set names
     plugin: List[Tuple[str, str, str]] = field(default_factory=list)   # (column, table, key)
+    vendor: List[Tuple[str, vendor_nvs.VendorKey]] = field(default_factory=list)   # mfg_nvs.<ns>.<key>
+
+    def width(self) -> int:
+        return 1 + len(self.factory_param) + len(self.certificates) + len(self.plugin) + len(self.vendor)
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ def read_columns(path: str, board, plugin_tables, cert_columns: Dict[str, str]) 
     # the board's release's [factory_param] fields, in the v2 layout's order where they are in it
     fp_fields = [f for f in _FP_FIELDS if f in board.factory_param] + \
         [f for f in board.factory_param if f not in _FP_FIELDS and f not in ("platform", "module_name")]
+    vendor_keys = {f"{vendor_nvs.COLUMN_PREFIX}{k.namespace}.{k.key}": k for k in vendor_columns(board)}
     if "device_id" not in header:
         problems.append(Problem(path, "line 1", "no device_id column; the header must name device_id and the "
                                                 "values that differ per device"))
@@ -107,11 +114,14 @@ def read_columns(path: str, board, plugin_tables, cert_columns: Dict[str, str]) 
             cols.factory_param.append(name)
         elif name in cert_columns:
             cols.certificates.append(name)
+        elif name in vendor_keys:
+            cols.vendor.append((name, vendor_keys[name]))
         elif "." in name and name.split(".", 1)[0] in (plugin_tables or {}):
             table, key = name.split(".", 1)
             cols.plugin.append((name, table, key))
         else:
-            accepted = ", ".join(["device_id"] + fp_fields + cert_names + [f"{t}.<key>" for t in (plugin_tables or {})])
+            accepted = ", ".join(["device_id"] + fp_fields + cert_names + list(vendor_keys)
+                                 + [f"{t}.<key>" for t in (plugin_tables or {})])
             problems.append(Problem(path, f"line 1, column {name!r}", f"unknown column; accepted: {accepted}"))
     if len(set(header)) != len(header):
         problems.append(Problem(path, "line 1", "a column is named twice"))
@@ -120,15 +130,19 @@ def read_columns(path: str, board, plugin_tables, cert_columns: Dict[str, str]) 
     return cols
 
 
+def vendor_columns(board) -> List[vendor_nvs.VendorKey]:
+    """The keys of the board's own mfg_nvs namespaces (a devices CSV can set each per device)."""
+    table = (board.data.get("mfg_nvs") or {}).get(vendor_nvs.TABLE)
+    return vendor_nvs.declared(table) if isinstance(table, dict) else []
+
+
 class DeviceMaker:
     """Turns rows into device outputs, checking each like a board."""
 
-    def __init__(self, prepared, csv_path: str, plugin_tables=None, checked: bool = False, formats=None):
-        """``checked``: every row passed check_devices already (chunk processes): certificates
-        and keys are not parsed again.  ``formats``: the session's registry (default: stock)."""
+    def __init__(self, prepared, csv_path: str, plugin_tables=None, formats=None):
+        """``formats``: the session's registry (default: stock)."""
         from .formats import stock_registry
 
-        self.checked = checked
         self.prepared = prepared
         self.board = prepared.board
         self.formats = formats or stock_registry()
@@ -141,6 +155,7 @@ class DeviceMaker:
         self.base_table = {k: v for k, v in self.board.factory_param.items() if k not in ("platform", "module_name")}
         self.shared = {p.name: p for p in self.board.partitions}
         self.shared_sets = self.board.certificate_sets()
+        self.memo: dict = {}   # what formats read of the board itself, once per batch (ReadContext.memo)
         self._plugin_shared = {}
         for name, (build, seen) in prepared.plugin_builders.items():
             self._plugin_shared[name] = call_build(self.board.partition(name).content.spec["plugin"], name, build,
@@ -157,8 +172,8 @@ class DeviceMaker:
             problems.append(Problem(self.csv_path, f"line {row.line}, {key}", message, value))
 
         if row.width is not None:
-            width = len(self.columns.factory_param) + len(self.columns.certificates) + len(self.columns.plugin) + 1
-            raise BoardError([Problem(self.csv_path, f"line {row.line}", f"{row.width} cells; the header has {width}")])
+            raise BoardError([Problem(self.csv_path, f"line {row.line}",
+                                      f"{row.width} cells; the header has {self.columns.width()}")])
         device_id = row.cells.get("device_id", "")
         if not DEVICE_ID.match(device_id):
             fail("device_id", "accepted: 1 to 64 letters, digits, '_', '-' or '.', not starting with '.' "
@@ -213,21 +228,34 @@ class DeviceMaker:
                 sources = [os.path.normpath(os.path.join(self.csv_dir, s.strip())) for s in cell.split(";") if s.strip()]
                 overrides.setdefault(self.cert_partitions[name], {})[name] = sources
         row_keys: Dict[str, Tuple[bytes, ...]] = {}
+        tables = self._vendor_tables(row, fail)
+        read_files: Dict[str, bytes] = {}   # the row's files, each read once
+
+        def read(path: str) -> bytes:
+            data = read_files.get(path)
+            if data is None:
+                data = read_files[path] = read_input(path)
+            return data
+
         for part in board.partitions:
             fmt = self.formats.get(part.content.kind) if part.content else self.formats.for_partition(part.name,
                                                                                                     board.at_version)
             sets = overrides.get(part.name)
-            if not sets and not (values is not None and fmt.reads_factory_param):
+            if not sets and not (values is not None and fmt.reads_factory_param) \
+                    and not (tables is not None and fmt.reads_vendor_namespaces):
                 continue
             # The board's own certificates were parsed when it was loaded: only the row's are parsed here.
             ctx = ReadContext(board.at_version, values or board.factory_param, cache=False,
-                              parse=not self.checked and bool(sets), tables=board.data, partition_size=part.size)
+                              parse=bool(sets), tables=tables or board.data,
+                              partition_size=part.size, memo=self.memo, read=read, render=True)
             column = next(iter(sets)) if sets else part.name
             try:
-                content = fmt.read_certificates(part.name, sets, ctx) if sets else fmt.read(part.name, part.sources, ctx)
+                content = fmt.read_certificates(part.name, sets, ctx) if sets else fmt.read(part.name, part.declared, ctx)
             except ContentError as err:
                 named = err.key.split(".", 1)[1] if err.key and err.key.startswith("mfg_nvs.") else None
                 column = named if sets and named in sets else column
+                vendor = _vendor_column(err.key)
+                column = vendor if vendor and row.cells.get(vendor) else column
                 fail(column, err.message, display_path(err.path) if err.path else row.cells.get(column, ""))
                 continue
             if content is None:
@@ -236,14 +264,14 @@ class DeviceMaker:
                 fail(column, f"the content is {content.size} bytes, larger than the partition's {part.size}",
                      row.cells.get(column, ""))
                 continue
-            data = fmt.render(content.spec, content.sources)
+            data = content.data if content.data is not None else fmt.render(content.spec, content.sources)
             for name in (part.name,) + tuple(fmt.extra_targets(part.name, board.module_name)):
                 files[art.partition_path(name)] = (data, content.secret)
             for set_name, sources in (sets or {}).items():
                 # Same files, same digest: the duplicate check compares these.
                 digest = hashlib.sha256()
                 for source in sources:
-                    digest.update(read_input(source))
+                    digest.update(read(source))
                 digests[set_name] = digest.hexdigest()
                 keys = [c.public_key for c in content.certificates if c.set_name == set_name]
                 if keys and all(k is not None for k in keys):
@@ -258,6 +286,21 @@ class DeviceMaker:
                 fail(key if key in row_keys else cert, f"does not pair with {cert if key in row_keys else key} "
                      "(each key must belong to the certificate of the same position)",
                      row.cells.get(key) or row.cells.get(cert))
+
+    def _vendor_tables(self, row: Row, fail) -> Optional[dict]:
+        """The board's tables with the row's mfg_nvs namespace keys laid over them; None when it gives none."""
+        given = [(column, key) for column, key in self.columns.vendor if row.cells.get(column, "") != ""]
+        if not given:
+            return None
+        namespaces = {ns: dict(keys) for ns, keys in self.board.data["mfg_nvs"][vendor_nvs.TABLE].items()}
+        for column, key in given:
+            try:
+                namespaces[key.namespace][key.key] = vendor_nvs.cell_value(key, row.cells[column], self.csv_dir)
+            except ValueError as exc:
+                fail(column, str(exc), row.cells[column])
+        tables = dict(self.board.data)
+        tables["mfg_nvs"] = dict(tables["mfg_nvs"], **{vendor_nvs.TABLE: namespaces})
+        return tables
 
     def _shared_keys(self, set_name: str) -> Optional[Tuple[bytes, ...]]:
         """The board's own keys of a set this row does not replace."""
@@ -292,49 +335,20 @@ class DeviceMaker:
                 files[art.partition_path(name)] = (content, part.content.secret)
 
 
-def check_devices(maker: DeviceMaker) -> int:
-    """Check every row (ids, values, certificates, duplicates); return the count.  BoardError lists problems."""
-    problems: List[Problem] = []
-    ids: Dict[str, int] = {}
-    seen: Dict[str, Tuple[int, str]] = {}
-    count = 0
-    for row in maker.rows():
-        count += 1
-        line = row.line
-        try:
-            device_id, _files, digests = maker.make(row)
-        except BoardError as err:
-            problems += err.problems
-        else:
-            if device_id in ids:
-                problems.append(Problem(maker.csv_path, f"line {line}, device_id", f"already used on line {ids[device_id]}; "
-                                        "each device needs an id of its own", device_id))
-            ids[device_id] = line
-            for name, digest in digests.items():
-                if name.endswith("_ca"):
-                    continue   # a CA is shared by design
-                if digest in seen:
-                    other_line, other_name = seen[digest]
-                    problems.append(Problem(maker.csv_path, f"line {line}, {name}", f"the same file content as line "
-                                            f"{other_line} ({other_name}): a certificate or key reused across devices "
-                                            "is a security defect", row.cells.get(name)))
-                else:
-                    seen[digest] = (line, name)
-        if len(problems) >= MAX_PROBLEMS:
-            break
-    if not count and not problems:
-        problems.append(Problem(maker.csv_path, "line 2", "no devices: the file has a header and no rows"))
-    if problems:
-        raise BoardError(problems)
-    return count
+def _vendor_column(board_key: Optional[str]) -> Optional[str]:
+    """mfg_nvs.namespaces.<ns>.<key> -> the devices column mfg_nvs.<ns>.<key>."""
+    prefix = f"mfg_nvs.{vendor_nvs.TABLE}."
+    if board_key and board_key.startswith(prefix):
+        return vendor_nvs.COLUMN_PREFIX + board_key[len(prefix):]
+    return None
 
 
-def checked_batch(prepared, csv_path: str, host, args: Sequence[str], cache_path: str) -> Tuple[str, int]:
-    """(key, row count) of a devices batch, every row checked before anything is written.
+def batch_key(prepared, csv_path: str, host, args: Sequence[str]) -> Tuple[str, "DeviceMaker"]:
+    """(key, maker) of a devices batch: the header is checked now (a bad column stops the build
+    before anything runs); the rows are checked by the workers that build them.
 
     The key is a digest of what the outputs depend on beyond the board (the CSV and the files
-    it names, atfactory's and the plugins' versions, the options); a batch whose key matches
-    the cache file is not checked again."""
+    it names, atfactory's and the plugins' versions, the options)."""
     from . import __version__
 
     tables = host.board_tables() if host is not None else {}
@@ -342,20 +356,7 @@ def checked_batch(prepared, csv_path: str, host, args: Sequence[str], cache_path
     digest = inputs_digest(csv_path, maker)
     key = hashlib.sha256(json.dumps([digest, __version__, host.versions() if host else {},
                                      prepared.board.id, list(args)], sort_keys=True).encode()).hexdigest()
-    try:
-        with open(cache_path, encoding="utf-8") as f:
-            saved = f.read().split()
-        if len(saved) == 2 and saved[0] == key:
-            return key, int(saved[1])
-    except (OSError, ValueError):
-        pass
-    count = check_devices(maker)
-    write_atomic(cache_path, f"{key} {count}\n".encode())
-    return key, count
-
-
-def chunk_count(rows: int) -> int:
-    return max(1, min(MAX_CHUNKS, (rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK))
+    return key, maker
 
 
 def inputs_digest(csv_path: str, maker: DeviceMaker) -> str:
@@ -366,8 +367,9 @@ def inputs_digest(csv_path: str, maker: DeviceMaker) -> str:
     h.update(f"{st.st_size}:{st.st_mtime_ns}\n".encode())
     with open(csv_path, "rb") as f:
         h.update(hashlib.sha256(f.read()).digest())
+    blob_columns = [column for column, key in maker.columns.vendor if key.type == "blob"]
     for row in maker.rows():
-        for name in maker.columns.certificates:
+        for name in maker.columns.certificates + blob_columns:
             for s in (row.cells.get(name) or "").split(";"):
                 if s.strip():
                     path = os.path.normpath(os.path.join(maker.csv_dir, s.strip()))

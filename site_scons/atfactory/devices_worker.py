@@ -1,8 +1,18 @@
-"""Writing per-device outputs: one chunk of a devices batch, and the devices.json ledger.
+"""Building a devices batch: rows checked and written by worker processes, committed as a whole.
 
-``python -m atfactory.devices_worker`` is the chunk process the build runs (one per chunk, so
-``-j2`` uses both cores): it prepares the board exactly as the build did, then writes the
-outputs of rows chunk, chunk + chunks, ... and one JSON line per device for the ledger.
+``build_batch`` is the one action of a batch.  It runs ``workers`` chunks at once: chunk 0 in
+the calling process (the board is already prepared there), the others as
+``python -m atfactory.devices_worker`` processes, which prepare the board exactly as the build
+did.  Chunk ``c`` of ``n`` checks and writes rows c, c + n, ... of the CSV into a staging folder
+and streams one JSON line per row to its chunk ledger: the row's outputs with their SHA-256, or
+its problems.  When every chunk is done, the ledgers are merged in CSV order (memory stays flat)
+and checked across the batch: a device id used twice, the same certificate or key file content
+in two rows.  Any problem: the staging folder is removed and every problem is reported, naming
+its CSV line, so nothing of the batch is written.  Otherwise the staging folder replaces
+``<release>/devices`` in one rename and ``devices.json`` is written.
+
+Inside the staging folder every file is created new (``O_EXCL``), secrets with mode 0600 from
+the first byte; the folder as a whole is the unit of atomicity, so no per-file temporaries.
 """
 from __future__ import annotations
 
@@ -10,29 +20,73 @@ import hashlib
 import heapq
 import json
 import os
+import shutil
+import subprocess
 import sys
-from typing import Optional, Sequence
+import tempfile
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import artifacts as art
-from .devices import DEVICES_DIR, DeviceMaker
+from .devices import DEVICES_DIR, LEDGER, DeviceMaker
 from .download_config import DownloadConfig, encode_download_config
-from .errors import MAX_PROBLEMS, AtFactoryError, BoardError
-from .fsutil import atomic_open, write_atomic
-from .input_cache import use_input_cache
+from .errors import MAX_PROBLEMS, AtFactoryError, BoardError, Problem
+from .fsutil import atomic_open
 from .merge import merge_factory_image
 
+STAGING = ".devices.staging"     # beside devices/: the batch being built
+RETIRED = ".devices.retired"     # the previous batch, on its way out
+WORK = ".devices.work"           # chunk ledgers (they hold digests of key files: never published)
 
-def build_chunk(maker: DeviceMaker, release_dir: str, chunk: int, chunks: int, images: bool):
-    """Write the outputs of rows chunk, chunk + chunks, ...; yield their ledger entries."""
+
+def _create(path: str, data: bytes, secret: bool) -> None:
+    """A new file (never one that exists), owner-only from its creation when secret."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600 if secret else 0o666)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _problem_doc(p: Problem) -> dict:
+    doc = {"file": p.file, "key": p.key, "message": p.message}
+    if p.has_value:
+        doc["value"] = p.value if isinstance(p.value, (str, int, float, bool)) or p.value is None else str(p.value)
+    return doc
+
+
+def _problem(doc: dict) -> Problem:
+    return Problem(doc["file"], doc["key"], doc["message"], doc["value"]) if "value" in doc \
+        else Problem(doc["file"], doc["key"], doc["message"])
+
+
+def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, images: bool) -> Iterator[dict]:
+    """Check rows chunk, chunk + chunks, ...; write each good row's outputs under ``staging``
+    while no row of this chunk has failed; yield one ledger line per row."""
     board = maker.board
     planned = [a for a in art.plan_board(board, maker.prepared.firmware, maker.formats) if a.offset is not None]
+    release = os.path.dirname(os.path.abspath(staging))
+    failed = 0
     for n, row in enumerate(maker.rows()):
         if n % chunks != chunk:
             continue
-        device_id, files, _digests = maker.make(row)
-        folder = os.path.join(release_dir, DEVICES_DIR, device_id)
-        entries = []
-        merge_list = []
+        try:
+            device_id, files, digests = maker.make(row)
+        except BoardError as err:
+            failed += len(err.problems)
+            yield {"line": row.line, "problems": [_problem_doc(p) for p in err.problems]}
+            if failed >= MAX_PROBLEMS:
+                return
+            continue
+        entry = {"device_id": device_id, "line": row.line,
+                 "digests": {name: [digest, row.cells.get(name, "")] for name, digest in digests.items()}}
+        if failed:
+            yield entry   # still checked, for the batch's duplicate checks; nothing more is written
+            continue
+        folder = os.path.join(staging, device_id)
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            yield entry   # the id of an earlier row: the merge reports it with both lines
+            continue
+        entries, merge_list = [], []
         for a in planned:
             rel = a.targets[0]
             if rel in files:
@@ -40,44 +94,157 @@ def build_chunk(maker: DeviceMaker, release_dir: str, chunk: int, chunks: int, i
                 merge_list.append((a.offset, os.path.join(folder, rel)))
             else:
                 entries.append((a.offset, f"../../{rel}"))
-                merge_list.append((a.offset, os.path.join(release_dir, rel)))
+                merge_list.append((a.offset, os.path.join(release, rel)))
         files["download.config"] = (encode_download_config(DownloadConfig(
             board.flash_mode, board.flash_freq, board.flash_size, tuple(entries))), False)
         hashes = {}
+        made = {folder}
         for rel, (data, secret) in sorted(files.items()):
-            write_atomic(os.path.join(folder, rel), data, secret=secret)
+            path = os.path.join(folder, rel)
+            parent = os.path.dirname(path)
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            _create(path, data, secret)
             hashes[rel] = hashlib.sha256(data).hexdigest()
         if images and maker.prepared.firmware is not None:
             image = merge_factory_image(board.chip.name, board.flash_mode, board.flash_freq, board.flash_size,
                                         board.flash_size_bytes, merge_list)
             rel = art.factory_image_path(board)
-            write_atomic(os.path.join(folder, rel), image, secret=any(s for _, s in files.values()))
+            os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
+            _create(os.path.join(folder, rel), image, any(s for _, s in files.values()))
             hashes[rel] = hashlib.sha256(image).hexdigest()
-        yield {"device_id": device_id, "line": row.line, "outputs": hashes}
+        entry["outputs"] = hashes
+        yield entry
 
 
-def chunk_ledger_path(release_dir: str, chunk: int, chunks: int) -> str:
-    return os.path.join(release_dir, DEVICES_DIR, f".chunk-{chunk}-of-{chunks}.json")
+def write_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, images: bool, ledger: str) -> None:
+    # owner-only: the lines hold digests of the rows' key files
+    fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+        for entry in build_chunk(maker, staging, chunk, chunks, images):
+            out.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
-def _chunk_entries(path: str):
+def _entries(path: str) -> Iterator[dict]:
     with open(path, encoding="utf-8") as f:
         for text in f:
             if text.strip():
                 yield json.loads(text)
 
 
-def write_ledger(board, release_dir: str, chunks: int, out_path: str) -> None:
-    """devices.json, streamed: chunk ledgers are each in CSV order, so a merge keeps memory flat."""
+def merged_entries(ledgers: Sequence[str]) -> Iterator[dict]:
+    """Every chunk's lines in CSV order (each chunk ledger is in CSV order already)."""
+    return heapq.merge(*(_entries(p) for p in ledgers), key=lambda e: e["line"])
+
+
+def check_batch(csv_path: str, ledgers: Sequence[str]) -> Tuple[int, List[Problem]]:
+    """(rows, problems) of the merged ledgers: each row's own problems, and what only the whole
+    batch shows (an id used twice, a certificate or key reused across devices)."""
+    problems: List[Problem] = []
+    ids: Dict[str, int] = {}
+    seen: Dict[str, Tuple[int, str]] = {}
+    rows = 0
+    for entry in merged_entries(ledgers):
+        rows += 1
+        line = entry["line"]
+        if "problems" in entry:
+            problems += [_problem(p) for p in entry["problems"]]
+            continue
+        device_id = entry["device_id"]
+        if device_id in ids:
+            problems.append(Problem(csv_path, f"line {line}, device_id", f"already used on line {ids[device_id]}; "
+                                    "each device needs an id of its own", device_id))
+        else:
+            ids[device_id] = line
+        for name, (digest, cell) in sorted(entry["digests"].items()):
+            if name.endswith("_ca"):
+                continue   # a CA is shared by design
+            digest = int(digest[:32], 16)   # 128 bits tell files apart and keep a 100,000-row batch small
+            if digest in seen:
+                other_line, other_name = seen[digest]
+                problems.append(Problem(csv_path, f"line {line}, {name}", f"the same file content as line "
+                                        f"{other_line} ({other_name}): a certificate or key reused across devices "
+                                        "is a security defect", cell))
+            else:
+                seen[digest] = (line, name)
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    if not rows and not problems:
+        problems.append(Problem(csv_path, "line 2", "no devices: the file has a header and no rows"))
+    return rows, problems
+
+
+def write_ledger(board, ledgers: Sequence[str], out_path: str) -> None:
+    """devices.json, streamed from the merged chunk ledgers (outputs and their SHA-256 per device)."""
     with atomic_open(out_path, text=True) as out:
         out.write(json.dumps({"board": board.id, "module": board.module_name})[:-1] + ', "devices": [\n')
-        streams = [_chunk_entries(chunk_ledger_path(release_dir, c, chunks)) for c in range(chunks)]
-        for n, entry in enumerate(heapq.merge(*streams, key=lambda e: e["line"])):
-            out.write((",\n" if n else "") + json.dumps(entry, sort_keys=True))
+        for n, entry in enumerate(merged_entries(ledgers)):
+            doc = {"device_id": entry["device_id"], "line": entry["line"], "outputs": entry["outputs"]}
+            out.write((",\n" if n else "") + json.dumps(doc, sort_keys=True))
         out.write("\n]}\n")
 
 
-# --- the chunk worker: python -m atfactory.devices_worker ---------------------------------------
+def _remove(path: str) -> None:
+    if os.path.lexists(path):
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+
+
+def build_batch(maker: DeviceMaker, release: str, worker_command: Sequence[str], workers: int, images: bool,
+                out_path: str, environ: Optional[dict] = None) -> int:
+    """Build a whole batch (see the module's docstring); return the number of devices.
+
+    ``worker_command`` starts one worker process without its chunk arguments.  Raises
+    BoardError with every problem, and AtFactoryError when a worker fails; nothing of the batch
+    is left behind either way."""
+    staging, retired, work = (os.path.join(release, name) for name in (STAGING, RETIRED, WORK))
+    for path in (staging, retired, work):
+        _remove(path)
+    os.makedirs(staging)
+    os.makedirs(work)
+    try:
+        chunks = max(1, workers)
+        ledgers = [os.path.join(work, f"chunk-{c}-of-{chunks}.json") for c in range(chunks)]
+        procs = []
+        for c in range(1, chunks):
+            err = tempfile.TemporaryFile(dir=work)
+            procs.append((subprocess.Popen(list(worker_command) + ["--staging", staging, "--chunk", str(c),
+                                                                   "--chunks", str(chunks), "--ledger", ledgers[c]],
+                                           stdout=subprocess.DEVNULL, stderr=err, env=environ), err))
+        try:
+            write_chunk(maker, staging, 0, chunks, images, ledgers[0])
+        finally:
+            failures = []
+            for proc, err in procs:
+                code = proc.wait()
+                err.seek(0)
+                text = err.read().decode("utf-8", "replace").strip()
+                err.close()
+                if code:
+                    failures.append(text or f"a devices worker exited with status {code}")
+        if failures:
+            lines = [line.replace("atfactory: error: ", "", 1) for text in failures for line in text.splitlines()]
+            raise AtFactoryError("\n".join(dict.fromkeys(lines)))
+        rows, problems = check_batch(maker.csv_path, ledgers)
+        if problems:
+            raise BoardError(problems)
+        devices = os.path.join(release, DEVICES_DIR)
+        if os.path.lexists(devices):
+            os.rename(devices, retired)
+        os.rename(staging, devices)
+        write_ledger(maker.board, ledgers, out_path)
+        return rows
+    finally:
+        for path in (staging, retired, work):
+            _remove(path)
+
+
+# --- the worker process: python -m atfactory.devices_worker ---------------------------------------
+
+def worker_command(board_path: str, relative_to: str, csv_path: str, args: Sequence[str]) -> List[str]:
+    return [sys.executable, "-m", "atfactory.devices_worker", "--board", board_path, "--relative-to", relative_to,
+            "--devices", os.path.abspath(csv_path)] + list(args)
+
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
     import argparse
@@ -89,7 +256,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--board", required=True)
     p.add_argument("--relative-to", required=True)
     p.add_argument("--devices", required=True)
-    p.add_argument("--release", required=True)
+    p.add_argument("--staging", required=True)
+    p.add_argument("--ledger", required=True)
     p.add_argument("--chunk", type=int, required=True)
     p.add_argument("--chunks", type=int, required=True)
     p.add_argument("--firmware", default="")
@@ -99,20 +267,19 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--input-cache", default="")
     args = p.parse_args(argv)
     if args.input_cache:
+        from .input_cache import use_input_cache
+
         use_input_cache(args.input_cache)   # read only here: the scons process owns the file
     try:
         host, registry = make_session([d for d in args.plugins.split(",") if d])
         tables = host.board_tables()
         prepared = prepare_board(args.board, registry, host, relative_to=args.relative_to,
                                  firmware_override=args.firmware or None, extra_tables=tables, sandbox=args.sandbox)
-        maker = DeviceMaker(prepared, args.devices, tables, checked=True, formats=host.formats())
-        path = chunk_ledger_path(args.release, args.chunk, args.chunks)
-        with atomic_open(path, text=True) as out:   # one JSON line per device, streamed
-            for entry in build_chunk(maker, args.release, args.chunk, args.chunks, args.images):
-                out.write(json.dumps(entry, sort_keys=True) + "\n")
+        maker = DeviceMaker(prepared, args.devices, tables, formats=host.formats())
+        write_chunk(maker, args.staging, args.chunk, args.chunks, args.images, args.ledger)
     except BoardError as err:
-        for problem in err.problems[:MAX_PROBLEMS]:
-            sys.stderr.write(f"atfactory: error: {problem}\n")
+        for line in err.lines():
+            sys.stderr.write(f"atfactory: error: {line}\n")
         return 2
     except AtFactoryError as err:
         sys.stderr.write(f"atfactory: error: {err}\n")

@@ -58,7 +58,8 @@ def _build_error(target, err: AtFactoryError) -> SCons.Errors.BuildError:
     Every action calls this from its own ``except``: SCons hashes an action function's code
     and closure for its signature, so a decorator wrapping each action made creating the
     builders several times slower."""
-    return SCons.Errors.BuildError(node=target[0], errstr=str(err), exitstatus=2)
+    text = "\nscons: *** ".join(err.lines()) if isinstance(err, BoardError) else str(err)
+    return SCons.Errors.BuildError(node=target[0], errstr=text, exitstatus=2)
 
 
 def _build(target, source, env):
@@ -206,47 +207,48 @@ def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False):
     return result.boards
 
 
-def _write_ledger(target, source, env):
-    from atfactory.devices_worker import write_ledger
-    board, release, chunks = _ACTIONS[target[0].abspath]
+def _build_devices(target, source, env):
+    from atfactory.devices_worker import build_batch
+
+    maker, release, command, images, environ = _ACTIONS[target[0].abspath]
+    workers = max(1, int(env.GetOption("num_jobs") or 1))
     try:
-        write_ledger(board, release, chunks, target[0].abspath)
+        count = build_batch(maker, release, command, workers, images, target[0].abspath, environ)
     except AtFactoryError as err:
         raise _build_error(target, err)
+    sys.stdout.write(f"{'DEVICES':<6} {maker.board.id}: {count} devices\n")
+
+
+def _show_devices(target, source, env):
+    maker = _ACTIONS[target[0].abspath][0]
+    workers = max(1, int(env.GetOption("num_jobs") or 1))
+    return f"{'DEVICES':<6} {maker.board.id}: {display_path(maker.csv_path, env.GetLaunchDir())}, " \
+           f"{workers} process{'es' if workers > 1 else ''}"
 
 
 @stop_on_error
 def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args):
-    """The per-device outputs of one board: chunk processes, then the devices.json ledger.
+    """The per-device outputs of one board: one action, the devices.json ledger its target.
 
-    SCons tracks a handful of nodes per batch (the chunks), not one per device file: the CSV and
-    a digest of the files it names decide when the batch is rebuilt."""
+    SCons tracks one node per batch, not one per device file: the CSV and a digest of the files
+    it names decide when the batch is rebuilt.  The action runs one worker per -j job."""
     from atfactory import devices as dev
-    from atfactory.devices_worker import chunk_ledger_path
+    from atfactory.devices_worker import worker_command
 
     board = prepared.board
-    release = os.path.join(build_dir, board.id)
-    key, count = dev.checked_batch(prepared, csv_path, host, args,
-                                   os.path.join(build_dir, ".atfactory", f"{board.id}.devices-checked"))
-    chunks = dev.chunk_count(count)
+    release = os.path.abspath(os.path.join(build_dir, board.id))
+    key, maker = dev.batch_key(prepared, csv_path, host, args)
     site = os.path.dirname(os.path.dirname(os.path.abspath(dev.__file__)))
-    env["ENV"]["PYTHONPATH"] = site + (os.pathsep + env["ENV"]["PYTHONPATH"] if env["ENV"].get("PYTHONPATH") else "")
-    value = env.Value(key)
-    ledgers = []
-    for c in range(chunks):
-        command = [sys.executable, "-m", "atfactory.devices_worker", "--board", board.path, "--relative-to",
-                   env.GetLaunchDir(), "--devices", os.path.abspath(csv_path), "--release", release,
-                   "--chunk", str(c), "--chunks", str(chunks),
-                   "--input-cache", os.path.join(build_dir, ".atfactory", "inputs.json")] + args
-        target = chunk_ledger_path(release, c, chunks)
-        ledgers += env.Command(target, [value, env.File(os.path.abspath(csv_path)), board_alias],
-                               Action([command], cmdstr=f"{'DEVICES':<6} {board.id}: devices chunk {c + 1} of {chunks}"))
-
+    environ = dict(os.environ)   # the workers import this checkout's atfactory
+    environ["PYTHONPATH"] = site + (os.pathsep + environ["PYTHONPATH"] if environ.get("PYTHONPATH") else "")
+    command = worker_command(board.path, env.GetLaunchDir(), csv_path, args + [
+        "--input-cache", os.path.join(build_dir, ".atfactory", "inputs.json")])
     target = os.path.abspath(os.path.join(release, dev.LEDGER))
-    _ACTIONS[target] = (board, release, chunks)
-    ledger = env.Command(target, [env.Value(f"{board.id} {chunks}")] + ledgers,
-                         Action(_write_ledger, strfunction=_show_one("LEDGER")))
+    _ACTIONS[target] = (maker, release, command, "--images" in args, environ)
+    ledger = env.Command(target, [env.Value(key), env.File(os.path.abspath(csv_path)), board_alias],
+                         Action(_build_devices, strfunction=_show_devices))
     env.Clean(ledger, os.path.join(release, dev.DEVICES_DIR))
+    env.Precious(ledger)   # a failed batch leaves the last good one, ledger and devices/, as it was
     return ledger
 
 
