@@ -230,3 +230,18 @@ def test_devices_of_a_v5_board_get_their_own_mfg_nvs(device_pki, tmp_path):
     r = run_scons("board=WROOM-32-V5", f"devices={again}", "build_dir=out2", cwd=tmp_path)
     assert r.returncode == 2
     assert "line 4, client_cert" in r.stderr and "the same file content as line 2" in r.stderr
+
+
+def test_a_device_image_holding_only_the_boards_keys_is_owner_only(tmp_path, registry):
+    """A row that changes no key still flashes the board's server_key: its factory image holds it."""
+    release = make_release(tmp_path / "fw", load_board("WROOM-32", registry))
+    write_csv(tmp_path / "devices.csv", "device_id,uart_baudrate", ["D1,921600"])
+    r = run_scons("board=WROOM-32", "devices=devices.csv", f"firmware={release}", "device_images=yes",
+                  "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "out/WROOM-32/devices/D1"
+    assert not (folder / "customized_partitions/server_key.bin").exists()   # shared with the board
+    image = folder / "factory/factory_WROOM-32.bin"
+    key = (tmp_path / "out/WROOM-32/customized_partitions/server_key.bin").read_bytes()
+    assert key.rstrip(b"\xff") and image.read_bytes()[0x26000:0x26000 + len(key)] == key
+    assert image.stat().st_mode & 0o077 == 0

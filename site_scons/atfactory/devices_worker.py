@@ -87,14 +87,17 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
             yield entry   # the id of an earlier row: the merge reports it with both lines
             continue
         entries, merge_list = [], []
+        image_secret = False   # the device's factory image holds every key it flashes, its own or the board's
         for a in planned:
             rel = a.targets[0]
             if rel in files:
                 entries.append((a.offset, rel))
                 merge_list.append((a.offset, os.path.join(folder, rel)))
+                image_secret = image_secret or files[rel][1]
             else:
                 entries.append((a.offset, f"../../{rel}"))
                 merge_list.append((a.offset, os.path.join(release, rel)))
+                image_secret = image_secret or a.secret
         files["download.config"] = (encode_download_config(DownloadConfig(
             board.flash_mode, board.flash_freq, board.flash_size, tuple(entries))), False)
         hashes = {}
@@ -112,7 +115,7 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
                                         board.flash_size_bytes, merge_list)
             rel = art.factory_image_path(board)
             os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
-            _create(os.path.join(folder, rel), image, any(s for _, s in files.values()))
+            _create(os.path.join(folder, rel), image, image_secret)
             hashes[rel] = hashlib.sha256(image).hexdigest()
         entry["outputs"] = hashes
         yield entry
