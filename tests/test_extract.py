@@ -53,3 +53,45 @@ def test_extract_image_then_scons_rebuild_is_byte_identical(built, capsys, tmp_p
     assert r.returncode == 0, r.stderr
     rebuilt = next((tmp_path / "rb" / board_file.stem / "factory").glob("factory_*.bin"))
     assert rebuilt.read_bytes() == image.read_bytes()
+
+
+@pytest.mark.parametrize("name", ["../../evil", "a/b", ".hidden"])
+def test_extract_never_turns_an_image_partition_name_into_a_path(capsys, tmp_path, name):
+    """Partition names read from an image are data: a name no board can hold stops extract
+    before anything is written, wherever it would have pointed."""
+    import dataclasses
+
+    from atfactory import partition_table as pt
+
+    r = run_scons("board=WROOM-32", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "out/WROOM-32"
+    table = pt.decode_partition_table((folder / "at_customize.bin").read_bytes())
+    entries = [dataclasses.replace(e, name=name) if e.name == "client_ca" else e for e in table.entries]
+    (folder / "at_customize.bin").write_bytes(pt.encode_partition_table(entries, md5=table.md5 is not None))
+    config = folder / "download.config"
+    config.write_text(config.read_text().replace("customized_partitions/client_ca.bin", "customized_partitions/x.bin"))
+    (folder / "customized_partitions/client_ca.bin").rename(folder / "customized_partitions/x.bin")
+    code, out, err = run_cli(capsys, "extract", str(folder), "-o", str(tmp_path / "x/y"))
+    assert code == 2, out
+    assert f"partition {name!r}: not a name a board can hold" in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "evil").exists()
+
+
+def test_an_image_module_name_of_dots_names_no_folder_outside(monkeypatch):
+    from atfactory.extract import board_id_for
+    from atfactory.formats import ModuleSettings
+    from atfactory.formats.factory_param import FactoryParamFormat
+
+    doc = {"at_customize": {"partitions": [{"name": "factory_param", "content": {"kind": "factory_param"}}]}}
+    for name, expected in (("..", "_.."), (".", "_."), ("../x", "_.._x"), ("A/B", "A_B"), ("WROOM", "WROOM")):
+        monkeypatch.setattr(FactoryParamFormat, "module_settings",
+                            lambda self, d, name=name: ModuleSettings(name, "PLATFORM_ESP32", {}))
+        assert board_id_for(doc) == expected
+
+
+def test_extract_onto_a_file_is_refused(built, capsys, tmp_path):
+    (tmp_path / "taken").write_text("mine")
+    code, out, err = run_cli(capsys, "extract", str(built / "out/WROOM-32"), "-o", str(tmp_path / "taken"))
+    assert code == 2 and "is a file; expected a folder" in err
+    assert (tmp_path / "taken").read_text() == "mine"

@@ -234,3 +234,58 @@ def test_partition_names_cannot_leave_the_release_folder(tmp_path, name):
                                   'subtype = 0x20\noffset = 0x40000\nsize = "4K"\nsource = ["data.bin"]\n')
     assert "accepted: letters, digits, '_', '-' and '.', not starting with '.'" in str(err.value)
 
+
+
+def _with_entry(release: Path, old: str, new: str, move=True) -> None:
+    """download.config of ``release`` naming ``new`` where it named ``old`` (the file moved there)."""
+    config = release / "download.config"
+    config.write_text(config.read_text().replace(f" {old}", f" {new}"))
+    if move and not new.startswith("/"):
+        target = (release / new)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (release / old).replace(target)
+
+
+@pytest.mark.parametrize("name, words", [
+    ("../../plugins/evil.py", "has an empty, '.' or '..' component"),
+    ("ok/../../escape.bin", "has an empty, '.' or '..' component"),
+    ("/tmp/abs.bin", "an absolute path"),
+    ("phy\\init.bin", "holds a control character or one of"),
+])
+def test_download_config_names_stay_inside_the_release_folder(tmp_path, registry, name, words):
+    """A firmware folder's download.config is input: its names never become paths outside the build."""
+    release = make_release(tmp_path / "deep/fw", load_board("WROOM-32", registry))
+    if name.startswith("/"):
+        _with_entry(release, "phy_init_data.bin", name, move=False)
+    else:
+        _with_entry(release, "phy_init_data.bin", name)
+    for sandbox in ("sandbox=no", "sandbox=yes"):
+        r = run_scons("board=WROOM-32", f"firmware={release}", sandbox, "build_dir=out", cwd=tmp_path)
+        assert r.returncode == 2, r.stdout
+        assert f"download.config: the entry at 0xf000 names {name!r}, which {words}" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "deep/plugins").exists() and not (tmp_path / "escape.bin").exists()
+    assert not (tmp_path / "out/WROOM-32/factory").exists()
+
+
+def test_download_config_names_differing_only_in_case_are_refused(tmp_path, registry):
+    release = make_release(tmp_path / "fw", load_board("WROOM-32", registry))
+    config = release / "download.config"
+    config.write_text(config.read_text().replace(" ota_data_initial.bin", " PHY_INIT_DATA.bin"))
+    (release / "PHY_INIT_DATA.bin").write_bytes((release / "ota_data_initial.bin").read_bytes())
+    r = run_scons("board=WROOM-32", f"firmware={release}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "'PHY_INIT_DATA.bin' and 'phy_init_data.bin' differ only in case" in r.stderr or \
+        "'phy_init_data.bin' and 'PHY_INIT_DATA.bin' differ only in case" in r.stderr, r.stderr
+
+
+def test_sandbox_confines_the_files_a_firmware_folder_lists(tmp_path, registry):
+    release = make_release(tmp_path / "fw", load_board("WROOM-32", registry))
+    outside = tmp_path / "elsewhere.bin"
+    outside.write_bytes((release / "phy_init_data.bin").read_bytes())
+    (release / "phy_init_data.bin").unlink()
+    os.symlink(outside, release / "phy_init_data.bin")
+    r = run_scons("board=WROOM-32", f"firmware={release}", "sandbox=yes", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "download.config: 'phy_init_data.bin' resolves outside the release folder (sandbox=yes)" in r.stderr
+    assert run_scons("board=WROOM-32", f"firmware={release}", "build_dir=out2", cwd=tmp_path).returncode == 0

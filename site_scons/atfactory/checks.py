@@ -25,7 +25,7 @@ from .toml_layers import Merged
 
 AT_CUSTOMIZE_SECTOR = pt.AT_CUSTOMIZE_SECTOR
 PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
-_PARTITION_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+PARTITION_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*\Z")   # \Z: no trailing newline
 
 
 class Checker:
@@ -229,7 +229,7 @@ def _check_partitions(c: Checker, merged: Merged, formats: FormatRegistry, at_ve
         if not name or not PRINTABLE.match(name):
             fail(name, "name", "expected 1 to 16 printable ASCII characters", name)
             ok = False
-        elif not _PARTITION_NAME.match(name):
+        elif not PARTITION_NAME.match(name):
             # The name is also the output's file name (customized_partitions/<name>.bin): no
             # separators, no leading dot, nothing that could leave the release folder.
             fail(name, "name", "accepted: letters, digits, '_', '-' and '.', not starting with '.'", name)

@@ -14,7 +14,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .errors import AtFactoryError, BoardError
+from .errors import AtFactoryError, BoardError, ExtractError
 
 
 def _print_err(message: str) -> None:
@@ -216,13 +216,14 @@ def cmd_verify(args) -> int:
 # --- extract ----------------------------------------------------------------------------------
 
 def cmd_extract(args) -> int:
-    from .extract import extract
+    from .extract import extract_into
     from .readback import read_flash
 
     formats = _formats(args)
     data, doc = read_flash(args.path, formats)
-    os.makedirs(args.output, exist_ok=True)
-    board_path, notes = extract(data, doc, args.output, formats)
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise ExtractError(f"-o {args.output}: is a file; expected a folder (made if it does not exist)")
+    board_path, notes = extract_into(data, doc, args.output, formats)
     print(f"wrote {board_path}")
     for note in notes:
         print(f"note: {note}")

@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 
 from .at_releases import AT_RELEASES, DEFAULT_AT_VERSION
 from .chips import CHIPS
+from .checks import PARTITION_NAME
 from .errors import ExtractError, format_value
 from .formats import FormatRegistry, ModuleSettings, stock_registry
 from .fsutil import write_atomic
@@ -23,7 +24,9 @@ from .fsutil import write_atomic
 def board_id_for(doc: dict, formats: Optional[FormatRegistry] = None) -> str:
     settings = _module_settings(doc, formats or stock_registry())
     name = (settings.module_name if settings else "") or "extracted"
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    # a name from the image: it names a folder and a file, so it must stay one plain name
+    board_id = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    return "_" + board_id if board_id.startswith(".") else board_id
 
 
 def _module_settings(doc: dict, formats: FormatRegistry) -> Optional[ModuleSettings]:
@@ -61,6 +64,32 @@ def _at_version(parts: List[dict], formats: FormatRegistry, chip: str) -> str:
     return DEFAULT_AT_VERSION if DEFAULT_AT_VERSION in versions else [v for v in AT_RELEASES if v in versions][-1]
 
 
+def extract_into(data: bytes, doc: dict, out_dir: str,
+                 formats: Optional[FormatRegistry] = None) -> Tuple[str, List[str]]:
+    """extract() with nothing half-written: the board and sources are made in a staging folder
+    on the same disk and moved into ``out_dir`` (created if need be) only when all of it is made.
+    Files already in ``out_dir`` that extract does not write are left alone."""
+    import shutil
+    import tempfile
+
+    out_dir = os.path.abspath(out_dir)
+    anchor = out_dir
+    while not os.path.isdir(anchor):
+        anchor = os.path.dirname(anchor)
+    staging = tempfile.mkdtemp(prefix=".atfactory-extract-", dir=anchor)
+    try:
+        board_path, notes = extract(data, doc, staging, formats)
+        for root, _dirs, files in os.walk(staging):
+            for name in files:
+                src = os.path.join(root, name)
+                dst = os.path.join(out_dir, os.path.relpath(src, staging))
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                os.replace(src, dst)
+        return os.path.join(out_dir, os.path.relpath(board_path, staging)), notes
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def extract(data: bytes, doc: dict, out_dir: str, formats: Optional[FormatRegistry] = None) -> Tuple[str, List[str]]:
     """Write the board file and sources; return (board file path, notes)."""
     formats = formats or stock_registry()
@@ -74,6 +103,10 @@ def extract(data: bytes, doc: dict, out_dir: str, formats: Optional[FormatRegist
     board_id = board_id_for(doc, formats)
     src_dir = os.path.join(out_dir, board_id)
     parts = at["partitions"]
+    for part in parts:   # names from the image become file names: checked before anything is written
+        if not PARTITION_NAME.match(str(part["name"])):
+            raise ExtractError(f"partition {part['name']!r}: not a name a board can hold (letters, digits, '_', '-' "
+                               "and '.', not starting with '.'), so no board rebuilds this image")
     at_version = _at_version(parts, formats, chip)
     flash = doc.get("flash") or {}
     missing = [k for k in ("mode", "freq", "size") if k not in flash]

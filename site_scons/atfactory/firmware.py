@@ -52,20 +52,21 @@ def _read(path: str) -> bytes:
         raise FirmwareError(f"{os.path.basename(path)} {err.reading}") from None
 
 
-def load_firmware(path: str, chip_name: str, at_version: Optional[str] = None) -> Firmware:
-    """Read a release folder or a factory image.  Raises FirmwareError with a clear line."""
+def load_firmware(path: str, chip_name: str, at_version: Optional[str] = None, confined: bool = False) -> Firmware:
+    """Read a release folder or a factory image.  Raises FirmwareError with a clear line.
+    ``confined`` (sandbox=yes): a release folder's files must resolve inside it."""
     table_offset = CHIPS[chip_name].table_offset(at_version)
     if os.path.isdir(path):
-        return _load_release(path, table_offset)
+        return _load_release(path, table_offset, confined)
     if os.path.isfile(path):
         return _load_image(path, chip_name, table_offset)
     raise FirmwareError("no such folder or file; expected an ESP-AT release folder "
                         "(with download.config) or a factory image (factory_XXX.bin)")
 
 
-def _load_release(folder: str, table_offset: int) -> Firmware:
-    try:
-        release = read_release(folder, wanted=lambda rel: not is_customized(rel))   # the rest atfactory builds
+def _load_release(folder: str, table_offset: int, confined: bool = False) -> Firmware:
+    try:   # the files atfactory does not build itself
+        release = read_release(folder, wanted=lambda rel: not is_customized(rel), confined=confined)
     except ReleaseError as err:
         raise FirmwareError(str(err)) from None
     config, config_path = release.config, release.config_path

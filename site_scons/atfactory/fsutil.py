@@ -26,6 +26,30 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+# A name read from an input that becomes part of an output path: '/'-separated names of
+# printable characters, none of them '.', '..' or empty, nothing a disk reads as a drive or root.
+_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f\\:*?"<>|]')
+
+
+def relative_name_problem(rel: str) -> str:
+    """Why ``rel`` (a name from an input) is not a relative path confined to its folder; "" when it is."""
+    if not isinstance(rel, str) or not rel:
+        return "an empty name"
+    if _UNSAFE_CHARS.search(rel):
+        return "holds a control character or one of \\ : * ? \" < > |"
+    if rel.startswith("/"):
+        return "an absolute path"
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        return "has an empty, '.' or '..' component"
+    return ""
+
+
+def inside(path: str, root: str) -> bool:
+    """Whether ``path``, symbolic links resolved, is ``root`` or under it."""
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
 def read_input(path: str) -> bytes:
     """The bytes of a regular file.  Raises InputError saying why not (path in ``.path``)."""
     if os.path.isdir(path):

@@ -57,7 +57,7 @@ def prepare_board(ref: str, registry: BoardRegistry, host=None, *, relative_to: 
     else:
         return prepared
     try:
-        prepared.firmware = load_firmware(path, board.chip.name, board.at_version)
+        prepared.firmware = load_firmware(path, board.chip.name, board.at_version, confined=sandbox)
     except FirmwareError as err:
         raise BoardError([Problem(None if firmware_override else board.path, prepared.firmware_setting,
                                   str(err), display_path(path))]) from None

@@ -10,7 +10,7 @@ from typing import Callable, List, NamedTuple, Tuple
 
 from .download_config import DownloadConfig, decode_download_config
 from .errors import FormatError, InputError, ReleaseError
-from .fsutil import read_input
+from .fsutil import inside, read_input, relative_name_problem
 
 CONFIG = "download.config"
 
@@ -32,8 +32,13 @@ def is_customized(rel: str) -> bool:
     return rel == "at_customize.bin" or rel.startswith("customized_partitions/")
 
 
-def read_release(folder: str, wanted: Callable[[str], bool] = lambda rel: True) -> Release:
-    """The release in ``folder``, with the files ``wanted`` keeps; every missing one is named at once."""
+def read_release(folder: str, wanted: Callable[[str], bool] = lambda rel: True, confined: bool = False) -> Release:
+    """The release in ``folder``, with the files ``wanted`` keeps; every missing one is named at once.
+
+    Every name download.config lists is data until checked: a relative path inside the folder
+    (no '..', no absolute path, no control characters), no two differing only in case (they are
+    one file on a case-insensitive disk).  ``confined`` (sandbox=yes): the files, symbolic links
+    resolved, must be inside the folder too."""
     config_path = os.path.join(folder, CONFIG)
     if not os.path.isfile(config_path):
         raise ReleaseError(f"no {CONFIG}; an ESP-AT release folder has one")
@@ -45,10 +50,22 @@ def read_release(folder: str, wanted: Callable[[str], bool] = lambda rel: True) 
         raise ReleaseError(f"{CONFIG}: {err}") from None
     files: List[ReleaseFile] = []
     missing = []
+    folded = {}
     for offset, rel in config.entries:
+        problem = relative_name_problem(rel)
+        if problem:
+            raise ReleaseError(f"{CONFIG}: the entry at 0x{offset:x} names {rel!r}, which {problem}; accepted: a "
+                               "path relative to the release folder, '/'-separated, without '..'")
+        other = folded.setdefault(rel.lower(), rel)
+        if other != rel:
+            raise ReleaseError(f"{CONFIG}: {other!r} and {rel!r} differ only in case, one file on a case-insensitive "
+                               "disk; accepted: names that differ in more than case")
         if not wanted(rel):
             continue
         full = os.path.normpath(os.path.join(folder, rel))
+        if confined and os.path.lexists(full) and not inside(full, folder):
+            raise ReleaseError(f"{CONFIG}: {rel!r} resolves outside the release folder (sandbox=yes); accepted: "
+                               "files inside it, symbolic links included only when they point inside it")
         if not os.path.isfile(full):
             missing.append(rel)
             continue
