@@ -27,7 +27,7 @@ PRIMARY_SERVICE = 0x2800
 SECONDARY_SERVICE = 0x2801
 INCLUDE = 0x2802
 CHARACTERISTIC = 0x2803
-_HEX = re.compile(r"^(0[xX])?[0-9a-fA-F]+$")
+_HEX = re.compile(r"^(0[xX])?[0-9a-fA-F]+\Z")
 
 Row = "OrderedDict[str, object]"
 

@@ -24,7 +24,7 @@ from .numbers import format_size, parse_int, parse_size
 from .toml_layers import Merged
 
 AT_CUSTOMIZE_SECTOR = pt.AT_CUSTOMIZE_SECTOR
-PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
+PRINTABLE = re.compile(r"^[\x20-\x7e]+\Z")
 PARTITION_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*\Z")   # \Z: no trailing newline
 
 

@@ -19,12 +19,14 @@ board itself (certificate sets, GATT table) is read once per batch (``ReadContex
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import hashlib
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -40,7 +42,7 @@ from .numbers import parse_int
 from .plugins import call_build
 from .toml_layers import Merged
 
-DEVICE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
+DEVICE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}\Z")
 DEVICES_DIR = "devices"
 LEDGER = "devices.json"
 _FP_FIELDS = [f.name for f in fp.FIELDS if f.name not in ("platform", "module_name")]
@@ -65,18 +67,54 @@ class Row:
     width: Optional[int] = None   # the number of cells when it is not the header's
 
 
+def _text_lines(path: str) -> Iterator[str]:
+    """The CSV's lines as text, each decoded on its own so that bad UTF-8 names its own line."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise BoardError([Problem(None, "devices", "no such file", display_path(path))]) from None
+    except (OSError, ValueError) as exc:
+        raise BoardError([Problem(None, "devices", f"cannot be read ({getattr(exc, 'strerror', None) or exc})",
+                                  display_path(path))]) from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        raise BoardError([Problem(None, "devices", f"is {what}; expected a CSV file", display_path(path))])
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BoardError([Problem(path, f"line {number}", f"not UTF-8 (byte 0x{raw[exc.start]:02x} at "
+                                                                  f"column {exc.start + 1}); a devices CSV is UTF-8 text")]) from None
+
+
+def _reader(path: str) -> Iterator[Tuple[int, List[str]]]:
+    """(line number, cells) of every record; csv's own errors (a cell over its size limit, a
+    stray quote) name the line."""
+    reader = csv.reader(_text_lines(path))
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise BoardError([Problem(path, f"line {reader.line_num}", f"not a CSV record ({exc})")]) from None
+        yield reader.line_num, cells
+
+
 def _rows(path: str) -> Iterator[Row]:
     """Every data row; the header is validated by ``read_columns``."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        for cells in reader:
-            if not any(c.strip() for c in cells):
-                continue
-            if len(cells) == len(header):
-                yield Row(reader.line_num, dict(zip(header, (c.strip() for c in cells))))
-            else:
-                yield Row(reader.line_num, {}, len(cells))
+    records = _reader(path)
+    header = [h.strip() for h in next(records, (0, []))[1]]
+    for line, cells in records:
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) == len(header):
+            yield Row(line, dict(zip(header, (c.strip() for c in cells))))
+        else:
+            yield Row(line, {}, len(cells))
 
 
 def certificate_columns(board, formats) -> Dict[str, str]:
@@ -90,13 +128,7 @@ def certificate_columns(board, formats) -> Dict[str, str]:
 
 
 def read_columns(path: str, board, plugin_tables, cert_columns: Dict[str, str]) -> Columns:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            header = [h.strip() for h in next(csv.reader(f), [])]
-    except FileNotFoundError:
-        raise BoardError([Problem(None, "devices", "no such file", display_path(path))]) from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise BoardError([Problem(path, "line 1", f"not a UTF-8 CSV ({exc})")]) from None
+    header = [h.strip() for h in next(_reader(path), (0, []))[1]]
     cols = Columns()
     problems = []
     cert_names = list(cert_columns)

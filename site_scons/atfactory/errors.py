@@ -27,12 +27,33 @@ class FormatError(AtFactoryError):
         super().__init__(message)
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+MAX_SHOWN = 200   # characters of a value shown in a message
+
+
+def _escape(c: str) -> str:
+    return f"\\u{ord(c):04X}" if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped: names from inputs reach terminals and logs as one line."""
+    return text if text.isprintable() else "".join(_ESCAPES.get(c, "") if c in "\b\t\n\f\r" else _escape(c)
+                                                   for c in text)
+
+
 def format_value(value) -> str:
-    """Show a value as the user wrote it in TOML (strings quoted, numbers plain)."""
+    """Show a value as the user wrote it in TOML (strings quoted and escaped, so a message stays
+    one line and no control character reaches the terminal; numbers plain; long values cut)."""
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        shown = value if len(value) <= MAX_SHOWN else value[:MAX_SHOWN]
+        text = "".join(_ESCAPES.get(c) or _escape(c) for c in shown)
+        return '"' + text + '"' + (f"... ({len(value)} characters)" if len(value) > MAX_SHOWN else "")
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int):
+        if value.bit_length() > 3 * MAX_SHOWN:   # str() of an int of thousands of digits raises
+            return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+        return str(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -58,10 +79,11 @@ class Problem:
     def __str__(self) -> str:
         parts = []
         if self.file:
-            parts.append(display_path(self.file))
+            parts.append(printable(display_path(self.file)))
         if self.key:
-            parts.append(f"{self.key} = {format_value(self.value)}" if self.has_value else self.key)
-        parts.append(self.message)
+            key = printable(self.key)
+            parts.append(f"{key} = {format_value(self.value)}" if self.has_value else key)
+        parts.append(printable(self.message))
         return ": ".join(parts)
 
     def __repr__(self) -> str:

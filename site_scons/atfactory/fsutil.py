@@ -118,7 +118,7 @@ def _remove_stale_temporaries(folder: str, prefix: str) -> None:
         return
     # mkstemp's names: the prefix, 8 random characters, the suffix.  Matching exactly that keeps
     # "cfg.bin" from taking the temporary of "cfg.bin.bin" for its own.
-    pattern = re.compile(re.escape(prefix) + r"[A-Za-z0-9_]{8}\.tmp$")
+    pattern = re.compile(re.escape(prefix) + r"[A-Za-z0-9_]{8}\.tmp\Z")
     for name in names:
         if pattern.match(name):
             try:

@@ -90,7 +90,14 @@ def read_toml(path: str, problems: List[Problem]) -> Optional[dict]:
         text = text[1:]
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except RecursionError:
+        problems.append(Problem(path, "", "TOML nested too deeply to read; a board file is a few tables deep"))
+        return None
+    except ValueError as exc:
+        if not isinstance(exc, tomllib.TOMLDecodeError):   # an integer of thousands of digits
+            problems.append(Problem(path, "", f"TOML value cannot be read ({str(exc).split(';')[0]}); "
+                                              "accepted: integers that fit 64 bits"))
+            return None
         message = str(exc)
         if message.endswith("(at end of document)"):  # say which line that is, as for any other error
             message = message[:-1] + f", after line {len(text.splitlines())})"

@@ -31,7 +31,7 @@ TABLE = "namespaces"            # [mfg_nvs.namespaces.<name>]
 COLUMN_PREFIX = "mfg_nvs."      # devices CSV: mfg_nvs.<namespace>.<key>
 TYPES = tuple(INTEGER_RANGES) + ("string", "blob")
 BLOB_SOURCES = ("file", "hex", "base64")
-NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 NAME_RULE = (f"1 to {MAX_NAME_BYTES} bytes of letters, digits, '_', '-' and '.', not starting with '.' or '-'")
 
 

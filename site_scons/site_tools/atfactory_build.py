@@ -296,6 +296,28 @@ def check_sign_key(env, path):
     load_signing_key(path)
 
 
+_LOCKS = []   # held for the life of the scons process; the OS releases them when it ends, even on SIGKILL
+
+
+def lock_build_dir(env, build_dir):
+    """One build at a time per build_dir: a second one stops in one line instead of racing the
+    first over the same outputs (and .sconsign).  POSIX advisory lock; elsewhere, no lock."""
+    try:
+        import fcntl
+    except ImportError:   # pragma: no cover - Windows
+        return
+    folder = os.path.join(build_dir, ".atfactory")
+    os.makedirs(folder, exist_ok=True)
+    handle = open(os.path.join(folder, "build.lock"), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise SCons.Errors.StopError(f"build_dir {display_path(build_dir, env.GetLaunchDir())} is in use by another "
+                                     "atfactory build; wait for it to finish, or use another build_dir=")
+    _LOCKS.append(handle)
+
+
 def stop(env, message):
     raise SCons.Errors.StopError(message)
 
@@ -311,6 +333,7 @@ def generate(env):
     env.AddMethod(lambda env, variables: reject_unknown_variables(variables), "AtfRejectUnknownVariables")
     env.AddMethod(device_args, "AtfDeviceArgs")
     env.AddMethod(stop, "AtfStop")
+    env.AddMethod(lock_build_dir, "AtfLockBuildDir")
 
 
 def exists(env):

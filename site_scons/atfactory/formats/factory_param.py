@@ -11,7 +11,7 @@ from ..errors import AtFactoryError, ContentError, FormatError, Problem
 from . import Content, ModuleSettings, PartitionFormat, ReadContext
 
 PARTITION = "factory_param"
-COUNTRY = re.compile(r"^[A-Za-z0-9]{1,3}$")
+COUNTRY = re.compile(r"^[A-Za-z0-9]{1,3}\Z")
 # Every field a board must give: all but the defaulted ones and those [module] sets.
 REQUIRED = [f.name for f in fp.FIELDS if f.name not in fp.DEFAULTS and f.name not in ("platform", "module_name")]
 

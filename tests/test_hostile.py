@@ -1,0 +1,94 @@
+"""Hostile and careless inputs: every one gets one line naming where and what, exit 2, no
+traceback, nothing written (issue 12's classes; path escapes of release folders and extract are
+in test_release.py and test_extract.py)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from helpers import problem_lines, run_scons, write
+
+
+def _refused(r, tmp_path):
+    assert r.returncode == 2, r.stdout
+    assert "Traceback" not in r.stderr + r.stdout, r.stderr
+    lines = problem_lines(r.stderr)
+    assert lines, r.stderr
+    return lines
+
+
+@pytest.mark.parametrize("body, words", [
+    ("[factory_param]\nuart_tx_pin = " + "9" * 5000 + "\n",
+     "TOML value cannot be read (Exceeds the limit (4300 digits) for integer string conversion"),
+    ("x = " + "[" * 3000 + "]" * 3000 + "\n", "TOML nested too deeply to read"),
+])
+def test_board_files_that_crash_a_toml_reader(tmp_path, body, words):
+    board = write(tmp_path / "b.toml", 'extends = "WROOM-32"\n' + body)
+    lines = _refused(run_scons(f"board={board}", "build_dir=out", cwd=tmp_path), tmp_path)
+    assert any(f"{board}: {words}" in line for line in lines), lines
+    assert not (tmp_path / "out/b").exists()
+
+
+@pytest.mark.parametrize("body, shown", [
+    ('[factory_param]\ncountry_code = "CN\\n"\n', 'factory_param.country_code = "CN\\n": accepted: 1 to 3'),
+    ('[module]\nname = "A\\u001b[31mRED"\n', 'module.name = "A\\u001B[31mRED"'),
+    ('[[at_customize.partitions]]\nname = "client_ca"\nsource = "a\\u0000b"\n', '\\u0000'),
+    ('[factory_param]\nuart_tx_pin = ' + "1" * 700 + "\n", "uart_tx_pin = an integer of about 699 digits"),
+])
+def test_values_in_messages_stay_one_line_without_control_characters(tmp_path, body, shown):
+    board = write(tmp_path / "b.toml", 'extends = "WROOM-32"\n' + body)
+    r = run_scons(f"board={board}", "build_dir=out", cwd=tmp_path)
+    lines = _refused(r, tmp_path)
+    assert any(shown in line for line in lines), lines
+    assert "\x1b" not in r.stderr and "\x00" not in r.stderr
+
+
+def test_anchored_patterns_take_no_trailing_newline(tmp_path):
+    """'$' matches before a final newline; a country code "CN\\n" would have gone into the bytes."""
+    board = write(tmp_path / "b.toml", 'extends = "WROOM-32-V5"\n[mfg_nvs.namespaces.acme]\n'
+                                       '"key\\n" = "1"\n')
+    lines = _refused(run_scons(f"board={board}", "build_dir=out", cwd=tmp_path), tmp_path)
+    assert any("mfg_nvs.namespaces.acme.key\\n: the key 'key\\n' is not a name NVS" in line for line in lines), lines
+
+
+def _devices(tmp_path, data: bytes, name="devices.csv"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return run_scons("board=WROOM-32", f"devices={name}", "build_dir=out", cwd=tmp_path)
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"device_id,uart_baudrate\nD1,115200\nD2,\xff\xfe\n", "devices.csv: line 3: not UTF-8 (byte 0xff at column 4)"),
+    (b"device_id,uart_baudrate\nD1," + b"1" * 140000 + b"\n",
+     "devices.csv: line 2: not a CSV record (field larger than field limit"),
+    (b"\xef\xbb\xbfdevice_id,uart_baudrate\nD1,12\x00\n",
+     'devices.csv: line 2, factory_param.uart_baudrate = "12\\u0000": expected an integer'),
+])
+def test_devices_csvs_that_crash_a_csv_reader(tmp_path, data, words):
+    r = _devices(tmp_path, data)
+    lines = _refused(r, tmp_path)
+    assert any(words in line for line in lines), lines
+    assert not (tmp_path / "out/WROOM-32/devices").exists()
+
+
+def test_devices_naming_a_folder_or_a_fifo(tmp_path):
+    (tmp_path / "folder").mkdir()
+    r = run_scons("board=WROOM-32", "devices=folder", "build_dir=out", cwd=tmp_path)
+    assert any('devices = "' in line and "is a folder; expected a CSV file" in line for line in _refused(r, tmp_path))
+    os.mkfifo(tmp_path / "fifo")
+    r = run_scons("board=WROOM-32", "devices=fifo", "build_dir=out", cwd=tmp_path)
+    assert any("is not a regular file (a device, FIFO or socket); expected a CSV file" in line
+               for line in _refused(r, tmp_path))
+
+
+def test_a_second_build_on_the_same_build_dir_is_refused_while_the_first_runs(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    (tmp_path / "out/.atfactory").mkdir(parents=True)
+    with open(tmp_path / "out/.atfactory/build.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)   # as a running build holds it
+        r = run_scons("board=WROOM-32", "build_dir=out", cwd=tmp_path)
+        lines = _refused(r, tmp_path)
+        assert any("is in use by another atfactory build" in line for line in lines), lines
+        assert not (tmp_path / "out/WROOM-32").exists()
+    assert run_scons("board=WROOM-32", "build_dir=out", cwd=tmp_path).returncode == 0   # released: builds
