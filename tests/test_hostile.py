@@ -92,3 +92,41 @@ def test_a_second_build_on_the_same_build_dir_is_refused_while_the_first_runs(tm
         assert any("is in use by another atfactory build" in line for line in lines), lines
         assert not (tmp_path / "out/WROOM-32").exists()
     assert run_scons("board=WROOM-32", "build_dir=out", cwd=tmp_path).returncode == 0   # released: builds
+
+
+def _flipped_certificates():
+    """The project's client certificate (DER) with one bit flipped at every byte."""
+    import base64
+
+    from helpers import CERTS
+
+    lines = (CERTS / "client.crt").read_bytes().splitlines()
+    der = base64.b64decode(b"".join(lines[1:-1]))
+    for i in range(len(der)):
+        yield i, der[:i] + bytes([der[i] ^ 0x01]) + der[i + 1:]
+
+
+def test_no_one_bit_change_of_a_certificate_makes_a_traceback():
+    """cryptography parses lazily: fields that fail when first read were tracebacks in every verb."""
+    from atfactory.errors import ContentError
+    from atfactory.formats.pki import describe_certificate
+    from atfactory.pki import load_certificates
+
+    failed = 0
+    for i, der in _flipped_certificates():
+        doc = describe_certificate(der)   # never raises
+        assert "certificate" in doc or "error" in doc or "key" in doc, (i, doc)
+        try:
+            load_certificates(der)
+        except ContentError:
+            failed += 1
+    assert failed > 20   # many flips break it, and each is a ContentError
+
+
+def test_a_certificate_with_a_damaged_field_is_one_line_in_the_build(tmp_path):
+    der = dict(_flipped_certificates())[61]   # parses, but its issuer does not
+    (tmp_path / "bad.der").write_bytes(der)
+    board = write(tmp_path / "b.toml", 'extends = "WROOM-32"\n[[at_customize.partitions]]\nname = "client_ca"\n'
+                                       'source = ["bad.der"]\n')
+    lines = _refused(run_scons(f"board={board}", "build_dir=out", cwd=tmp_path), tmp_path)
+    assert any("client_ca" in line and "parses but a field of it does not" in line for line in lines), lines
