@@ -289,3 +289,43 @@ def test_sandbox_confines_the_files_a_firmware_folder_lists(tmp_path, registry):
     assert r.returncode == 2
     assert "download.config: 'phy_init_data.bin' resolves outside the release folder (sandbox=yes)" in r.stderr
     assert run_scons("board=WROOM-32", f"firmware={release}", "build_dir=out2", cwd=tmp_path).returncode == 0
+
+
+def test_verify_pubkey_reports_unsigned_and_stale_files(signed, keys, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(signed, copy)
+    (copy / "customized_partitions/evil.bin").write_bytes(b"planted")
+    (copy / "factory/factory_OLD.bin").write_bytes(b"from an earlier build")
+    assert _verify(str(copy), "--pubkey", str(keys / "release.pub")) == 1
+    out = capsys.readouterr().out
+    assert "customized_partitions/evil.bin: in the release folder but in no signed list" in out
+    assert "factory/factory_OLD.bin: in the release folder but in no signed list" in out
+    assert _verify(str(signed), "--pubkey", str(keys / "release.pub")) == 0
+    assert "no file in the folder outside the signed lists" in capsys.readouterr().out
+
+
+def test_signed_devices_are_covered_by_the_signed_ledger(keys, tmp_path, capsys):
+    from atfactory import nvs
+
+    write(tmp_path / "devices.csv", "device_id,uart_baudrate\nD1,921600\nD2,57600\n")
+    r = run_scons("board=WROOM-32-V5", "devices=devices.csv", f"sign_key={keys / 'release.key'}", "build_dir=out",
+                  cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    release = tmp_path / "out/WROOM-32-V5"
+    assert (release / "devices.json.sig").is_file()
+    assert _verify(str(release), "--pubkey", str(keys / "release.pub")) == 0
+    assert "devices.json signed by this key; 4 device outputs match their SHA-256" in capsys.readouterr().out
+    image = release / "devices/D2/customized_partitions/mfg_nvs.bin"
+    assert nvs.decode_nvs(image.read_bytes())   # a device output
+    data = bytearray(image.read_bytes())
+    data[100] ^= 1
+    image.write_bytes(bytes(data))
+    (release / "devices/D3").mkdir()
+    (release / "devices/D3/download.config").write_text("planted")
+    assert _verify(str(release), "--pubkey", str(keys / "release.pub")) == 1
+    out = capsys.readouterr().out
+    assert "devices/D2/customized_partitions/mfg_nvs.bin: SHA-256 differs from devices.json: the file was altered" in out
+    assert "devices/D3/download.config: in the release folder but in no signed list" in out
+    (release / "devices.json.sig").unlink()
+    assert _verify(str(release), "--pubkey", str(keys / "release.pub")) == 1
+    assert "devices.json.sig: missing; the devices of this release are not signed" in capsys.readouterr().out

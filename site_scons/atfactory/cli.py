@@ -195,6 +195,10 @@ def cmd_verify(args) -> int:
             print(f"result: {len(problems)} difference(s); the release cannot be trusted")
             return 1
         print(f"  ok       manifest.json signed by this key; {len(manifest['outputs'])} outputs match their SHA-256")
+        if manifest.get("device_outputs_checked"):
+            print(f"  ok       devices.json signed by this key; {manifest['device_outputs_checked']} device outputs "
+                  "match their SHA-256")
+        print("  ok       no file in the folder outside the signed lists")
         if not args.board:
             print("result: matches the signed manifest")
             return 0

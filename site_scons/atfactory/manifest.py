@@ -153,12 +153,66 @@ def check_release(path: str, pubkey_path: str) -> Tuple[str, List[str], dict]:
     except (InvalidSignature, ValueError):
         return folder, [f"{MANIFEST}: the signature in {SIGNATURE} does not match the manifest and this key: "
                         "the manifest was altered or signed with another key"], {}
-    manifest = json.loads(manifest_bytes)
+    try:
+        manifest = json.loads(manifest_bytes)
+        outputs = [(str(o["path"]), str(o["sha256"])) for o in manifest["outputs"]]
+    except (ValueError, TypeError, KeyError):
+        return folder, [f"{MANIFEST}: signed, but not a manifest atfactory wrote (its JSON has no outputs list)"], {}
     problems = []
-    for out in manifest["outputs"]:
-        full = os.path.join(folder, out["path"])
-        if not os.path.isfile(full):
-            problems.append(f"{out['path']}: listed in the manifest, missing from the release folder")
-        elif sha256_file(full) != out["sha256"]:
-            problems.append(f"{out['path']}: SHA-256 differs from the manifest: the file was altered")
+    covered = {MANIFEST, SIGNATURE}
+    for rel, digest in outputs:
+        covered.add(rel)
+        _check_output(folder, rel, digest, "the manifest", problems)
+    device_outputs = 0
+    if os.path.lexists(os.path.join(folder, DEVICES_LEDGER)):
+        covered |= {DEVICES_LEDGER, DEVICES_SIGNATURE}
+        before = len(covered)
+        problems += _check_devices(folder, key, covered)
+        device_outputs = len(covered) - before
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+            if rel not in covered:
+                problems.append(f"{rel}: in the release folder but in no signed list: an unsigned file, or an output "
+                                "of an earlier build with other settings")
+    manifest["device_outputs_checked"] = device_outputs
     return folder, problems, manifest
+
+
+DEVICES_LEDGER = "devices.json"
+DEVICES_SIGNATURE = "devices.json.sig"
+
+
+def _check_output(folder: str, rel: str, digest: str, listed_in: str, problems: List[str]) -> None:
+    full = os.path.join(folder, rel)
+    if not os.path.isfile(full):
+        problems.append(f"{rel}: listed in {listed_in}, missing from the release folder")
+    elif sha256_file(full) != digest:
+        problems.append(f"{rel}: SHA-256 differs from {listed_in}: the file was altered")
+
+
+def _check_devices(folder: str, key, covered: set) -> List[str]:
+    """devices.json is signed on its own (devices.json.sig); every device output it lists is checked."""
+    from cryptography.exceptions import InvalidSignature
+
+    sig_path = os.path.join(folder, DEVICES_SIGNATURE)
+    if not os.path.isfile(sig_path):
+        return [f"{DEVICES_SIGNATURE}: missing; the devices of this release are not signed"]
+    ledger_bytes = _read_key_file(os.path.join(folder, DEVICES_LEDGER), "devices ledger")
+    try:
+        key.verify(base64.b64decode(_read_key_file(sig_path, "signature").strip(), validate=True), ledger_bytes)
+    except (InvalidSignature, ValueError):
+        return [f"{DEVICES_LEDGER}: the signature in {DEVICES_SIGNATURE} does not match it and this key: the "
+                "ledger was altered or signed with another key"]
+    problems: List[str] = []
+    try:
+        devices = [(str(d["device_id"]), dict(d["outputs"])) for d in json.loads(ledger_bytes)["devices"]]
+    except (ValueError, TypeError, KeyError):
+        return [f"{DEVICES_LEDGER}: signed, but not a ledger atfactory wrote"]
+    for device_id, outputs in devices:
+        for rel, digest in sorted(outputs.items()):
+            path = f"devices/{device_id}/{rel}"
+            covered.add(path)
+            _check_output(folder, path, str(digest), DEVICES_LEDGER, problems)
+    return problems

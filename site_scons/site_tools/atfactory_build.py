@@ -227,7 +227,7 @@ def _show_devices(target, source, env):
 
 
 @stop_on_error
-def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args):
+def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args, sign_key=None):
     """The per-device outputs of one board: one action, the devices.json ledger its target.
 
     SCons tracks one node per batch, not one per device file: the CSV and a digest of the files
@@ -249,6 +249,8 @@ def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args)
                          Action(_build_devices, strfunction=_show_devices))
     env.Clean(ledger, os.path.join(release, dev.DEVICES_DIR))
     env.Precious(ledger)   # a failed batch leaves the last good one, ledger and devices/, as it was
+    if sign_key:   # the ledger lists every device output with its SHA-256: signing it covers them all
+        ledger += env.AtfSignature(target + ".sig", [ledger[0], env.File(sign_key)])
     return ledger
 
 
