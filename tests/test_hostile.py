@@ -130,3 +130,30 @@ def test_a_certificate_with_a_damaged_field_is_one_line_in_the_build(tmp_path):
                                        'source = ["bad.der"]\n')
     lines = _refused(run_scons(f"board={board}", "build_dir=out", cwd=tmp_path), tmp_path)
     assert any("client_ca" in line and "parses but a field of it does not" in line for line in lines), lines
+
+
+def test_control_characters_from_an_image_never_reach_the_terminal(tmp_path, capsys):
+    from atfactory import nvs
+    from helpers import run_cli
+
+    items = [("factory_param", [("module_name", "string", "EVIL\x1b]0;pwned\x07\r")]),
+             ("acme", [("note", "string", "\x1b[2Jcleared"), ("k\x1b", "u8", 1)])]
+    (tmp_path / "mfg_nvs.bin").write_bytes(nvs.encode_nvs(items, 0x3000, "B"))
+    code, out, err = run_cli(capsys, "inspect", str(tmp_path / "mfg_nvs.bin"))
+    assert code == 0, err
+    assert "\x1b" not in out + err and "\r" not in out and "\x07" not in out
+    assert "\\x1b[2Jcleared" in out and "k\\u001B (u8) = 1" in out
+
+
+@pytest.mark.parametrize("config, words", [
+    ("--flash_mode dio --flash_freq 40m --flash_size 4MB 0xFFFFFFFFFF big.bin\n", "offset 0xFFFFFFFFFF of 'big.bin' is beyond any flash"),
+    ("--flash_mode dio --flash_freq 40m --flash_size 4MB -0x10 neg.bin\n", "offset -0x10 of 'neg.bin' is beyond any flash"),
+])
+def test_download_config_offsets_beyond_any_flash(tmp_path, capsys, config, words):
+    from helpers import run_cli
+
+    (tmp_path / "rel").mkdir()
+    (tmp_path / "rel/download.config").write_text(config)
+    (tmp_path / "rel" / config.split()[-1]).write_bytes(b"\xff" * 16)
+    code, out, err = run_cli(capsys, "inspect", str(tmp_path / "rel"))
+    assert code == 2 and words in err and "Traceback" not in err, err

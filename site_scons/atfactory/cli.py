@@ -50,7 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Every character an image or file can hold may reach the terminal: control characters (ESC
+# sequences that move the cursor or retitle the window, carriage returns that overwrite a line)
+# are shown escaped.  Newlines and tabs of atfactory's own output pass.
+_TERMINAL_SAFE = {c: f"\\u{c:04X}" for c in list(range(0x20)) + list(range(0x7F, 0xA0)) if c not in (0x09, 0x0A)}
+
+
+class _Printable:
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(text.translate(_TERMINAL_SAFE))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Printable(out), _Printable(err)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"inspect": cmd_inspect, "verify": cmd_verify, "extract": cmd_extract, "diff": cmd_diff}[args.command](args)

@@ -8,6 +8,7 @@ from typing import List, Tuple
 from .errors import FormatError
 
 _SPACE = re.compile(r"\s")
+MAX_OFFSET = 1 << 28   # 256 MiB: past the largest flash any ESP chip addresses (128 MiB)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,10 @@ def decode_download_config(data: bytes) -> DownloadConfig:
         try:
             offset = int(word, 0)
         except ValueError:
-            raise FormatError(f"download.config: {word!r} is neither an option nor an offset") from None
+            raise FormatError(f"download.config: {word[:40]!r} is neither an option nor an offset") from None
+        if not 0 <= offset < MAX_OFFSET:
+            raise FormatError(f"download.config: offset {word[:40]} of {words[i + 1][:80]!r} is beyond any flash; "
+                              f"accepted: 0 to 0x{MAX_OFFSET - 1:x}")
         entries.append((offset, words[i + 1]))
         i += 2
     missing = [k for k in ("flash_mode", "flash_freq", "flash_size") if k not in options]
