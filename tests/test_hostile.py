@@ -157,3 +157,18 @@ def test_download_config_offsets_beyond_any_flash(tmp_path, capsys, config, word
     (tmp_path / "rel" / config.split()[-1]).write_bytes(b"\xff" * 16)
     code, out, err = run_cli(capsys, "inspect", str(tmp_path / "rel"))
     assert code == 2 and words in err and "Traceback" not in err, err
+
+
+def test_a_build_dir_that_cannot_be_a_folder(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    lines = _refused(run_scons("board=WROOM-32", "build_dir=taken", cwd=tmp_path), tmp_path)
+    assert any("build_dir taken: cannot be made or written (Not a directory)" in line for line in lines), lines
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_extract_to_a_place_that_cannot_be_written(tmp_path, capsys):
+    from helpers import run_cli
+
+    assert run_scons("board=WROOM-32", "build_dir=out", cwd=tmp_path).returncode == 0
+    code, out, err = run_cli(capsys, "extract", str(tmp_path / "out/WROOM-32"), "-o", "/proc/atfactory-x")
+    assert code == 2 and "internal error" not in err and "nothing was left half-written" in err, err

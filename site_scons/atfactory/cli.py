@@ -89,6 +89,10 @@ def _main(argv: Optional[List[str]] = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except OSError as exc:   # the disk said no: full, read-only, not a folder, no permission
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        _print_err(f"{where}{exc.strerror or exc}; nothing was left half-written")
+        return 2
     except KeyboardInterrupt:
         _print_err("interrupted")
         return 2

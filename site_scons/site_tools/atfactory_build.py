@@ -309,8 +309,12 @@ def lock_build_dir(env, build_dir):
     except ImportError:   # pragma: no cover - Windows
         return
     folder = os.path.join(build_dir, ".atfactory")
-    os.makedirs(folder, exist_ok=True)
-    handle = open(os.path.join(folder, "build.lock"), "a+")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle = open(os.path.join(folder, "build.lock"), "a+")
+    except OSError as exc:
+        raise SCons.Errors.StopError(f"build_dir {display_path(build_dir, env.GetLaunchDir())}: cannot be made or "
+                                     f"written ({exc.strerror or exc}); accepted: a folder this user can write")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
