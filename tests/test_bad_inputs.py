@@ -29,7 +29,6 @@ import datetime
 import os
 import random
 import threading
-import time
 from pathlib import Path
 from typing import List
 
@@ -307,13 +306,11 @@ HUGE = {
 
 
 @pytest.mark.parametrize("kind", HUGE)
-def test_10_mib_board_file_is_read_in_seconds(tmp_path, kind):
+def test_10_mib_board_file_is_read(tmp_path, kind):
+    # How fast is for bench/run.py; a timed assert here fails on a busy machine, not on slow code.
     data = HUGE[kind]().encode()
     assert len(data) >= TEN_MIB - 100
-    start = time.monotonic()
     b = board_from_bytes(tmp_path, data)
-    elapsed = time.monotonic() - start
-    assert elapsed < 8, f"{elapsed:.1f} s for a {len(data)} byte board file"   # measured: 0.2 to 3 s
     assert len(b.description) >= (TEN_MIB - 100 if "description" in kind else 0)
     assert b.partition("server_cert") is not None
 
@@ -324,9 +321,7 @@ def test_200_partitions(tmp_path):
     text = MINIMAL + "".join(part_toml(name=f"p{i}", type=0x40, subtype=i, offset=hex(0x21000 + i * 0x1000), size="4K")
                              for i in range(200))
     assert text.count("[[at_customize.partitions]]") == 200
-    start = time.monotonic()
     only_problem(tmp_path, text, "at_customize.partitions", ANY, "200 partitions; at_customize.bin holds at most 94")
-    assert time.monotonic() - start < 5
 
 
 # --- certificate chains, DER, and the wrong PEM block -------------------------------------------

@@ -172,3 +172,70 @@ def test_extract_to_a_place_that_cannot_be_written(tmp_path, capsys):
     assert run_scons("board=WROOM-32", "build_dir=out", cwd=tmp_path).returncode == 0
     code, out, err = run_cli(capsys, "extract", str(tmp_path / "out/WROOM-32"), "-o", "/proc/atfactory-x")
     assert code == 2 and "internal error" not in err and "nothing was left half-written" in err, err
+
+
+def test_an_input_changed_between_check_and_build_is_not_built(tmp_path):
+    """The check reads a source in scons's first phase; the action reads it again later. A
+    source rewritten in between (another process, a plugin) is refused, not built unchecked."""
+    import json
+    import sys
+
+    from helpers import REPO
+
+    sys.path.insert(0, str(REPO / "site_scons/site_tools"))
+    import SCons.Errors
+    import atfactory_build as tool
+    from atfactory import artifacts as art
+
+    source = tmp_path / "userdata.bin"
+    source.write_bytes(b"checked")
+
+    class Node:
+        def __init__(self, path, text=None):
+            self.abspath, self._text = str(path), text
+
+        def read(self):
+            return self._text
+
+    artifact = art.Artifact(("customized_partitions/userdata.bin",), "raw", {"size": 4096}, (str(source),))
+    target = Node(tmp_path / "out/customized_partitions/userdata.bin")
+    tool._ACTIONS["stamps"][target.abspath] = {str(source): tool._stamp(str(source))}
+    value = Node(None, json.dumps({"kind": artifact.kind, "spec": artifact.spec, "secret": False}))
+    source.write_bytes(b"swapped after the check, and longer")
+    with pytest.raises(SCons.Errors.BuildError) as err:
+        tool._build([target], [value, Node(source)], None)
+    assert "changed after the board was checked; nothing was written from it" in str(err.value.errstr)
+    assert not os.path.exists(target.abspath)
+
+
+@pytest.mark.parametrize("name", ["../../../x", "a/b", "..", "A\\\\B"])
+def test_a_module_name_never_becomes_a_path(tmp_path, name):
+    board = write(tmp_path / "b.toml", f'extends = "WROOM-32"\n[module]\nname = "{name}"\n')
+    r = run_scons(f"board={board}", "build_dir=out", cwd=tmp_path)
+    lines = _refused(r, tmp_path)
+    assert any("module.name = " in line and "names the release's factory_param_<name>.bin" in line
+               for line in lines), lines
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.bin").exists()
+
+
+def test_no_output_path_leaves_the_release_folder_whatever_names_it():
+    """The last guard: plan_board refuses any target a format (or a plugin's) would put outside."""
+    from atfactory import artifacts as art
+    from atfactory.board import load_board
+    from atfactory.errors import AtFactoryError
+    from atfactory.formats import stock_registry
+    from atfactory.formats.factory_param import FactoryParamFormat
+    from helpers import stock_registry as boards
+
+    class Escaping(FactoryParamFormat):
+        def extra_targets(self, partition_name, module_name):
+            return ("../../escape",)
+
+    registry = stock_registry()
+    formats = type(registry)()
+    for fmt in registry:
+        formats.add(Escaping() if fmt.kind == "factory_param" else fmt, "test")
+    board = load_board("WROOM-32", boards())
+    with pytest.raises(AtFactoryError, match=r"the output 'customized_partitions/../../escape.bin' has an empty, "
+                                             r"'.' or '..' component"):
+        art.plan_board(board, None, formats)

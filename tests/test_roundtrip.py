@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from atfactory import ble_data, factory_param as fp, partition_table as pt, pki
 from atfactory.chips import CHIPS, FLASH_MODES
-from atfactory.download_config import DownloadConfig, decode_download_config, encode_download_config
+from atfactory.download_config import MAX_OFFSET, DownloadConfig, decode_download_config, encode_download_config
 from atfactory.errors import ContentError, FormatError
 from helpers import GATT_COLUMNS
 
@@ -173,7 +173,7 @@ CONFIGS = st.builds(
     DownloadConfig,
     flash_mode=st.sampled_from(sorted(FLASH_MODES)), flash_freq=st.sampled_from(FREQS),
     flash_size=st.sampled_from(FLASH_SIZES),
-    entries=st.lists(st.tuples(st.integers(0, 0xFFFFFFFF), PATHS), max_size=20).map(tuple),
+    entries=st.lists(st.tuples(st.integers(0, MAX_OFFSET - 1), PATHS), max_size=20).map(tuple),
 )
 
 

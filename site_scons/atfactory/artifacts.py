@@ -14,9 +14,9 @@ from .board import Board
 from .download_config import DownloadConfig, encode_download_config
 from .formats import FormatRegistry, stock_registry
 from .formats.partition_table import AtCustomizeFormat
-from .fsutil import read_input
+from .fsutil import read_input, relative_name_problem
 from .mapping import board_map_spec, render_board_map
-from .errors import MergeError, display_path
+from .errors import AtFactoryError, MergeError, display_path
 from .merge import check_layout, merge_factory_image
 from .partition_table import TABLE_SIZE
 
@@ -67,6 +67,11 @@ def plan_board(board: Board, firmware=None, formats: Optional[FormatRegistry] = 
         targets = [partition_path(p.name)] + [partition_path(name) for name in extra]
         artifacts.append(Artifact(tuple(targets), p.content.kind, p.content.spec, p.content.sources,
                                   secret=p.content.secret, offset=p.offset, partition=p.name, length=p.content.size))
+    for a in artifacts:   # names from board files, images and plugins: each target stays in the release folder
+        for target in a.targets:
+            problem = relative_name_problem(target)
+            if problem:
+                raise AtFactoryError(f"the output {target!r} {problem}; nothing is written outside the release folder")
     flashed = [[a.offset, a.targets[0]] for a in artifacts if a.offset is not None]
     artifacts.append(Artifact(("flash_map.svg",), KIND_FLASH_MAP, board_map_spec(board, firmware, formats)))
     artifacts.append(Artifact(("download.config",), KIND_DOWNLOAD_CONFIG, {

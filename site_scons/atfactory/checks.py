@@ -67,6 +67,10 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
     module_name = c.get("module", "name", os.path.splitext(os.path.basename(path))[0])
     before = len(problems)
     check_text(c, ("module", "name"), module_name, 31)
+    if len(problems) == before and isinstance(module_name, str) and ("/" in module_name or "\\" in module_name
+                                                                     or module_name in (".", "..")):
+        c.fail(("module", "name"), "names the release's factory_param_<name>.bin; accepted: printable ASCII "
+                                   "without '/' or '\\', not '.' or '..'", module_name)
     name_ok = len(problems) == before
     platform = c.get("module", "platform", chip.platform if chip else "")
     if chip is not None:

@@ -25,8 +25,9 @@ def encode_download_config(config: DownloadConfig) -> bytes:
     for offset, path in config.entries:
         if _SPACE.search(path):
             raise FormatError(f"download.config: path {path!r} contains white space, which the format cannot hold")
-        if offset < 0:
-            raise FormatError(f"download.config: negative offset {offset} for {path!r}")
+        if not 0 <= offset < MAX_OFFSET:
+            raise FormatError(f"download.config: offset 0x{offset:x} for {path!r} is beyond any flash; "
+                              f"accepted: 0 to 0x{MAX_OFFSET - 1:x}")
         words += [f"0x{offset:x}", path]
     for word in words:
         # The line is split on white space: every word must be one non-empty ASCII token.

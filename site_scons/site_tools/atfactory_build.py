@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import sys
+from typing import Optional
 
 import SCons.Errors
 from SCons.Action import Action
@@ -36,7 +37,7 @@ ARTIFACT_BUILDERS = {
 # format registry (plugin formats hold their build functions), and per target path the objects
 # of a post-build stamp or a devices ledger.  Module level, so that every action's signature
 # is the stable function below and not a closure.
-_ACTIONS = {"formats": None, "builders": {}}
+_ACTIONS = {"formats": None, "builders": {}, "stamps": {}}
 
 
 def stop_on_error(declare):
@@ -62,8 +63,30 @@ def _build_error(target, err: AtFactoryError) -> SCons.Errors.BuildError:
     return SCons.Errors.BuildError(node=target[0], errstr=text, exitstatus=2)
 
 
+def _stamp(path: str):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _changed_since_checked(target, source) -> Optional[str]:
+    """The first input that changed between the board check (this scons run's start) and now:
+    another process, or a plugin, rewrote it; building from it would write unchecked bytes."""
+    stamps = _ACTIONS["stamps"].get(target[0].abspath, {})
+    for s in source[1:]:
+        if s.abspath in stamps and _stamp(s.abspath) != stamps[s.abspath]:
+            return s.abspath
+    return None
+
+
 def _build(target, source, env):
     spec = json.loads(source[0].read())
+    changed = _changed_since_checked(target, source)
+    if changed:
+        raise _build_error(target, AtFactoryError(f"{display_path(changed)} changed after the board was checked; "
+                                                  "nothing was written from it: run the build again to check it"))
     try:
         data = art.render_artifact(spec["kind"], spec["spec"], [s.abspath for s in source[1:]], _ACTIONS["formats"])
     except AtFactoryError as err:
@@ -101,7 +124,10 @@ def _value(env, artifact):
 def _declare(env, out_dir, artifact):
     builder = getattr(env, _ACTIONS["builders"][artifact.kind][0])
     targets = [out_dir.File(t) for t in artifact.targets]
-    return builder(targets, [_value(env, artifact)] + [env.File(s) for s in artifact.sources])
+    sources = [env.File(s) for s in artifact.sources]
+    # the inputs as the check read them (not other outputs of the build): _build refuses any that changed
+    _ACTIONS["stamps"][targets[0].abspath] = {s.abspath: _stamp(s.abspath) for s in sources if not s.has_builder()}
+    return builder(targets, [_value(env, artifact)] + sources)
 
 
 def use_session(env, host):
