@@ -205,10 +205,11 @@ def check_table(c, chip, at_version: Optional[str] = None) -> Dict[str, object]:
         if layout == fp.LAYOUT:
             in_range("version", 0, 255)
         elif "version" in table and table["version"] != layout:
-            # the firmware reads the layout from this byte
+            # the releases write their layout's number here; read back, it tells layouts 1 and 2 apart
             bad("version", f"ESP-AT {at_version} writes factory_param layout {layout}; accepted: {layout}")
     if layout != fp.LAYOUT:
-        # ESP-AT 2.0 and 2.1 take any signed byte (v2.0.0.0_esp8266's own modules give 1)
+        # not the chip's 0.25 dBm range: these releases' own module lists go outside it
+        # (v2.0.0.0_esp8266 gives 1 for every module)
         in_range("tx_max_power", -128, 127, f"(a signed byte in ESP-AT {at_version}) ")
     if chip is not None:
         lo, hi = chip.tx_power_range
