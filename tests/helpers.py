@@ -114,14 +114,20 @@ _PINS = {"esp32": (17, 16, 15, 14), "esp32c3": (7, 6, 5, 4), "esp32s2": (17, 21,
 _FLASH = {"esp32": ("dio", "40m", "4MB"), "esp32c3": ("dio", "40m", "4MB"),
           "esp32s2": ("qio", "80m", "4MB"), "esp8266": ("dio", "80m", "2MB")}
 CHIPS = tuple(_PINS)
+# ESP-S2 and ESP8266 have no ESP-AT 2.4, the default: their boards name a release (the stock boards')
+AT_VERSION_OF = {"esp32s2": "2.2", "esp8266": "2.2"}
 
 
 def minimal(chip: str = "esp32") -> dict:
-    """A complete board without extends or input files; region 0x20000-0x100000."""
+    """A complete board without extends or input files; region 0x20000-0x100000; no at_version
+    where the chip has the default."""
     tx, rx, cts, rts = _PINS[chip]
     mode, freq, size = _FLASH[chip]
+    module = {"name": "TEST-1", "chip": chip}
+    if chip in AT_VERSION_OF:
+        module["at_version"] = AT_VERSION_OF[chip]
     return {
-        "module": {"name": "TEST-1", "chip": chip},
+        "module": module,
         "flash": {"mode": mode, "freq": freq, "size": size},
         "factory_param": {
             "tx_max_power": 78, "uart_port": 0 if chip == "esp8266" else 1, "start_channel": 1,

@@ -25,14 +25,18 @@ STRING_FIELDS = frozenset({"country_code"})
 
 PLATFORM_CHIPS = {
     "PLATFORM_ESP32": "esp32",
+    "PLATFORM_ESP32C2": "esp32c2",
     "PLATFORM_ESP32C3": "esp32c3",
     "PLATFORM_ESP32S2": "esp32s2",
     "PLATFORM_ESP8266": "esp8266",
 }
+# [flash] freq of the boards made here: 40 MHz, which ESP32-C2 (26 MHz crystal tables) calls 60m.
+FLASH_FREQS = {"esp32c2": "60m"}
 
 # Flash sizes every chip accepts, smallest first (the -c1 ESP8266 variants are left out).
 FLASH_SIZES = {
     "esp32": ("1MB", "2MB", "4MB", "8MB", "16MB"),
+    "esp32c2": ("1MB", "2MB", "4MB", "8MB", "16MB"),
     "esp32c3": ("1MB", "2MB", "4MB", "8MB", "16MB"),
     "esp32s2": ("1MB", "2MB", "4MB", "8MB", "16MB"),
     "esp8266": ("256KB", "512KB", "1MB", "2MB", "4MB", "8MB", "16MB"),
@@ -49,6 +53,9 @@ STOCK_FACTORY_PARAM = {
 _COMMON_FACTORY_PARAM = dict(magic_flag=0xFCFC, version=3, reserved1=0, tx_max_power=78,
                              start_channel=1, channel_num=13, country_code="CN",
                              uart_baudrate=115200, tx_control_pin=-1, rx_control_pin=-1)
+
+# The at_version of the releases in reference/partition_table/.
+FOLDER_RELEASES = {"v2.4.2.0": "2.4", "v2.2.1.0_esp8266": "2.2"}
 
 PKI_PARTITIONS = tuple(f"{use}_{kind}" for use in ("server", "client", "mqtt", "wpa2")
                        for kind in ("cert", "key", "ca"))
@@ -102,7 +109,7 @@ def chip_of_platform(platform: str) -> str:
 
 
 def chip_of_family(family: str) -> str:
-    for chip in ("esp32c3", "esp32s2", "esp8266"):
+    for chip in ("esp32c2", "esp32c3", "esp32s2", "esp8266"):
         if chip in family:
             return chip
     return "esp32"
@@ -171,8 +178,8 @@ def _board_text(*, chip: str, module_name: str, platform: Optional[str], at_vers
     if description:
         lines.append(f"description = {toml_value(description)}")
     lines += [f"at_version = {toml_value(at_version)}", "",
-              "[flash]", 'mode = "dio"', 'freq = "40m"', f"size = {toml_value(flash_size)}", "",
-              "[factory_param]"]
+              "[flash]", 'mode = "dio"', f"freq = {toml_value(FLASH_FREQS.get(chip, '40m'))}",
+              f"size = {toml_value(flash_size)}", "", "[factory_param]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in factory_param.items()]
     lines += ["", "[at_customize]", f"offset = 0x{region[0]:x}", f"size = 0x{region[1]:x}"]
     for part in partitions:
@@ -190,28 +197,33 @@ def _board_text(*, chip: str, module_name: str, platform: Optional[str], at_vers
     return "\n".join(lines) + "\n"
 
 
-def factory_param_board(row: Mapping[str, str], at_version: str = "2.4") -> str:
-    """A board whose only AT partition is factory_param, built from one factory_param_data.csv row."""
+def factory_param_board(row: Mapping[str, str], at_version: str = "2.4",
+                        values: Optional[Mapping[str, object]] = None) -> str:
+    """A board whose only AT partition is factory_param, built from one factory_param_data.csv row
+    (its [factory_param]: ``values``, by default the row's v2.2+ columns)."""
     platform = row["platform"].strip()
     chip = chip_of_platform(platform)
     region = (0x10000, 0x2000)
     partitions = [{"name": "factory_param", "type": 0x40, "subtype": 8, "offset": 0x11000, "size": "4K"}]
     return _board_text(chip=chip, module_name=row["module_name"].strip(), platform=platform,
-                       at_version=at_version, flash_size="1MB", factory_param=factory_param_values(row),
+                       at_version=at_version, flash_size="1MB",
+                       factory_param=factory_param_values(row) if values is None else values,
                        region=region, partitions=partitions, description=(row.get("description") or "").strip())
 
 
 def at_customize_board(folder, *, sources: Optional[Mapping[str, Iterable]] = None,
-                       factory_row: Optional[Mapping[str, str]] = None, at_version: str = "2.4",
-                       module_name: Optional[str] = None) -> str:
+                       factory_row: Optional[Mapping[str, str]] = None, at_version: Optional[str] = None,
+                       module_name: Optional[str] = None, factory_values: Optional[Mapping[str, object]] = None) -> str:
     """A board with the at_customize layout of reference/partition_table/<release>/<family>/.
 
     Partitions have no source (except factory_param, built from [factory_param]) unless
     ``sources`` maps a partition name to its input files.  ``factory_row`` takes module name,
-    platform and factory_param from a factory_param_data.csv row; otherwise the chip's stock
-    module values are used.
+    platform and factory_param from a factory_param_data.csv row (``factory_values``: its
+    [factory_param] where the row is not in the v2.2+ columns); otherwise the chip's stock
+    module values are used.  ``at_version`` defaults to the release of the folder.
     """
     folder = Path(folder)
+    at_version = at_version or FOLDER_RELEASES[folder.parent.name]
     chip = chip_of_family(folder.name)
     offset, size = at_customize_region(folder)
     sources = dict(sources or {})
@@ -226,7 +238,7 @@ def at_customize_board(folder, *, sources: Optional[Mapping[str, Iterable]] = No
     if factory_row is not None:
         if chip_of_platform(factory_row["platform"]) != chip:
             raise ValueError(f"{factory_row['platform']} row for a {chip} layout")
-        values = factory_param_values(factory_row)
+        values = factory_param_values(factory_row) if factory_values is None else dict(factory_values)
         name, platform = factory_row["module_name"].strip(), factory_row["platform"].strip()
     else:
         values = dict(_COMMON_FACTORY_PARAM, **STOCK_FACTORY_PARAM[chip])
@@ -258,6 +270,38 @@ def pki_board(reference: Path, at_version: str = "2.4",
     if partitions is not None:
         sources = {p: sources[p] for p in partitions}
     return at_customize_board(folder, sources=sources, factory_row=row, at_version=at_version)
+
+
+# --- v2_history: every other v2.x tag, read the way that tag's generator reads them -----------
+
+# What a tag's factory_param_type.csv calls a field, where the board's key differs (v2.0, v2.1).
+TYPE_CSV_KEYS = {"uart_ctx_pin": "uart_cts_pin"}
+
+
+def read_type_csv(path: Path) -> Dict[str, tuple]:
+    """factory_param_type.csv: {param_name: (offset, type, size)}, offset -1 for "not written"."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return {r["param_name"].strip(): (parse_number(r["offset"]), r["type"].strip(), parse_number(r["size"]))
+                for r in csv.DictReader(f) if (r.get("param_name") or "").strip()}
+
+
+def history_factory_param_values(row: Mapping[str, str], types: Mapping[str, tuple]) -> Dict[str, object]:
+    """A row's [factory_param] as its tag's generator writes it: each field the type CSV places
+    (offset >= 0) takes the row's column of that name; a placed field the data CSV has no column
+    for stays erased, -1 in a board (v2.1.0.0_esp32s2's data CSV says uart_cts_pin where its type
+    CSV says uart_ctx_pin).  platform and module_name come from [module]; reserved2 is never
+    written and has no board key."""
+    values: Dict[str, object] = {}
+    for param, (offset, kind, _) in types.items():
+        if offset < 0 or param in ("platform", "module_name", "reserved2"):
+            continue
+        key = TYPE_CSV_KEYS.get(param, param)
+        cell = (row.get(param) or "").strip() if param in row else None
+        if cell is None:
+            values[key] = -1
+        else:
+            values[key] = cell if kind.lower() == "string" else parse_number(cell)
+    return values
 
 
 # --- building through the library, as the SCons glue does -----------------------------------

@@ -220,3 +220,41 @@ def test_reference_csv_through_the_library(reference, name, count):
     assert_same_bytes(ble_data.encode_ble_data(rows), expected, f"{name}.bin")
     # The same CSV with a BOM and CRLF line ends gives the same bytes.
     assert ble_data.encode_ble_data(ble_data.read_gatt_csv("\ufeff" + text.replace("\n", "\r\n"))) == expected
+
+
+# --- ESP-AT 2.0 and 2.1: Python 2's key order, whatever the CSV's column order ---------------------
+
+REORDERED = "value,perm,index,uuid,uuid_len,val_max_len,val_cur_len\nA002,0x01,0,0x2800,16,2,2\n02,0x01,1,0x2803,16,1,1\n"
+
+
+def test_python2_key_order_is_every_column_once():
+    assert sorted(ble_data.PYTHON2_KEY_ORDER) == sorted(ble_data.COLUMNS)
+
+
+@pytest.mark.parametrize("at_version, keys", [
+    ("2.0", ["index", "uuid", "uuid_len", "val_max_len", "value", "perm", "val_cur_len"]),
+    ("2.1", ["index", "uuid", "uuid_len", "val_max_len", "value", "perm", "val_cur_len"]),
+    ("2.2", ["value", "perm", "index", "uuid", "uuid_len", "val_max_len", "val_cur_len"]),
+    ("2.4", ["value", "perm", "index", "uuid", "uuid_len", "val_max_len", "val_cur_len"]),
+])
+def test_the_release_decides_the_key_order(registry, tmp_path, at_version, keys):
+    from reference_boards import _board_text
+
+    csv_file = tmp_path / "gatt.csv"
+    csv_file.write_text(REORDERED)
+    parts = [{"name": "factory_param", "type": 0x40, "subtype": 8, "offset": 0x11000, "size": "4K"},
+             {"name": "ble_data", "type": 0x40, "subtype": 1, "offset": 0x12000, "size": "4K", "source": [csv_file]}]
+    values = dict(magic_flag=0xFCFC, tx_max_power=78, start_channel=1, channel_num=13, country_code="CN",
+                  uart_baudrate=115200, uart_tx_pin=17, uart_rx_pin=16, uart_cts_pin=15, uart_rts_pin=14,
+                  tx_control_pin=-1, rx_control_pin=-1)
+    values.update({"module_id": 1} if at_version in ("2.0", "2.1") else {"reserved1": 0})
+    if at_version != "2.0":
+        values["uart_port"] = 1
+    text = _board_text(chip="esp32", module_name="M", platform=None, at_version=at_version, flash_size="1MB",
+                       factory_param=values, region=(0x10000, 0x4000), partitions=parts)
+    board = board_from_text(tmp_path, text, name="ble.toml", registry=registry)
+    data = build_artifacts(board)["customized_partitions/ble_data.bin"]
+    text = data[4:].decode("ascii")
+    assert text.startswith(f'{{"Service": [{{"{keys[0]}": ')
+    assert [list(row) for row in json.loads(text)["Service"]] == [keys, keys]   # dicts keep the JSON's order
+    assert board.partition("ble_data").content.size == len(data)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (ANY, BOARD_NAME, CERTS, CHIPS, FP_REQUIRED, GATT_COLUMNS, NO_VALUE, REPO, assert_no_key_material,
-                     assert_refused, board, board_from_text, check, edit, extending, minimal, only_problem,
+from helpers import (ANY, AT_VERSION_OF, BOARD_NAME, CERTS, CHIPS, FP_REQUIRED, GATT_COLUMNS, NO_VALUE, REPO,
+                     assert_no_key_material, assert_refused, board, board_from_text, check, edit, extending, minimal, only_problem,
                      part_toml, problems_of, run_scons, to_toml, write)
 
 from atfactory import pki
@@ -107,7 +107,7 @@ def test_board_file_not_utf8(tmp_path):
 TOP_KEYS = "extends, module, flash, factory_param, at_customize"
 MODULE_KEYS = "name, chip, platform, description, at_version"
 PART_KEYS = "name, type, subtype, offset, size, source, remove"
-FP_KEYS = ("magic_flag, version, reserved1, tx_max_power, uart_port, start_channel, channel_num, country_code, "
+FP_KEYS = ("magic_flag, version, reserved1, module_id, tx_max_power, uart_port, start_channel, channel_num, country_code, "
            "uart_baudrate, uart_tx_pin, uart_rx_pin, uart_cts_pin, uart_rts_pin, tx_control_pin, rx_control_pin")
 
 
@@ -242,9 +242,11 @@ def test_missing_tables_report_every_missing_key(tmp_path):
 
 @pytest.mark.parametrize("chip", CHIPS)
 def test_optional_values_may_be_omitted(tmp_path, chip):
-    # minimal() has no platform, description, at_version, magic_flag, version or reserved1
+    # minimal() has no platform, description, magic_flag, version or reserved1, and no at_version
+    # where the chip has ESP-AT 2.4
     b = loads(tmp_path, board(chip, drop=["module.name"]))
-    assert b.platform == "PLATFORM_" + chip.upper() and b.at_version == "2.4" and b.description == ""
+    assert b.platform == "PLATFORM_" + chip.upper() and b.at_version == AT_VERSION_OF.get(chip, "2.4")
+    assert b.description == ""
     assert b.module_name == "test-board"
     assert (b.factory_param["magic_flag"], b.factory_param["version"], b.factory_param["reserved1"]) == (0xFCFC, 3, 0)
 
@@ -424,6 +426,7 @@ def test_unused_pins_may_all_be_minus_one(tmp_path):
 # --- chip, flash, AT version ----------------------------------------------------------------
 
 ESP32_SIZES = "1MB, 2MB, 4MB, 8MB, 16MB, 32MB, 64MB, 128MB"
+ESP32_RELEASES = '"2.0", "2.1", "2.2", "2.4.0", "2.4", "3.0", "3.1", "3.2", "3.3", "3.4", "4.0", "4.1" or "5.0"'
 FLASH_CASES = [
     ("esp8266", "flash.size", "128MB", "ESP8266 accepts 512KB, 256KB, 1MB, 2MB, 4MB, 2MB-c1, 4MB-c1, 8MB, 16MB"),
     ("esp8266", "flash.size", "32MB", "ESP8266 accepts"),
@@ -444,9 +447,14 @@ FLASH_CASES = [
     ("esp32", "module.chip", "esp32s3", "unknown chip; accepted: esp32, esp32c2, esp32c3, esp32c5, esp32c6, esp32c61, esp32s2, esp8266"),
     ("esp32", "module.chip", "ESP32", "unknown chip; accepted: esp32, esp32c2, esp32c3, esp32c5, esp32c6, esp32c61, esp32s2, esp8266"),
     ("esp32", "module.chip", "", "unknown chip; accepted"),
-    ("esp32", "module.at_version", "2.3", 'accepted: "2.4", "2.2", "3.0", "3.1", "3.2", "3.3", "3.4", "4.0", "4.1" or "5.0"'),
-    ("esp32", "module.at_version", "v2.4", 'accepted: "2.4", "2.2", "3.0", "3.1", "3.2", "3.3", "3.4", "4.0", "4.1" or "5.0"'),
-    ("esp32", "module.at_version", "2.4.2.0", 'accepted: "2.4", "2.2", "3.0", "3.1", "3.2", "3.3", "3.4", "4.0", "4.1" or "5.0"'),
+    ("esp32", "module.at_version", "2.3", 'there is no ESP-AT 2.3 for ESP32; accepted: ' + ESP32_RELEASES),
+    ("esp32", "module.at_version", "v2.4", 'accepted: ' + ESP32_RELEASES),
+    ("esp32", "module.at_version", "2.4.2.0", 'accepted: ' + ESP32_RELEASES),
+    ("esp32", "module.at_version", "2.4.1", 'accepted: ' + ESP32_RELEASES),
+    ("esp8266", "module.at_version", "2.4", 'there is no ESP-AT 2.4 for ESP8266; accepted: "2.0", "2.1", "2.2" or "2.3"'),
+    ("esp32s2", "module.at_version", "2.3", 'there is no ESP-AT 2.3 for ESP32-S2; accepted: "2.1", "2.2", "3.4", "4.1" or "5.0"'),
+    ("esp32c3", "module.at_version", "2.1", 'there is no ESP-AT 2.1 for ESP32-C3; accepted: "2.2", "2.3", "2.4.0", "2.4", '
+                                            '"3.0", "3.1", "3.2", "3.3", "3.4", "4.0", "4.1" or "5.0"'),
 ]
 
 
@@ -1106,3 +1114,9 @@ def test_scons_unknown_board_id(tmp_path):
     (line,) = assert_refused(result, out)
     assert 'board = "WROOM-33": no board with this id' in line
     assert all(i in line for i in ("WROOM-32", "WROOM-02", "ESP32C3-MINI-1", "ESP32S2-SOLO", "'all'"))
+
+
+def test_a_chip_without_the_default_release_must_name_one(tmp_path):
+    only_problem(tmp_path, board("esp8266", drop=["module.at_version"]), "module.at_version", NO_VALUE,
+                 'missing; there is no ESP-AT 2.4 (the default) for ESP8266: set one of '
+                 '"2.0", "2.1", "2.2" or "2.3"')

@@ -183,3 +183,18 @@ def test_verbose_names_inputs(tmp_path):
     r = run_scons("build_dir=out", "VERBOSE=1", cwd=tmp_path)
     assert r.returncode == 0
     assert re.search(r"^PKI\s+out/WROOM-32/customized_partitions/server_cert.bin\s+<- .*server.crt$", r.stdout, re.M)
+
+
+def test_help_shows_each_boards_release_in_one_column(tmp_path):
+    """Release names of different lengths ("2.4", "2.4.0") line the descriptions up."""
+    from atfactory.board import BoardRegistry
+    from atfactory.help_text import board_help
+
+    for name, version in (("OLD", "2.0"), ("EARLY-24", "2.4.0"), ("NOW", "2.4")):
+        write(tmp_path / f"{name}.toml", f'[module]\nchip = "esp32"\nat_version = "{version}"\ndescription = "d {name}"\n')
+    reg = BoardRegistry()
+    reg.add_folder(str(tmp_path), origin="tmp/")
+    lines = board_help(reg).splitlines()
+    assert "    EARLY-24  esp32     AT 2.4.0  d EARLY-24" in lines
+    assert "    OLD       esp32     AT 2.0    d OLD" in lines
+    assert "    NOW       esp32     AT 2.4    d NOW" in lines

@@ -30,21 +30,29 @@ class AtRelease(NamedTuple):
     nvs_family: Optional[str] = None   # mfg_nvs: the generator family, "A" or "B"
     sys_store: bool = False      # mfg_nvs: factory_param.sys_store exists
     https_wss: bool = False      # mfg_nvs: the https_* and wss_* certificate namespaces exist
+    factory_param_layout: int = 3      # v2: the factory_param layout (factory_param.LAYOUTS)
+    gatt_python2_order: bool = False   # v2: ble_data's JSON keys in Python 2's dict order, not the CSV's
 
 
 def _nvs(version: str, family: str, later: bool = False) -> AtRelease:
     return AtRelease(version, f"ESP-AT v{version}", True, MFG_NVS, family, sys_store=later, https_wss=later)
 
 
-# In the order messages list them.
+# Oldest first, the order messages list them in.  v2.0 and v2.1 ran their generators under
+# Python 2 (ble_data's key order); v2.2.0.0 to v2.4.0.0 typed every certificate item 2.
 AT_RELEASES: Dict[str, AtRelease] = {r.version: r for r in (
-    AtRelease("2.4", "ESP-AT v2.4", pki_typed_by_kind=True),
+    AtRelease("2.0", "ESP-AT v2.0", True, factory_param_layout=1, gatt_python2_order=True),
+    AtRelease("2.1", "ESP-AT v2.1", True, factory_param_layout=2, gatt_python2_order=True),
     AtRelease("2.2", "ESP-AT v2.2", pki_typed_by_kind=False),
+    AtRelease("2.3", "ESP-AT v2.3", pki_typed_by_kind=False),
+    AtRelease("2.4.0", "ESP-AT v2.4.0.0", pki_typed_by_kind=False),
+    AtRelease("2.4", "ESP-AT v2.4 (v2.4.1.0 and later)", pki_typed_by_kind=True),
     AtRelease("3.0", "ESP-AT v3.0 (still the v2 formats)", pki_typed_by_kind=True),
     _nvs("3.1", "A"), _nvs("3.2", "A"), _nvs("3.3", "A"), _nvs("3.4", "A"), _nvs("4.0", "A"),
     _nvs("4.1", "B", later=True), _nvs("5.0", "B", later=True),
 )}
 DEFAULT_AT_VERSION = "2.4"
+V2_RELEASES = tuple(v for v, r in AT_RELEASES.items() if r.generation == V2)
 
 
 def is_v2(at_version: Optional[str]) -> bool:

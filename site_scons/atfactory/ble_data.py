@@ -3,7 +3,9 @@
     L (u16) | 27 95 | L bytes of JSON: {"Service": [row, ...]}
 
 The JSON is what Python's json.dumps writes with its default separators; rows keep the key
-order of the CSV header.  The CSV is read up to its first all-empty row.
+order of the CSV header.  The CSV is read up to its first all-empty row.  ESP-AT v2.0 and v2.1
+ran their generator under Python 2, whose dicts iterate in hash order: every row's keys come in
+``PYTHON2_KEY_ORDER`` whatever the CSV's column order.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import io
 import json
 import re
 from collections import OrderedDict
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 from .errors import ContentError, FormatError
 
@@ -21,6 +23,8 @@ COLUMNS = ("index", "uuid_len", "uuid", "perm", "val_max_len", "val_cur_len", "v
 INT_COLUMNS = ("index", "uuid_len", "val_max_len", "val_cur_len")
 DEFAULTS = {"val_max_len": 512, "val_cur_len": 0, "value": ""}
 UUID_LENS = (16, 32, 128)
+# CPython 2.7's (64-bit) iteration order of a dict with exactly the seven COLUMNS as keys.
+PYTHON2_KEY_ORDER = ("index", "uuid", "uuid_len", "val_max_len", "value", "perm", "val_cur_len")
 MAX_JSON = 0xFFFF
 
 PRIMARY_SERVICE = 0x2800
@@ -145,7 +149,11 @@ def _check_structure(rows: List[Row]) -> None:
             previous = u
 
 
-def encode_ble_data(rows: List[Row]) -> bytes:
+def encode_ble_data(rows: List[Row], key_order: Optional[Sequence[str]] = None) -> bytes:
+    """The partition of these rows; each row's keys in ``key_order`` when given (PYTHON2_KEY_ORDER
+    for ESP-AT v2.0 and v2.1), else in the rows' own order (the CSV's)."""
+    if key_order is not None:
+        rows = [OrderedDict((k, row[k]) for k in key_order) for row in rows]
     text = json.dumps({"Service": rows}).encode("ascii")
     if len(text) > MAX_JSON:
         raise FormatError(f"ble_data: the GATT table is {len(text)} bytes of JSON, at most {MAX_JSON} fit")

@@ -79,6 +79,9 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
     accepted_versions = chip.at_versions if chip is not None else tuple(AT_RELEASES)
     if at_version not in AT_RELEASES:
         c.fail(("module", "at_version"), "accepted: " + describe_versions(accepted_versions), at_version)
+    elif at_version not in accepted_versions and c.get("module", "at_version") is None:
+        c.problems.append(Problem(c.leaf, "module.at_version", f"missing; there is no ESP-AT {at_version} (the "
+                                  f"default) for {chip.title}: set one of " + describe_versions(accepted_versions)))
     elif at_version not in accepted_versions:
         c.fail(("module", "at_version"), f"there is no ESP-AT {at_version} for {chip.title}; accepted: "
                                          + describe_versions(accepted_versions), at_version)
@@ -98,7 +101,9 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
 
     # [factory_param]
     before = len(problems)
-    values = check_table(c, chip, at_version if isinstance(at_version, str) else None)
+    # a release the chip never had: check [factory_param] as the default release's, not as that one's
+    known = isinstance(at_version, str) and at_version in accepted_versions
+    values = check_table(c, chip, at_version if known else None)
     factory_ok = len(problems) == before and name_ok   # formats see the values only when they are all fine
     if isinstance(module_name, str):
         values["module_name"] = module_name

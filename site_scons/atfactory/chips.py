@@ -27,8 +27,13 @@ _FREQS = {"80m": 0xF, "40m": 0x0, "26m": 0x1, "20m": 0x2}
 _C2_FREQS = {"60m": 0xF, "30m": 0x0, "20m": 0x1, "15m": 0x2}          # esptool's ESP32-C2 table (26 MHz XTAL)
 _C5_C61_FREQS = {"80m": 0xF, "40m": 0x0, "20m": 0x2}
 _C6_FREQS = {"80m": 0x0, "40m": 0x0, "20m": 0x2}                       # esptool: 80m is nibble 0 on ESP32-C6
-_V2 = ("2.4", "2.2")
-_V2_AND_V3 = _V2 + ("3.0", "3.1", "3.2", "3.3", "3.4", "4.0", "4.1", "5.0")
+# The ESP-AT releases of each chip, from Espressif's tags: a tag named for chips (v2.0.0.0_esp32,
+# v2.1.0.0_esp32s2, ...) is a release of those; the v2.4 and v3.0 tags cover the chips whose
+# module_config folders they hold (ESP32 and ESP32-C3; v3.0 ESP32-C2 too).  v2.2.0.0_esp32 also
+# built ESP32-S2.
+_MFG_NVS = ("3.1", "3.2", "3.3", "3.4", "4.0", "4.1", "5.0")
+_ESP32_RELEASES = ("2.0", "2.1", "2.2", "2.4.0", "2.4", "3.0") + _MFG_NVS
+_ESP32C3_RELEASES = ("2.2", "2.3", "2.4.0", "2.4", "3.0") + _MFG_NVS
 FLASH_MODES = {"qio": 0, "qout": 1, "dio": 2, "dout": 3}
 
 
@@ -97,28 +102,28 @@ CHIPS = {
         input_only_gpios=_ranges((34, 39)),
         uart_count=3, tx_power_range=(40, 84),
         flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_FREQS,
-        bootloader_offset=0x1000, image_chip_id=0, at_versions=_V2_AND_V3,
+        bootloader_offset=0x1000, image_chip_id=0, at_versions=_ESP32_RELEASES,
     ),
     "esp32c3": Chip(
         "esp32c3", "ESP32-C3",
         gpios=_ranges((0, 21)), input_only_gpios=frozenset(),
         uart_count=2, tx_power_range=(40, 84),
         flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_FREQS,
-        bootloader_offset=0x0, image_chip_id=5, at_versions=_V2_AND_V3,
+        bootloader_offset=0x0, image_chip_id=5, at_versions=_ESP32C3_RELEASES,
     ),
     "esp32s2": Chip(
         "esp32s2", "ESP32-S2",
         gpios=_ranges((0, 21), (26, 46)), input_only_gpios=frozenset({46}),
         uart_count=2, tx_power_range=(40, 84),
         flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_FREQS,
-        bootloader_offset=0x1000, image_chip_id=2, at_versions=_V2 + ("3.4", "4.1", "5.0"),
+        bootloader_offset=0x1000, image_chip_id=2, at_versions=("2.1", "2.2", "3.4", "4.1", "5.0"),
     ),
     "esp8266": Chip(
         "esp8266", "ESP8266",
         gpios=_ranges((0, 16)), input_only_gpios=frozenset(),
         uart_count=2, tx_power_range=(40, 82),
         flash_sizes=_ESP8266_SIZES, flash_freqs=_FREQS,
-        bootloader_offset=0x0, image_chip_id=None, at_versions=_V2,
+        bootloader_offset=0x0, image_chip_id=None, at_versions=("2.0", "2.1", "2.2", "2.3"),
     ),
     # The chips ESP-AT supports from v3 on.  GPIO ranges as ESP-IDF's GPIO summaries state them
     # (docs.espressif.com, esp-idf api-reference/peripherals/gpio for each target); flash tables,
@@ -128,7 +133,7 @@ CHIPS = {
         gpios=_ranges((0, 20)), input_only_gpios=frozenset(),
         uart_count=2, tx_power_range=(40, 84),
         flash_sizes=_ESP32_FAMILY_SIZES, flash_freqs=_C2_FREQS,
-        bootloader_offset=0x0, image_chip_id=12, at_versions=("3.0", "3.1", "3.2", "3.3", "3.4", "4.0", "4.1", "5.0"),
+        bootloader_offset=0x0, image_chip_id=12, at_versions=("3.0",) + _MFG_NVS,
     ),
     "esp32c5": Chip(
         "esp32c5", "ESP32-C5",

@@ -13,7 +13,7 @@ import os
 import re
 from typing import List, Optional, Tuple
 
-from .at_releases import AT_RELEASES, DEFAULT_AT_VERSION
+from .at_releases import AT_RELEASES, DEFAULT_AT_VERSION, describe_versions
 from .chips import CHIPS
 from .checks import PARTITION_NAME
 from .errors import ExtractError, format_value
@@ -53,14 +53,18 @@ def _at_version(parts: List[dict], formats: FormatRegistry, chip: str) -> str:
     """An AT release whose generators write every partition as it is: the default where it can
     be, else the newest (a chip's first releases may lack what a later image holds)."""
     versions = frozenset(CHIPS[chip].at_versions)
+    said = []
     for part in parts:
         fmt = formats.get(part["content"].get("kind"))
         implied = fmt.implied_at_versions(part["name"], part["content"]) if fmt is not None else None
         if implied is not None:
             versions &= implied
+            known = [v for v in AT_RELEASES if v in implied]
+            said.append(f"{part['name']} {describe_versions(known) if known else 'none'}")
     if not versions:
-        raise ExtractError("certificate and key partitions mix AT v2.2 and v2.4 item types; "
-                           "no single at_version reproduces them")
+        raise ExtractError(f"no ESP-AT release of {CHIPS[chip].title} writes every AT partition as it is "
+                           f"(the {CHIPS[chip].title} releases: {describe_versions(CHIPS[chip].at_versions)}; "
+                           f"written as by: {', '.join(said)}); no single at_version reproduces them")
     return DEFAULT_AT_VERSION if DEFAULT_AT_VERSION in versions else [v for v in AT_RELEASES if v in versions][-1]
 
 
@@ -116,8 +120,10 @@ def extract(data: bytes, doc: dict, out_dir: str, formats: Optional[FormatRegist
     if size is None:   # a release folder without a main partition table: cover every partition
         end = max(p["offset"] + p["size"] for p in parts)
         size = end - at["offset"]
-    lines = [f"# Extracted by atfactory from {os.path.basename(str(doc.get('path', '')))}.", "",
-             "[module]", f"name = {toml_value(settings.module_name)}", f"chip = {toml_value(chip)}"]
+    lines = [f"# Extracted by atfactory from {os.path.basename(str(doc.get('path', '')))}.", "", "[module]"]
+    if settings.module_name:   # ESP-AT 2.0 and 2.1 keep none: the file stem names the module
+        lines.append(f"name = {toml_value(settings.module_name)}")
+    lines.append(f"chip = {toml_value(chip)}")
     if settings.platform is not None:
         lines.append(f"platform = {toml_value(settings.platform)}")
     lines += [f"at_version = {toml_value(at_version)}", "",

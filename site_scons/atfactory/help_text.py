@@ -22,9 +22,10 @@ def plugin_listing(host) -> str:
 def board_help(registry) -> str:
     lines = ["", "Boards (board=ID; 'all' builds every one), with chip and ESP-AT release:"]
     width = max((len(i) for i in registry.ids()), default=0)
-    for entry in registry.entries():
-        chip, version, text = _summary(entry.path, registry)
-        lines.append(f"    {entry.id:<{width}}  {chip:<8}  AT {version:<3}  {text}")
+    summaries = [(entry.id, *_summary(entry.path, registry)) for entry in registry.entries()]
+    at_width = max([3] + [len(version) for _, _, version, _ in summaries])   # "2.4", "2.4.0"
+    for board_id, chip, version, text in summaries:
+        lines.append(f"    {board_id:<{width}}  {chip:<8}  AT {version:<{at_width}}  {text}")
     return "\n".join(lines) + "\n"
 
 

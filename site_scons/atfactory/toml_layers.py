@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from .errors import Problem
 from . import vendor_nvs
 from .at_releases import MFG_NVS_SETS
-from .factory_param import FIELDS
+from .factory_param import ALL_FIELD_NAMES, LAYOUTS, MODULE_FIELDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,6 +22,7 @@ else:  # pragma: no cover - exercised on Python < 3.11 only
     import tomli as tomllib
 
 KeyPath = Tuple[str, ...]
+_FIELD_KINDS = {f.name: f.kind for layout in LAYOUTS.values() for f in layout}
 
 MFG_NVS_FILE_KEYS = frozenset(MFG_NVS_SETS + ("ble_data",))   # [mfg_nvs] keys that name files
 
@@ -36,9 +37,9 @@ SCHEMA: Dict[str, Dict[str, tuple]] = {
     "module": {"name": (str,), "chip": (str,), "platform": (str,), "description": (str,),
                "at_version": (str,)},
     "flash": {"mode": (str,), "freq": (str,), "size": (str,)},
-    # every field of the v2 binary layout but the two that [module] sets, and v4.1's sys_store
-    "factory_param": dict({f.name: (int,) if f.kind == "int" else (str,) for f in FIELDS
-                           if f.name not in ("platform", "module_name")}, sys_store=(int,)),
+    # every field of the v2 binary layouts but the two that [module] sets, and v4.1's sys_store
+    "factory_param": dict({n: (int,) if _FIELD_KINDS[n] == "int" else (str,) for n in ALL_FIELD_NAMES
+                           if n not in MODULE_FIELDS}, sys_store=(int,)),
     # ESP-AT v3.1+: what mfg_nvs holds besides factory_param (file paths, relative to the board file),
     # and the board's own namespaces (vendor_nvs)
     "mfg_nvs": dict({name: STR_OR_LIST for name in MFG_NVS_SETS}, ble_data=(str,), namespaces=(dict,),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import List, Mapping, Optional, Sequence
 
-from ..at_releases import is_v2
+from ..at_releases import AT_RELEASES, V2_RELEASES, is_v2
 from .. import ble_data
 from ..errors import AtFactoryError, ContentError, ExtractError
 from ..fsutil import read_input, write_atomic
@@ -41,17 +41,27 @@ class BleDataFormat(PartitionFormat):
             return None
         if len(sources) != 1:
             raise ContentError(f"{len(sources)} files; ble_data is built from exactly one GATT CSV")
-        size = len(ble_data.encode_ble_data(read_gatt(sources[0])))
-        return Content(self.kind, size, {}, tuple(sources))
+        # ESP-AT 2.0 and 2.1 write each row's keys in Python 2's dict order (spec only then, so
+        # that the spec of every later release stays as it was)
+        release = AT_RELEASES.get(ctx.at_version)
+        spec = {"key_order": list(ble_data.PYTHON2_KEY_ORDER)} if release and release.gatt_python2_order else {}
+        size = len(self.render(spec, sources))
+        return Content(self.kind, size, spec, tuple(sources))
 
     def render(self, spec: Mapping[str, object], sources: Sequence[str]) -> bytes:
-        return ble_data.encode_ble_data(read_gatt(sources[0]))
+        return ble_data.encode_ble_data(read_gatt(sources[0]), spec.get("key_order"))
 
     def detect(self, data: bytes) -> bool:
         return data[2:4] == ble_data.MAGIC
 
     def decode(self, data: bytes, name: str = "") -> dict:
         return {"kind": self.kind, "rows": [dict(r) for r in ble_data.decode_ble_data(data)]}
+
+    def implied_at_versions(self, name: str, doc: dict) -> Optional[frozenset]:
+        # Rows whose keys are not in Python 2's order were not written by ESP-AT 2.0 or 2.1.
+        if all(tuple(r) == ble_data.PYTHON2_KEY_ORDER for r in doc["rows"]):
+            return None
+        return frozenset(v for v in V2_RELEASES if not AT_RELEASES[v].gatt_python2_order)
 
     def extract(self, name: str, doc: dict, raw: bytes, src_dir: str, notes: List[str]) -> List[str]:
         rows = ble_data.decode_ble_data(raw)
