@@ -1,11 +1,13 @@
-"""Factory images as they are published (atfactory.firmware, esp_image): applications with an
-unflagged ESP8266 digest or other bytes past their parsed end, ESP8266 headers with the combine
-script's ESP32-encoded flash size, images cut after their last written byte.  As ``firmware=``
-not a byte of them is lost.
+"""Factory images as they are published (atfactory.firmware, esp_image, readback, verify, extract):
+applications with an unflagged ESP8266 digest or other bytes past their parsed end, ESP8266
+headers with the combine script's ESP32-encoded flash size, images cut after their last written
+byte.  As ``firmware=`` not a byte of them is lost; read back they give the real flash size and
+an erased tail; extracted and built again they give the image as esptool merges it.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from atfactory.board import load_board
 from atfactory.esp_image import header_flash_size, read_image
 from atfactory.firmware import load_firmware
 from firmware_factory import make_factory_image, make_image, make_release
-from helpers import assert_refused, esptool_merge, run_scons
+from helpers import assert_refused, esptool_merge, image_of, run_cli, run_scons
 
 CHIP_BOARDS = ["WROOM-32", "ESP32C3-MINI-1", "ESP32S2-WROOM", "WROOM-02", "ESP8266_1MB"]
 APP_OFFSET = {"WROOM-32": 0x100000, "WROOM-02": 0x110000}   # firmware_factory.main_table's factory app
@@ -206,3 +208,90 @@ def test_published_image_as_firmware_builds_what_the_release_builds(registry, tm
         assert line.startswith(start), line
     if "combine script" in variant:
         assert notes[0].endswith(f"the defect of Espressif's combine script; taken as {board.flash_size}")
+
+
+# --- read back: inspect, verify, extract ------------------------------------------------------------
+
+VARIANTS = {
+    "combine script": lambda data, board: _combine_script_byte3(data, board),
+    "cut short": lambda data, board: data.rstrip(b"\xff"),
+    "combine script, cut short": lambda data, board: _combine_script_byte3(data, board).rstrip(b"\xff"),
+}
+
+
+def _published(built: Path, tmp_path: Path, registry, board_id: str, variant: str) -> Path:
+    board = load_board(board_id, registry)
+    path = tmp_path / f"published-{board_id}.bin"
+    path.write_bytes(VARIANTS[variant](image_of(built, board_id).read_bytes(), board))
+    return path
+
+
+@pytest.mark.parametrize("board_id, variant", [
+    ("WROOM-02", "combine script"), ("WROOM-02", "cut short"), ("WROOM-02", "combine script, cut short"),
+    ("ESP8266_1MB", "combine script, cut short"), ("WROOM-32", "cut short"), ("ESP32C3-MINI-1", "cut short"),
+])
+def test_extract_then_rebuild_gives_the_image_as_esptool_merges_it(built, registry, capsys, tmp_path, board_id,
+                                                                   variant):
+    published = _published(built, tmp_path, registry, board_id, variant)
+    code, out, err = run_cli(capsys, "extract", str(published), "-o", str(tmp_path / "x"))
+    assert code == 0, err
+    board_file = Path(out.split("wrote ", 1)[1].splitlines()[0])
+    board = load_board(str(board_file), registry)
+    assert board.flash_size == load_board(board_id, registry).flash_size   # the real size, not the header's
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    taken = f"the defect of Espressif's combine script; taken as {board.flash_size}"
+    assert ("combine script" in variant) == any(n.endswith(taken) for n in notes)
+    assert ("cut short" in variant) == any("the rest is taken as erased" in n for n in notes)
+    r = run_scons(f"board={board_file}", f"firmware={published}", "build_dir=rb", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rebuilt = next((tmp_path / "rb" / board_file.stem / "factory").glob("factory_*.bin"))
+    assert rebuilt.read_bytes() == image_of(built, board_id).read_bytes()
+
+
+def test_inspect_says_where_a_short_image_ends(built, capsys, tmp_path):
+    image = image_of(built, "WROOM-32").read_bytes()
+    end = len(image[:0x33000].rstrip(b"\xff"))      # after wpa2_cert's item (0x31000-0x33000)
+    assert 0x31000 < end < 0x33000
+    path = tmp_path / "short.bin"
+    path.write_bytes(image[:end])
+    code, out, _ = run_cli(capsys, "inspect", str(path))
+    assert code == 0
+    lines = out.splitlines()
+    assert f"note: the image ends at 0x{end:x}, before the end of its 4M (0x400000) flash: the rest is taken as " \
+           "erased" in lines
+    at = lines.index(next(line for line in lines if line.lstrip().startswith("wpa2_cert ")))
+    assert lines[at + 1] == f"      (the image ends at 0x{end:x}, inside this partition: the rest is read as erased)"
+    assert lines[at + 2].lstrip().startswith("item type 2 (cert) id 0")
+    for name in ("wpa2_key", "mqtt_ca", "fatfs"):
+        at = lines.index(next(line for line in lines if line.lstrip().startswith(name + " ")))
+        assert lines[at + 1] == f"      (not in the image, which ends at 0x{end:x}: read as erased)", name
+    assert "(erased)" not in out
+    code, out, _ = run_cli(capsys, "inspect", str(path), "--json", "--map", str(tmp_path / "map.svg"))
+    doc = json.loads(out)
+    assert doc["image_end"] == end and doc["size"] == end and doc["flash"]["size"] == "4MB"
+    parts = {p["name"]: p for p in doc["at_customize"]["partitions"]}
+    assert "image_end" not in parts["factory_param"] and parts["wpa2_cert"]["image_end"] == end
+    assert parts["fatfs"]["content"] == {"kind": "erased"} and parts["fatfs"]["image_end"] == end
+    assert "erased: past the end of the image" in (tmp_path / "map.svg").read_text()
+
+
+def test_verify_short_image_is_a_note(built, capsys, tmp_path):
+    short = image_of(built, "WROOM-32").read_bytes().rstrip(b"\xff")
+    path = tmp_path / "short.bin"
+    path.write_bytes(short)
+    code, out, _ = run_cli(capsys, "verify", str(path), "--board", "WROOM-32")
+    assert code == 0, out
+    assert f"  note     the image ends at 0x{len(short):x}, before the end of its 4M (0x400000) flash: the rest is " \
+           "taken as erased" in out
+    assert "DIFFERS" not in out and "result: matches the board" in out
+
+
+def test_verify_combine_script_size_is_one_difference(built, registry, capsys, tmp_path):
+    path = _published(built, tmp_path, registry, "WROOM-02", "combine script, cut short")
+    code, out, _ = run_cli(capsys, "verify", str(path), "--board", "WROOM-02")
+    assert code == 1
+    differs = [line for line in out.splitlines() if "DIFFERS" in line]
+    assert differs == [f"  DIFFERS  bootloader header: flash size 256KB (ESP8266 encoding, byte 3 = 0x1f) but the "
+                       f"image is {path.stat().st_size} bytes: the size was encoded with the ESP32 table (2MB), the "
+                       "defect of Espressif's combine script; re-merge with esptool"]
+    assert "  ok       flash.size" in out and "  note     the image ends at" in out
