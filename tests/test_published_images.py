@@ -2,7 +2,8 @@
 applications with an unflagged ESP8266 digest or other bytes past their parsed end, ESP8266
 headers with the combine script's ESP32-encoded flash size, images cut after their last written
 byte.  As ``firmware=`` not a byte of them is lost; read back they give the real flash size and
-an erased tail; extracted and built again they give the image as esptool merges it.
+an erased tail; extracted and built again they give the image as esptool merges it.  verify
+checks that the application still ends with its digest.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from atfactory.board import load_board
 from atfactory.esp_image import header_flash_size, read_image
 from atfactory.firmware import load_firmware
 from firmware_factory import make_factory_image, make_image, make_release
-from helpers import assert_refused, esptool_merge, image_of, run_cli, run_scons
+from helpers import assert_refused, esptool_merge, image_of, run_cli, run_scons, tampered
 
 CHIP_BOARDS = ["WROOM-32", "ESP32C3-MINI-1", "ESP32S2-WROOM", "WROOM-02", "ESP8266_1MB"]
 APP_OFFSET = {"WROOM-32": 0x100000, "WROOM-02": 0x110000}   # firmware_factory.main_table's factory app
@@ -295,3 +296,32 @@ def test_verify_combine_script_size_is_one_difference(built, registry, capsys, t
                        f"image is {path.stat().st_size} bytes: the size was encoded with the ESP32 table (2MB), the "
                        "defect of Espressif's combine script; re-merge with esptool"]
     assert "  ok       flash.size" in out and "  note     the image ends at" in out
+
+
+def _application(image: Path, board_id: str):
+    data = image.read_bytes()
+    offset = APP_OFFSET[board_id]
+    return offset, read_image(data, offset, extended_header=board_id != "WROOM-02")
+
+
+def test_verify_esp8266_application_without_its_digest(built, capsys, tmp_path):
+    offset, info = _application(image_of(built, "WROOM-02"), "WROOM-02")
+    assert info.hash_appended
+    path = tampered(built, tmp_path, offset + info.length - 32, b"\xff" * 32, board_id="WROOM-02")
+    code, out, _ = run_cli(capsys, "verify", str(path), "--board", "WROOM-02")
+    assert code == 1
+    assert (f"  DIFFERS  application in factory at 0x{offset:x}: no SHA-256 digest after the image; "
+            "ESP8266_RTOS_SDK v3 appends one to every application it builds") in out
+    code, out, _ = run_cli(capsys, "inspect", str(path))
+    assert f"application in factory at 0x{offset:x}: {info.length - 32} bytes, SHA-256 digest none" in out
+
+
+def test_verify_esp32_application_digest_that_does_not_match(built, capsys, tmp_path):
+    offset, info = _application(image_of(built, "WROOM-32"), "WROOM-32")
+    last = image_of(built, "WROOM-32").read_bytes()[offset + info.length - 1]
+    path = tampered(built, tmp_path, offset + info.length - 1, bytes([last ^ 1]))
+    code, out, _ = run_cli(capsys, "verify", str(path), "--board", "WROOM-32")
+    assert code == 1
+    assert f"  DIFFERS  application in factory at 0x{offset:x}: its SHA-256 digest does not match the image" in out
+    code, out, _ = run_cli(capsys, "inspect", str(image_of(built, "WROOM-32")))
+    assert f"application in factory at 0x{offset:x}: {info.length} bytes, SHA-256 digest ok" in out

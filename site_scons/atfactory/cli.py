@@ -131,6 +131,10 @@ def format_document(doc: dict, formats=None) -> str:
         b = doc["bootloader"]
         out.append(f"bootloader at {_hex(b['offset'])}: {b.get('length', '?')} bytes, header flash "
                    f"{b['flash']['mode']} {b['flash']['freq']} {b['flash']['size']}")
+    if doc.get("application"):
+        a = doc["application"]
+        out.append(f"application in {a['partition']} at {_hex(a['offset'])}: " + (
+            f"{a['length']} bytes, SHA-256 digest {a['digest']}" if "length" in a else a["error"]))
     if doc["kind"] == "image":
         from .readback import document_notes
         out += [f"note: {note}" for note in document_notes(doc)]

@@ -185,6 +185,10 @@ def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[in
     flash_end = _flash_bytes(doc["flash"].get("size"))
     if declared_flash is None and len(data) < flash_end:
         doc["image_end"] = len(data)
+    if table is not None and chip is not None:
+        app = _application(data, table, chip, flash_end)
+        if app is not None:
+            doc["application"] = app
     region = None
     if table is not None:
         at = [e for e in table.entries if e.type == pt.AT_CUSTOMIZE_TYPE and e.subtype == pt.AT_CUSTOMIZE_SUBTYPE]
@@ -194,6 +198,27 @@ def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[in
         region = (at_customize_offset, None)
     if region is not None:
         doc["at_customize"] = decode_at_customize(data, *region, formats=formats, flash_end=flash_end)
+    return doc
+
+
+def _application(data: bytes, table: pt.DecodedTable, chip: str, flash_end: int) -> Optional[dict]:
+    """The released application (the first app partition): its length and whether its SHA-256
+    digest is there and right ("ok", "wrong", "none")."""
+    apps = [e for e in table.entries if e.type == 0x00]
+    if not apps or apps[0].offset >= len(data):
+        return None
+    app = apps[0]
+    doc: dict = {"partition": app.name, "offset": app.offset}
+    part = data[app.offset:app.end]
+    if app.end <= flash_end:   # an image cut short: erased past its end
+        part += b"\xff" * (app.size - len(part))
+    try:
+        info = read_image(part, extended_header=CHIPS[chip].image_chip_id is not None)
+    except FormatError as err:
+        doc["error"] = str(err)
+        return doc
+    doc["length"] = info.length
+    doc["digest"] = {True: "ok", False: "wrong", None: "none"}[info.digest_ok]
     return doc
 
 
