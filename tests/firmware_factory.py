@@ -3,7 +3,9 @@
 ``make_release(folder, board)`` writes an ESP-AT release folder whose partition table matches
 the board's at_customize region (bootloader, partition table, OTA data, PHY init data and an
 application), and ``make_factory_image`` merges one with esptool, as a published
-factory_XXX.bin is made.
+factory_XXX.bin is made.  As in real releases, every application ends with a SHA-256 digest:
+flagged in the header on ESP32-family chips, unflagged on ESP8266 (ESP8266_RTOS_SDK v3 builds
+esptool's "v3" ESP8266 image); ESP8266 bootloaders have none.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from esptool.bin_image import (ELFSection, ESP32C2FirmwareImage, ESP32C3FirmwareImage, ESP32C5FirmwareImage,
                                ESP32C6FirmwareImage, ESP32C61FirmwareImage, ESP32FirmwareImage, ESP32S2FirmwareImage,
-                               ESP8266ROMFirmwareImage)
+                               ESP8266ROMFirmwareImage, ESP8266V3FirmwareImage)
 
 from atfactory import partition_table as pt
 from atfactory.chips import CHIPS
@@ -32,13 +34,15 @@ IRAM = {"esp32": 0x40080000, "esp32c3": 0x40380000, "esp32s2": 0x40022000, "esp8
         "esp32c2": 0x40380000, "esp32c5": 0x40800000, "esp32c6": 0x40800000, "esp32c61": 0x40800000}
 
 
-def make_image(chip: str, payload: bytes) -> bytes:
-    cls = IMAGE_CLASSES[chip]
+def make_image(chip: str, payload: bytes, digest: bool = True) -> bytes:
+    """An image of one IRAM segment; ``digest``: with the SHA-256 digest (ESP8266: the v3 format)."""
+    cls = ESP8266V3FirmwareImage if chip == "esp8266" and digest else IMAGE_CLASSES[chip]
     image = cls()
     image.entrypoint = IRAM[chip]
     image.segments = [ELFSection(b".iram0.text", IRAM[chip], payload, 0)]
-    if chip != "esp8266":
-        image.append_digest = True
+    image.append_digest = digest
+    if cls is ESP8266V3FirmwareImage:
+        return image.save(None)
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"atf-image-{os.getpid()}-{id(image)}"
     image.save(str(out))
     if chip == "esp8266":   # the v1 ROM format is saved as <name>0x00000.bin
@@ -68,13 +72,14 @@ def main_table(board, md5: bool = True) -> bytes:
     return pt.encode_partition_table(sorted(entries, key=lambda e: e.offset), md5=md5)
 
 
-def make_release(folder: Path, board, app_payload: bytes = b"\x5a" * 4000) -> Path:
+def make_release(folder: Path, board, app_payload: bytes = b"\x5a" * 4000, app_digest: bool = True) -> Path:
     """Write an ESP-AT release folder for ``board``'s chip and layout; return the folder."""
     chip = board.chip
     table = main_table(board)
     entries = pt.decode_partition_table(table).entries
+    boot = make_image(chip.name, b"\xb0" * 1000, digest=chip.name != "esp8266")
     files = {
-        chip.bootloader_offset: ("bootloader/bootloader.bin", make_image(chip.name, b"\xb0" * 1000)),
+        chip.bootloader_offset: ("bootloader/bootloader.bin", boot),
         chip.table_offset(board.at_version): ("partition_table/partition-table.bin", table),
     }
     for e in entries:
@@ -83,7 +88,7 @@ def make_release(folder: Path, board, app_payload: bytes = b"\x5a" * 4000) -> Pa
         elif (e.type, e.subtype) == (0x01, 0x01):
             files[e.offset] = ("phy_init_data.bin", b"PHY\x01" + bytes(range(124)))
         elif e.type == 0x00:
-            files[e.offset] = ("esp-at.bin", make_image(chip.name, app_payload))
+            files[e.offset] = ("esp-at.bin", make_image(chip.name, app_payload, digest=app_digest))
     folder.mkdir(parents=True, exist_ok=True)
     words = ["--flash_mode", board.flash_mode, "--flash_freq", board.flash_freq, "--flash_size", board.flash_size]
     for offset, (rel, data) in sorted(files.items()):

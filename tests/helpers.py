@@ -284,6 +284,23 @@ def assert_refused(result: subprocess.CompletedProcess, out: Path) -> List[str]:
     return problem_lines(result.stderr)
 
 
+# --- firmware -------------------------------------------------------------------------------
+
+def esptool_merge(release: Path, board) -> bytes:
+    """What esptool's merge-bin makes of a release folder with the board's flash options."""
+    from esptool.cmds import merge_bin
+    from esptool.logger import log
+
+    from atfactory.download_config import decode_download_config
+
+    log.set_verbosity("silent")
+    config = decode_download_config((release / "download.config").read_bytes())
+    pairs = [(offset, (release / rel).read_bytes()) for offset, rel in config.entries]
+    return bytes(merge_bin(pairs, board.chip.name, output=None, flash_mode=board.flash_mode,
+                           flash_freq=board.flash_freq, flash_size=board.flash_size, format="raw",
+                           pad_to_size=board.flash_size))
+
+
 # --- boards built once, and the command line on them ------------------------------------------
 
 SHIPPED = sorted(p.stem for p in list((REPO / "boards").glob("*.toml")) + list((REPO / "plugins/boards").glob("*.toml")))

@@ -5,16 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from esptool.cmds import merge_bin
-from esptool.logger import log
 from esptool.targets import CHIP_DEFS
 
 from atfactory.board import load_board
 from atfactory.download_config import decode_download_config
-from helpers import run_scons, write
+from helpers import esptool_merge, run_scons, write
 from firmware_factory import make_factory_image, make_release
 
 BOARDS = ["WROOM-32", "ESP32C3-MINI-1", "ESP32S2-WROOM", "WROOM-02"]
@@ -30,16 +27,6 @@ def firmware(registry, tmp_path_factory):
         release = make_release(root / "release", board)
         made[board_id] = (board, release, make_factory_image(root / f"factory_{board.module_name}.bin", release, board))
     return made
-
-
-def esptool_merge(release: Path, board) -> bytes:
-    """What esptool's merge-bin makes of a release folder with the board's flash options."""
-    log.set_verbosity("silent")
-    config = decode_download_config((release / "download.config").read_bytes())
-    pairs = [(offset, (release / rel).read_bytes()) for offset, rel in config.entries]
-    return bytes(merge_bin(pairs, board.chip.name, output=None, flash_mode=board.flash_mode,
-                           flash_freq=board.flash_freq, flash_size=board.flash_size, format="raw",
-                           pad_to_size=board.flash_size))
 
 
 @pytest.mark.parametrize("board_id", BOARDS)

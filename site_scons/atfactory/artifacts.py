@@ -55,8 +55,11 @@ def plan_board(board: Board, firmware=None, formats: Optional[FormatRegistry] = 
                 artifacts.append(Artifact((f.path,), KIND_FIRMWARE_COPY, {}, (f.source,), offset=f.offset,
                                           length=os.path.getsize(f.source)))
             else:
-                artifacts.append(Artifact((f.path,), KIND_FIRMWARE_CUT, {"start": f.start, "length": f.length},
-                                          (f.source,), offset=f.offset, length=f.length))
+                spec = {"start": f.start, "length": f.length}
+                if f.patches:
+                    spec["patches"] = [list(p) for p in f.patches]
+                artifacts.append(Artifact((f.path,), KIND_FIRMWARE_CUT, spec, (f.source,), offset=f.offset,
+                                          length=f.length))
     entries = [[p.name, p.type, p.subtype, p.offset, p.size, 0] for p in board.partitions]   # 0: no flags
     artifacts.append(Artifact(("at_customize.bin",), KIND_AT_CUSTOMIZE, {"entries": entries},
                               offset=board.at_customize_offset, length=TABLE_SIZE))
@@ -132,7 +135,11 @@ def render_artifact(kind: str, spec: Dict[str, object], sources: Sequence[str],
     if kind == KIND_FIRMWARE_CUT:
         with open(sources[0], "rb") as f:
             f.seek(spec["start"])
-            return f.read(spec["length"])
+            cut = bytearray(f.read(spec["length"]))
+        cut += b"\xff" * (spec["length"] - len(cut))   # past the end of an image cut short: erased
+        for offset, value in spec.get("patches", ()):
+            cut[offset] = value
+        return bytes(cut)
     if kind == KIND_FACTORY_IMAGE:
         mode, freq, size = spec["flash"]
         return merge_factory_image(spec["chip"], mode, freq, size, spec["flash_bytes"],

@@ -161,6 +161,13 @@ def format_document(doc: dict, formats=None) -> str:
         b = doc["bootloader"]
         out.append(f"bootloader at {_hex(b['offset'])}: {b.get('length', '?')} bytes, header flash "
                    f"{b['flash']['mode']} {b['flash']['freq']} {b['flash']['size']}")
+    if doc.get("application"):
+        a = doc["application"]
+        out.append(f"application in {a['partition']} at {_hex(a['offset'])}: " + (
+            f"{a['length']} bytes, SHA-256 digest {a['digest']}" if "length" in a else a["error"]))
+    if doc["kind"] == "image":
+        from .readback import document_notes
+        out += [f"note: {note}" for note in document_notes(doc)]
     for f in doc.get("files", []):
         out.append(f"  file {_hex(f['offset']):>9}  {f['path']} ({f['length']} bytes)")
     table = doc.get("partition_table") or {}
@@ -178,7 +185,8 @@ def format_document(doc: dict, formats=None) -> str:
                    + (f": {at['error']}" if at.get("error") else ":"))
         for part in at["partitions"]:
             out.append(_entry_line(part))
-            out += ["      " + line for line in _content_lines(part["content"], formats)]
+            lines = _image_end_lines(part, formats) if "image_end" in part else _content_lines(part["content"], formats)
+            out += ["      " + line for line in lines]
     if kind in formats:   # a single partition
         out += _content_lines(doc, formats)
     return "\n".join(out)
@@ -188,6 +196,16 @@ def _entry_line(e: dict) -> str:
     from .partition_table import subtype_name, type_name
     return (f"  {e['name']:<16} type {type_name(e['type']):<5} subtype {subtype_name(e['type'], e['subtype']):<8} "
             f"offset {_hex(e['offset']):>9}  size {_hex(e['size'])}")
+
+
+def _image_end_lines(part: dict, formats) -> List[str]:
+    """A partition that an image cut short does not wholly hold, and where the image ends: its
+    "(erased)" is not what the image says."""
+    end = part["image_end"]
+    if end <= part["offset"]:
+        return [f"(not in the image, which ends at {_hex(end)}: read as erased)"]
+    return [f"(the image ends at {_hex(end)}, inside this partition: the rest is read as erased)"] \
+        + _content_lines(part["content"], formats)
 
 
 def _content_lines(c: dict, formats) -> List[str]:
@@ -239,6 +257,8 @@ def cmd_verify(args) -> int:
     print(f"verify {args.path} against board {prepared.board.id}:")
     for line in report.matches:
         print(f"  ok       {line}")
+    for line in report.notes:
+        print(f"  note     {line}")
     for line in report.warnings:
         print(f"  warning  {line}")
     for line in report.differences:

@@ -19,6 +19,7 @@ from .checks import PARTITION_NAME
 from .errors import ExtractError, format_value
 from .formats import FormatRegistry, ModuleSettings, stock_registry
 from .fsutil import write_atomic
+from .readback import document_notes
 
 
 def board_id_for(doc: dict, formats: Optional[FormatRegistry] = None) -> str:
@@ -132,7 +133,7 @@ def extract(data: bytes, doc: dict, out_dir: str, formats: Optional[FormatRegist
     for key, value in settings.factory_param.items():
         lines.append(f"{key} = {toml_value(value)}")
     lines += ["", "[at_customize]", f"offset = 0x{at['offset']:X}", f"size = 0x{size:X}"]
-    notes: List[str] = []
+    notes: List[str] = document_notes(doc)
     tables: dict = {}
     for part in parts:
         lines += ["", "[[at_customize.partitions]]", f"name = {toml_value(part['name'])}",

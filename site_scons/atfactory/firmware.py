@@ -3,19 +3,21 @@
 atfactory never compiles firmware.  It takes bootloader, partition table, OTA data, PHY init
 data and the AT application from a release: copied from a release folder as download.config
 lists them, or cut out of a factory image by reading its partition table and its
-bootloader at the chip's offsets.  ``check_firmware`` cross-checks the firmware against the
-board before anything is written.
+bootloader at the chip's offsets, without losing a byte of it (``_load_image``).
+``check_firmware`` cross-checks the firmware against the board before anything is written.
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from . import partition_table as pt
 from .chips import CHIPS, flash_size_bytes
 from .errors import FirmwareError, FormatError, InputError, Problem, ReleaseError, display_path
-from .esp_image import ESP32_FAMILY_WP_PIN, decode_header, read_image
+from .esp_image import (ESP32_FAMILY_WP_PIN, decode_header, header_flash_size, read_image, short_image_note,
+                        size_taken_note)
 from .fsutil import read_input
 from .numbers import format_size
 from .release import is_customized, read_release
@@ -28,7 +30,8 @@ class FirmwareFile:
     path: str                     # where it goes in the release folder
     source: str                   # the release file to copy, or the factory image to cut from
     start: Optional[int] = None   # when cut from an image: its bytes [start, start + length)
-    length: Optional[int] = None
+    length: Optional[int] = None  # (erased past the end of a short image)
+    patches: Tuple[Tuple[int, int], ...] = ()   # (offset in the file, byte) written over the cut
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Firmware:
     inputs: Tuple[str, ...]       # files read
     at_table: Optional[pt.DecodedTable] = None   # its own at_customize.bin, where it has one
     customized: Tuple[Tuple[str, bytes], ...] = ()   # (partition name, its bytes) of its AT partitions
+    notes: Tuple[str, ...] = ()   # what was read differently from what the image says, and why
 
 
 def _read(path: str) -> bytes:
@@ -118,46 +122,120 @@ _PATH_BY_PARTITION = {
     (0x01, 0x00): "ota_data_initial.bin",   # data/ota
     (0x01, 0x01): "phy_init_data.bin",      # data/phy
 }
+APP_PATH = "esp-at.bin"
+TABLE_SECTOR = 0x1000   # the main table's flash sector: partitions start after it
 
 
 def _load_image(path: str, chip_name: str, table_offset: int) -> Firmware:
+    """Cut a factory image into the files of its release.  Nothing of it is lost: each part keeps
+    every byte up to its last written one (see ``_kept_length``), bytes outside every part must
+    be erased, and an image cut short after its last written byte is read as if the rest of its
+    flash were erased (the cut files are then padded with 0xFF)."""
     data = _read(path)
     chip = CHIPS[chip_name]
-    try:
-        table = pt.decode_partition_table(data[table_offset:table_offset + pt.TABLE_SIZE])
-    except FormatError as err:
-        raise FirmwareError(f"no partition table at 0x{table_offset:x} ({err}); expected a merged factory image") from None
+    extended = chip.image_chip_id is not None
     boot_offset = chip.bootloader_offset
     try:
-        boot = read_image(data, boot_offset, extended_header=chip.image_chip_id is not None)
+        table = pt.decode_partition_table(_erased_tail(data, table_offset, pt.TABLE_SIZE))
+    except FormatError as err:
+        raise FirmwareError(f"no partition table at 0x{table_offset:x} ({err}); expected a merged factory image") from None
+    try:
+        boot = read_image(data, boot_offset, extended_header=extended)
     except FormatError as err:
         raise FirmwareError(f"no {chip.title} bootloader at 0x{boot_offset:x} ({err})") from None
-    files = [
-        FirmwareFile(boot_offset, "bootloader/bootloader.bin", path, boot_offset, boot.length),
-        FirmwareFile(table_offset, "partition_table/partition-table.bin", path, table_offset, pt.TABLE_SIZE),
-    ]
+    table_end = max([e.end for e in table.entries] + [0])
+    header = data[boot_offset:boot_offset + 24]
+    size = header_flash_size(chip_name, header[3], len(data), table_end)
+    flash_bytes = max([len(data), table_end] + ([flash_size_bytes(size.size)] if size.size else []))
+    notes = [size_taken_note(size.defect, size.size)] if size.defect else []
+    if len(data) < flash_bytes:
+        notes.append(short_image_note(len(data), flash_bytes))
+    flash = _erased_tail(data, 0, flash_bytes)
+
+    def cut(offset, rel, bound, parsed=0, patches=()):
+        length = _kept_length(flash, offset, bound, parsed)
+        return FirmwareFile(offset, rel, path, offset, length, tuple(patches))
+
+    if boot.length > table_offset - boot_offset:
+        raise FirmwareError(f"the bootloader at 0x{boot_offset:x} ({boot.length} bytes) runs into the partition "
+                            f"table at 0x{table_offset:x}")
+    # The combine script's ESP8266 size is not what the release's bootloader.bin holds: write the
+    # real one (ESP8266 bootloaders carry no digest that the change would break).
+    patches = [(3, chip.flash_sizes[size.size] | (header[3] & 0x0F))] if size.defect else []
+    sector_end = min([table_offset + TABLE_SECTOR] + [e.offset for e in table.entries if e.offset > table_offset])
+    files = [cut(boot_offset, "bootloader/bootloader.bin", table_offset, boot.length, patches),
+             cut(table_offset, "partition_table/partition-table.bin", sector_end, pt.TABLE_SIZE)]
     apps = [e for e in table.entries if e.type == 0x00]
+    first_app = apps[0] if apps else None   # factory or ota_0: where the released application sits
+    used = {f.path for f in files}
     for entry in table.entries:
-        if entry.end > len(data):
-            raise FirmwareError(f"partition {entry.name} (0x{entry.offset:x}-0x{entry.end:x}) "
-                                f"runs past the end of the {len(data)}-byte image")
+        if (entry.type, entry.subtype) == (pt.AT_CUSTOMIZE_TYPE, pt.AT_CUSTOMIZE_SUBTYPE):
+            continue   # the board builds these
         rel = _PATH_BY_PARTITION.get((entry.type, entry.subtype))
-        if rel == "ota_data_initial.bin":
-            files.append(FirmwareFile(entry.offset, rel, path, entry.offset, entry.size))
-        elif rel == "phy_init_data.bin":
-            length = _used_length(data, entry.offset, entry.size)
-            if length:
-                files.append(FirmwareFile(entry.offset, rel, path, entry.offset, length))
-    if apps:
-        first = apps[0]   # factory or ota_0: where the released application sits
-        try:
-            app = read_image(data, first.offset, extended_header=chip.image_chip_id is not None)
-        except FormatError as err:
-            raise FirmwareError(f"no application image in partition {first.name} ({err})") from None
-        files.append(FirmwareFile(first.offset, "esp-at.bin", path, first.offset, app.length))
-    at_table, customized = _image_customized(data, table)
-    return Firmware(path, "image", tuple(files), table, boot_offset, data[boot_offset:boot_offset + 24],
-                    len(data), (path,), at_table, customized)
+        if rel == "ota_data_initial.bin":   # released as the whole partition, erased or not
+            files.append(cut(entry.offset, rel, entry.end, entry.size))
+            used.add(rel)
+            continue
+        parsed = 0
+        if entry is first_app:
+            rel = APP_PATH
+            try:
+                app = read_image(flash, entry.offset, extended_header=extended)
+            except FormatError as err:
+                raise FirmwareError(f"no application image in partition {entry.name} ({err})") from None
+            if app.digest_ok is False:
+                raise FirmwareError(f"the application in partition {entry.name} does not match its SHA-256 digest "
+                                    "(an image cut short or altered)")
+            parsed = app.length
+            if parsed > entry.size:
+                raise FirmwareError(f"the application in partition {entry.name} ({parsed} bytes) is larger than "
+                                    f"the partition (0x{entry.size:x})")
+        elif rel is None or rel in used:
+            rel = _partition_path(entry, used)
+        part = cut(entry.offset, rel, entry.end, parsed)
+        if part.length:
+            files.append(part)
+            used.add(rel)
+    _check_nothing_else(flash, [(boot_offset, table_offset), (table_offset, sector_end)]
+                        + [(e.offset, e.end) for e in table.entries])
+    at_table, customized = _image_customized(flash, table)
+    return Firmware(path, "image", tuple(files), table, boot_offset, header, flash_bytes, (path,), at_table,
+                    customized, tuple(notes))
+
+
+def _erased_tail(data: bytes, offset: int, length: int) -> bytes:
+    """``length`` bytes from ``offset``, erased (0xFF) past the end of ``data``."""
+    chunk = data[offset:offset + length]
+    return chunk + b"\xff" * (length - len(chunk))
+
+
+def _kept_length(flash: bytes, offset: int, bound: int, parsed: int = 0) -> int:
+    """How much of [offset, bound) a cut file keeps: everything up to the last byte that is not
+    erased, rounded up to a 4-byte word as flash is written, and never less than the parsed
+    image.  What an image holds past its parsed end (ESP8266_RTOS_SDK's digest, a signature
+    block) is kept that way, and everything left out is erased."""
+    written = len(flash[offset:bound].rstrip(b"\xff"))
+    return max(parsed, min(bound - offset, (written + 3) & ~3))
+
+
+def _partition_path(entry: pt.Entry, used) -> str:
+    """A release path for a partition ESP-AT releases give no file of their own (data in nvs,
+    a second application), unique in the release folder."""
+    rel = re.sub(r"[^A-Za-z0-9_.-]", "_", entry.name) + ".bin"
+    return rel if rel not in used else f"{rel[:-4]}-0x{entry.offset:x}.bin"
+
+
+def _check_nothing_else(flash: bytes, spans: List[Tuple[int, int]]) -> None:
+    """Bytes outside the bootloader, the partition table and every partition would not reach
+    the new image: refuse rather than drop them."""
+    pos = 0
+    for lo, hi in sorted(spans) + [(len(flash), len(flash))]:
+        if lo > pos and flash[pos:lo].strip(b"\xff"):
+            first = pos + len(flash[pos:lo]) - len(flash[pos:lo].lstrip(b"\xff"))
+            raise FirmwareError(f"0x{first:x} holds data outside the bootloader, the partition table and every "
+                                f"partition (in 0x{pos:x}-0x{lo:x}): the new image would lose it; expected a factory "
+                                "image merged from an ESP-AT release")
+        pos = max(pos, hi)
 
 
 def _image_customized(data: bytes, table: pt.DecodedTable):
@@ -170,12 +248,6 @@ def _image_customized(data: bytes, table: pt.DecodedTable):
     except FormatError:
         return None, ()
     return at_table, tuple((e.name, bytes(data[e.offset:e.end])) for e in at_table.entries if e.end <= len(data))
-
-
-def _used_length(data: bytes, offset: int, size: int) -> int:
-    """The partition's bytes up to its last non-erased byte, rounded up to 4."""
-    chunk = data[offset:offset + size].rstrip(b"\xff")
-    return min(size, (len(chunk) + 3) & ~3)
 
 
 def check_firmware(board, firmware: Firmware, where: str, formats=None, warnings: Optional[List[str]] = None) -> List[Problem]:

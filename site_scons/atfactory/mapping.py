@@ -34,7 +34,7 @@ def build_regions(bootloader_offset: Optional[int], main_entries: Sequence[Tuple
 
     children = [MapRegion("at_customize.bin", at_offset, AT_TABLE_SECTOR, "partition_table", "AT partition table")] \
         if at_offset is not None else []
-    children += [MapRegion(name, offset, size, "erased" if detail == "erased" else "at_partition", detail)
+    children += [MapRegion(name, offset, size, "erased" if detail.startswith("erased") else "at_partition", detail)
                  for name, offset, size, detail in at_entries]
     regions: List[MapRegion] = []
     if bootloader_offset is not None:
@@ -55,8 +55,11 @@ def build_regions(bootloader_offset: Optional[int], main_entries: Sequence[Tuple
     return regions
 
 
-def _content_detail(content: dict, formats: FormatRegistry) -> str:
+def _content_detail(part: dict, formats: FormatRegistry) -> str:
+    content = part.get("content", {})
     kind = content.get("kind", "")
+    if kind == "erased" and part.get("image_end", part["offset"] + 1) <= part["offset"]:
+        return "erased: past the end of the image"
     fmt = formats.get(kind)
     return fmt.map_detail(content) if fmt is not None else kind   # erased, invalid
 
@@ -64,15 +67,15 @@ def _content_detail(content: dict, formats: FormatRegistry) -> str:
 def regions_of_document(doc: dict, formats: Optional[FormatRegistry] = None) -> Tuple[int, List[MapRegion]]:
     formats = formats or stock_registry()
     at = doc.get("at_customize") or {}
-    entries = [(p["name"], p["offset"], p["size"], _content_detail(p.get("content", {}), formats))
-               for p in at.get("partitions", [])]
+    entries = [(p["name"], p["offset"], p["size"], _content_detail(p, formats)) for p in at.get("partitions", [])]
     main = [(e["name"], e["type"], e["subtype"], e["offset"], e["size"])
             for e in (doc.get("partition_table") or {}).get("partitions", [])]
     boot = (doc.get("bootloader") or {}).get("offset")
     flash = doc.get("size") or 0
     size_name = (doc.get("flash") or {}).get("size")
     if size_name and any(size_name in c.flash_sizes for c in CHIPS.values()):
-        flash = max(flash, flash_size_bytes(size_name)) if doc["kind"] != "image" else flash
+        # an image is drawn at its length, unless it is cut short of the flash it stands for
+        flash = max(flash, flash_size_bytes(size_name)) if doc["kind"] != "image" or "image_end" in doc else flash
     table_offset = (doc.get("partition_table") or {}).get("offset", TABLE_OFFSET)
     return flash, build_regions(boot, main, at.get("offset"), at.get("size"), entries, table_offset)
 

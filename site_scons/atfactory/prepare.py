@@ -75,6 +75,7 @@ class PreparedBoards:
     boards: List[PreparedBoard]
     warnings: List[str]              # each once, in the order found
     without_firmware: List[str]      # ids of boards that get the AT partitions only
+    notes: List[str] = field(default_factory=list)   # how firmware was read, each once
 
 
 def prepare_boards(ref: str, registry: BoardRegistry, host=None, *, relative_to: Optional[str] = None,
@@ -94,4 +95,6 @@ def prepare_boards(ref: str, registry: BoardRegistry, host=None, *, relative_to:
     if problems:
         raise BoardError(problems)
     warnings = list(dict.fromkeys(w for p in prepared for w in p.board.warnings))
-    return PreparedBoards(prepared, warnings, [p.board.id for p in prepared if p.firmware is None])
+    notes = list(dict.fromkeys(f"{display_path(p.firmware.origin)}: {note}" for p in prepared if p.firmware
+                               for note in p.firmware.notes))
+    return PreparedBoards(prepared, warnings, [p.board.id for p in prepared if p.firmware is None], notes)

@@ -18,7 +18,8 @@ from typing import List, Optional, Tuple
 from . import partition_table as pt
 from .chips import CHIPS, FLASH_MODES, TABLE_OFFSETS, flash_size_bytes
 from .errors import FormatError, InputError, ReadError, ReleaseError
-from .esp_image import ESP32_FAMILY_WP_PIN, decode_header, read_image
+from .esp_image import (ESP32_FAMILY_WP_PIN, decode_header, header_flash_size, read_image, short_image_note,
+                        size_taken_note)
 from .formats import FormatRegistry, stock_registry
 from .fsutil import read_input
 from .release import read_release
@@ -70,12 +71,14 @@ def read_path(path: str, formats: Optional[FormatRegistry] = None) -> dict:
 
 
 def read_flash(path: str, formats: Optional[FormatRegistry] = None) -> Tuple[bytes, dict]:
-    """The flash bytes and decoded document of an image file or a release folder."""
+    """The flash bytes and decoded document of an image file or a release folder (an image cut
+    short: with its erased tail)."""
     formats = formats or stock_registry()
     if os.path.isdir(path):
         return read_release_folder(path, formats)
     data = read_file(path)
-    return data, decode_flash(data, source=path, formats=formats)
+    doc = decode_flash(data, source=path, formats=formats)
+    return with_erased_tail(data, doc), doc
 
 
 def read_release_folder(folder: str, formats: Optional[FormatRegistry] = None) -> Tuple[bytes, dict]:
@@ -153,10 +156,22 @@ def _flash_header(data: bytes, chip_name: str, offset: int) -> dict:
 
 def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[int] = None,
                  declared_flash: Optional[dict] = None, formats: Optional[FormatRegistry] = None) -> dict:
+    """``data``: an image or flash dump (an image cut after its last written byte is read as if
+    the rest of its flash were erased: ``image_end`` says where it ends), or a release folder's
+    flash with its download.config settings in ``declared_flash``."""
     formats = formats or stock_registry()
     doc: dict = {"kind": "image", "path": source, "size": len(data)}
     chip, boot = _detect_chip(data)
     doc["chip"] = chip
+    table = None
+    table_offset = _table_offset(data)
+    if table_offset is not None and len(data) >= table_offset + 32:
+        try:
+            table = pt.decode_partition_table(data[table_offset:table_offset + pt.TABLE_SIZE])
+        except FormatError as err:
+            table_doc = {"offset": table_offset, "error": str(err), "partitions": []}
+        else:
+            table_doc = {"offset": table_offset, "md5": table.md5, "partitions": [_entry_doc(e) for e in table.entries]}
     if chip is not None:
         bootloader = {"offset": boot, "flash": _flash_header(data, chip, boot)}
         try:
@@ -164,17 +179,16 @@ def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[in
         except FormatError as err:
             bootloader["error"] = str(err)
         doc["bootloader"] = bootloader
-    doc["flash"] = dict(declared_flash) if declared_flash else (
-        {k: v for k, v in doc["bootloader"]["flash"].items() if k != "header_byte3"} if chip else {})
-    table = None
-    table_offset = _table_offset(data)
+    doc["flash"] = dict(declared_flash) if declared_flash else _header_flash_settings(doc, table)
     if table_offset is not None and len(data) >= table_offset + 32:
-        try:
-            table = pt.decode_partition_table(data[table_offset:table_offset + pt.TABLE_SIZE])
-            doc["partition_table"] = {"offset": table_offset, "md5": table.md5,
-                                      "partitions": [_entry_doc(e) for e in table.entries]}
-        except FormatError as err:
-            doc["partition_table"] = {"offset": table_offset, "error": str(err), "partitions": []}
+        doc["partition_table"] = table_doc
+    flash_end = _flash_bytes(doc["flash"].get("size"))
+    if declared_flash is None and len(data) < flash_end:
+        doc["image_end"] = len(data)
+    if table is not None and chip is not None:
+        app = _application(data, table, chip, flash_end)
+        if app is not None:
+            doc["application"] = app
     region = None
     if table is not None:
         at = [e for e in table.entries if e.type == pt.AT_CUSTOMIZE_TYPE and e.subtype == pt.AT_CUSTOMIZE_SUBTYPE]
@@ -183,11 +197,71 @@ def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[in
     if region is None and at_customize_offset is not None:
         region = (at_customize_offset, None)
     if region is not None:
-        doc["at_customize"] = decode_at_customize(data, *region, formats=formats)
+        doc["at_customize"] = decode_at_customize(data, *region, formats=formats, flash_end=flash_end)
     return doc
 
 
-def decode_at_customize(data: bytes, offset: int, size: Optional[int], formats: Optional[FormatRegistry] = None) -> dict:
+def _application(data: bytes, table: pt.DecodedTable, chip: str, flash_end: int) -> Optional[dict]:
+    """The released application (the first app partition): its length and whether its SHA-256
+    digest is there and right ("ok", "wrong", "none")."""
+    apps = [e for e in table.entries if e.type == 0x00]
+    if not apps or apps[0].offset >= len(data):
+        return None
+    app = apps[0]
+    doc: dict = {"partition": app.name, "offset": app.offset}
+    part = data[app.offset:app.end]
+    if app.end <= flash_end:   # an image cut short: erased past its end
+        part += b"\xff" * (app.size - len(part))
+    try:
+        info = read_image(part, extended_header=CHIPS[chip].image_chip_id is not None)
+    except FormatError as err:
+        doc["error"] = str(err)
+        return doc
+    doc["length"] = info.length
+    doc["digest"] = {True: "ok", False: "wrong", None: "none"}[info.digest_ok]
+    return doc
+
+
+def _header_flash_settings(doc: dict, table: Optional[pt.DecodedTable]) -> dict:
+    """The flash settings of an image's bootloader header, with the size it stands for
+    (``header_flash_size``: the combine script's ESP8266 defect is noted in the bootloader's)."""
+    if doc["chip"] is None:
+        return {}
+    header = doc["bootloader"]["flash"]
+    table_end = max([e.end for e in table.entries] + [0]) if table is not None else 0
+    size = header_flash_size(doc["chip"], header["header_byte3"], doc["size"], table_end)
+    if size.defect:
+        header["defect"] = size.defect
+    return {"mode": header["mode"], "freq": header["freq"], "size": size.size or header["size"]}
+
+
+def _flash_bytes(size) -> int:
+    """The bytes of a flash size name; 0 where it names none ("0x70" from an unknown header)."""
+    return flash_size_bytes(size) if any(size in chip.flash_sizes for chip in CHIPS.values()) else 0
+
+
+def with_erased_tail(data: bytes, doc: dict) -> bytes:
+    """The flash an image stands for: its bytes, and erased bytes up to ``image_end``'s flash size."""
+    if "image_end" not in doc:
+        return data
+    return data + b"\xff" * (_flash_bytes(doc["flash"]["size"]) - len(data))
+
+
+def document_notes(doc: dict) -> List[str]:
+    """What a decoded image was read as that its bytes do not say: the real flash size, the erased tail."""
+    notes = []
+    defect = ((doc.get("bootloader") or {}).get("flash") or {}).get("defect")
+    if defect:
+        notes.append(size_taken_note(defect, doc["flash"]["size"]))
+    if "image_end" in doc:
+        notes.append(short_image_note(doc["image_end"], _flash_bytes(doc["flash"]["size"])))
+    return notes
+
+
+def decode_at_customize(data: bytes, offset: int, size: Optional[int], formats: Optional[FormatRegistry] = None,
+                        flash_end: int = 0) -> dict:
+    """``flash_end``: the flash the image stands for; a partition inside it that the image does not
+    (wholly) hold is read as erased past the image's end, and says so (``image_end``)."""
     formats = formats or stock_registry()
     doc: dict = {"offset": offset}
     if size is not None:
@@ -207,6 +281,9 @@ def decode_at_customize(data: bytes, offset: int, size: Optional[int], formats: 
     for e in table.entries:
         part = _entry_doc(e)
         content = data[e.offset:e.offset + e.size]
+        if len(content) < e.size and e.end <= flash_end:
+            content += b"\xff" * (e.size - len(content))
+            part["image_end"] = len(data)
         if len(content) < e.size and e.offset < len(data):
             part["content"] = {"kind": "invalid", "error": f"cut short: {len(content)} of {e.size} bytes present"}
         else:

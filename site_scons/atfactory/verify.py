@@ -2,8 +2,9 @@
 
 ``verify_flash`` renders every AT artifact of the board in memory and compares it with the
 flash, partition by partition, then checks the image on its own terms: bootloader header
-against image size and chip encoding, partitions inside flash and region, certificate/key
-pairs, certificate validity.  The result lists differences (fail) and warnings (pass).
+against image size and chip encoding, the application's digest, partitions inside flash and
+region, certificate/key pairs, certificate validity.  The result lists differences (fail),
+warnings (pass) and notes (how the image was read: an erased tail).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from . import pki
 from .artifacts import plan_board, render_artifact
 from .chips import CHIPS, flash_size_bytes
 from .errors import AtFactoryError, FormatError
+from .esp_image import short_image_note
 from .formats import CERTIFICATE_USES, FormatRegistry, stock_registry
 
 EXPIRY_WARNING_DAYS = 30
@@ -25,6 +27,7 @@ class Report:
     differences: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
     matches: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)    # how the image was read (an erased tail)
 
     @property
     def ok(self) -> bool:
@@ -89,16 +92,14 @@ def _self_checks(data: bytes, doc: dict, board, report: Report, now, formats: Fo
         chip = CHIPS[doc["chip"]]
         byte3 = boot["flash"]["header_byte3"]
         declared = boot["flash"]["size"]
-        if declared in chip.flash_sizes and flash_size_bytes(declared) != len(data):
-            msg = (f"bootloader header: flash size {declared} ({chip.title} encoding, byte 3 = 0x{byte3:02x}) "
-                   f"but the image is {len(data)} bytes")
-            if chip.name == "esp8266":
-                esp32_sizes = {v: k for k, v in CHIPS["esp32"].flash_sizes.items()}
-                guess = esp32_sizes.get(byte3 & 0xF0)
-                if guess and flash_size_bytes(guess) == len(data):
-                    msg += (f": the size was encoded with the ESP32 table ({guess}), the defect of Espressif's "
-                            "combine script; re-merge with esptool")
-            report.differences.append(msg)
+        if boot["flash"].get("defect"):
+            report.differences.append(f"bootloader header: {boot['flash']['defect']}; re-merge with esptool")
+        elif declared in chip.flash_sizes and flash_size_bytes(declared) < doc["size"]:
+            report.differences.append(f"bootloader header: flash size {declared} ({chip.title} encoding, byte 3 = "
+                                      f"0x{byte3:02x}) but the image is {doc['size']} bytes")
+        if "image_end" in doc:
+            report.notes.append(short_image_note(doc["image_end"], flash_size_bytes(doc["flash"]["size"])))
+    _check_application(doc, report)
     for e in (doc.get("partition_table") or {}).get("partitions", []):
         if e["offset"] + e["size"] > board.flash_size_bytes:
             report.differences.append(f"partition table: {e['name']} (0x{e['offset']:x}-0x{e['offset'] + e['size']:x}) "
@@ -122,6 +123,21 @@ def _self_checks(data: bytes, doc: dict, board, report: Report, now, formats: Fo
                 report.warnings.append(f"{part['name']} item {item['id']}: certificate {cert['subject']} expires on "
                                        f"{cert['not_after']}, within {EXPIRY_WARNING_DAYS} days")
     _check_pairs_in_image(data, at.get("partitions", []), report, formats)
+
+
+def _check_application(doc: dict, report: Report) -> None:
+    """The released application must end as it was built: with its SHA-256 digest where the
+    header flags one, and on ESP8266 always (ESP8266_RTOS_SDK v3, which builds every ESP-AT
+    release for it, appends one without a flag; an image cut at the parsed end has lost it)."""
+    app = doc.get("application")
+    if not app or "digest" not in app:
+        return
+    where = f"application in {app['partition']} at 0x{app['offset']:x}"
+    if app["digest"] == "wrong":
+        report.differences.append(f"{where}: its SHA-256 digest does not match the image")
+    elif app["digest"] == "none" and doc.get("chip") == "esp8266":
+        report.differences.append(f"{where}: no SHA-256 digest after the image; ESP8266_RTOS_SDK v3 appends one "
+                                  "to every application it builds")
 
 
 def _check_pairs_in_image(data: bytes, parts: list, report: Report, formats: FormatRegistry) -> None:

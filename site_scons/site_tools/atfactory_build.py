@@ -226,6 +226,8 @@ def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False):
                             sandbox=sandbox)
     for warning in result.warnings:
         sys.stderr.write(f"atfactory: warning: {warning}\n")
+    for note in result.notes:
+        sys.stdout.write(f"atfactory: note: {note}\n")
     if result.without_firmware:
         sys.stdout.write(f"atfactory: no firmware for {', '.join(result.without_firmware)}: built the AT partitions "
                          "only; the factory image needs firmware ([firmware] release = \"PATH\" in the board, "
