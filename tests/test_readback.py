@@ -82,6 +82,14 @@ def test_unknown_bytes(capsys, tmp_path):
     assert code == 2 and "not an AT binary atfactory knows" in err
 
 
+def test_an_invalid_partition_is_named_with_its_file(capsys, tmp_path):
+    path = tmp_path / "factory_param.bin"
+    path.write_bytes(b"\x00\x00" + b"\x11" * 4094)
+    code, out, err = run_cli(capsys, "inspect", str(path))
+    assert (code, out) == (2, "")
+    assert err == f"atfactory: error: {path}: at offset 0x0: factory_param: magic 0x0000, expected 0xfcfc\n"
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=0x9000 + 64), offset=st.sampled_from([0, 2, 0x8000]))
 def test_fuzz_read_path_never_crashes(tmp_path, data, offset):

@@ -253,7 +253,7 @@ def diff_documents(a, b, path: str = "") -> List[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         lines = []
         for key in list(a) + [k for k in b if k not in a]:
-            if key == "path":
+            if (key == "path" and not path) or key == "warnings":   # where the inputs are; said on stderr
                 continue
             sub = f"{path}[{key}]" if isinstance(key, int) or " " in str(key) or path.endswith("partitions") \
                 else (f"{path}.{key}" if path else str(key))
@@ -270,10 +270,20 @@ def diff_documents(a, b, path: str = "") -> List[str]:
 
 
 def cmd_diff(args) -> int:
-    from .readback import read_path
+    """Field by field where the documents differ, then every region whose bytes differ: exit 0
+    only when every byte is equal."""
+    from .compare import byte_differences, flash_regions, whole_file
+    from .readback import read_any
 
     formats = _formats(args)
-    lines = diff_documents(read_path(args.a, formats), read_path(args.b, formats))
+    (a, doc_a), (b, doc_b) = (read_any(path, formats, invalid_ok=True) for path in (args.a, args.b))
+    for doc in (doc_a, doc_b):
+        for line in doc.get("warnings", []):
+            sys.stderr.write(f"atfactory: warning: {line}\n")
+    lines = diff_documents(doc_a, doc_b)
+    regions = [flash_regions(d) if d["kind"] in ("image", "release") else whole_file(d, len(data))
+               for d, data in ((doc_a, a), (doc_b, b))]
+    lines += byte_differences(a, regions[0], b, regions[1])
     for line in lines:
         print(line)
     if not lines:

@@ -49,24 +49,37 @@ def read_file(path: str) -> bytes:
 
 def read_path(path: str, formats: Optional[FormatRegistry] = None) -> dict:
     """Decode whatever ``path`` is.  Raises ReadError/FormatError when it is nothing we know."""
+    return read_any(path, formats)[1]
+
+
+def read_any(path: str, formats: Optional[FormatRegistry] = None, invalid_ok: bool = False) -> Tuple[bytes, dict]:
+    """(bytes, document) of whatever ``path`` is: a release folder as the flash it describes.
+
+    A single partition that is not what its name or magic says raises ReadError naming the
+    file, or with ``invalid_ok`` (diff compares such files byte by byte) is the document
+    ``{"kind": "invalid", "expected": <kind>, "error": ...}``."""
     formats = formats or stock_registry()
     if os.path.isdir(path):
-        return read_release_folder(path, formats)[1]
+        return read_release_folder(path, formats)
     data = read_file(path)
     kind = detect_kind(data, path, formats)
     if kind == "image":
-        return decode_flash(data, source=path, formats=formats)
-    if kind == "partition_table":
-        table = pt.decode_partition_table(data)
-        return {"kind": "partition_table", "path": path, "md5": table.md5,
-                "partitions": [_entry_doc(e) for e in table.entries]}
+        return data, decode_flash(data, source=path, formats=formats)
     if kind == "unknown":
         raise ReadError(f"{path}: not an AT binary atfactory knows: expected a factory image or flash dump, "
                         "a release folder, a partition table, at_customize.bin, factory_param, a certificate "
                         "or key partition, ble_data.bin, or an NVS image (mfg_nvs.bin)")
-    doc = formats[kind].decode(data)
-    doc["path"] = path
-    return doc
+    try:
+        if kind == "partition_table":
+            table = pt.decode_partition_table(data)
+            doc = {"kind": "partition_table", "md5": table.md5, "partitions": [_entry_doc(e) for e in table.entries]}
+        else:
+            doc = formats[kind].decode(data)
+    except FormatError as err:
+        if not invalid_ok:
+            raise ReadError(f"{path}: {err}") from None
+        doc = {"kind": "invalid", "expected": kind, "error": str(err)}
+    return data, dict(doc, path=path)
 
 
 def read_flash(path: str, formats: Optional[FormatRegistry] = None) -> Tuple[bytes, dict]:
