@@ -104,3 +104,18 @@ def test_fuzz_read_path_never_crashes(tmp_path, data, offset):
     except AtFactoryError:
         return
     json.dumps(doc)
+
+
+def test_a_release_listing_an_entry_twice_reads_it_once(registry, capsys, tmp_path):
+    from atfactory.board import load_board
+    from firmware_factory import make_release
+
+    release = make_release(tmp_path / "release", load_board("WROOM-32", registry))
+    config = release / "download.config"
+    config.write_text(config.read_text().rstrip("\n") + " 0x9000 ota_data_initial.bin 0x9000 ota_data_initial.bin\n")
+    warning = f"{release}/download.config: 0x9000 ota_data_initial.bin is listed 3 times; it is flashed once"
+    code, out, err = run_cli(capsys, "inspect", str(release), "--json")
+    assert (code, err) == (0, f"atfactory: warning: {warning}\n")
+    doc = json.loads(out)
+    assert doc["warnings"] == [warning]
+    assert [f["path"] for f in doc["files"]].count("ota_data_initial.bin") == 1

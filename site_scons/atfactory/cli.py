@@ -95,6 +95,7 @@ def cmd_inspect(args) -> int:
 
     formats = _formats(args)
     doc = read_path(args.path, formats)
+    _say_warnings(doc)
     if args.map:
         from .mapping import write_map_for_document
         write_map_for_document(doc, args.map, formats)
@@ -103,6 +104,12 @@ def cmd_inspect(args) -> int:
     else:
         print(format_document(doc, formats))
     return 0
+
+
+def _say_warnings(doc: dict) -> None:
+    """What reading the input found odd but harmless (a download.config entry listed twice)."""
+    for line in doc.get("warnings", []):
+        sys.stderr.write(f"atfactory: warning: {line}\n")
 
 
 def _formats(args):
@@ -221,6 +228,7 @@ def cmd_extract(args) -> int:
 
     formats = _formats(args)
     data, doc = read_flash(args.path, formats)
+    _say_warnings(doc)
     os.makedirs(args.output, exist_ok=True)
     board_path, notes = extract(data, doc, args.output, formats)
     print(f"wrote {board_path}")
@@ -278,8 +286,7 @@ def cmd_diff(args) -> int:
     formats = _formats(args)
     (a, doc_a), (b, doc_b) = (read_any(path, formats, invalid_ok=True) for path in (args.a, args.b))
     for doc in (doc_a, doc_b):
-        for line in doc.get("warnings", []):
-            sys.stderr.write(f"atfactory: warning: {line}\n")
+        _say_warnings(doc)
     lines = diff_documents(doc_a, doc_b)
     regions = [flash_regions(d) if d["kind"] in ("image", "release") else whole_file(d, len(data))
                for d, data in ((doc_a, a), (doc_b, b))]

@@ -43,6 +43,7 @@ class Firmware:
     inputs: Tuple[str, ...]       # files read
     at_table: Optional[pt.DecodedTable] = None   # its own at_customize.bin, where it has one
     customized: Tuple[Tuple[str, bytes], ...] = ()   # (partition name, its bytes) of its AT partitions
+    warnings: Tuple[str, ...] = ()   # what its download.config has that is odd but harmless
 
 
 def _read(path: str) -> bytes:
@@ -82,7 +83,7 @@ def _load_release(folder: str, table_offset: int) -> Firmware:
     size = flash_size_bytes(config.flash_size) if _known_size(config.flash_size) else None
     at_table, customized = _release_customized(folder, config)
     return Firmware(folder, "release", tuple(files), table, boot.offset, header, size,
-                    tuple([config_path] + [f.source for f in files]), at_table, customized)
+                    tuple([config_path] + [f.source for f in files]), at_table, customized, release.warnings)
 
 
 def _release_customized(folder: str, config) -> Tuple[Optional[pt.DecodedTable], Tuple[Tuple[str, bytes], ...]]:

@@ -111,6 +111,8 @@ def read_release_folder(folder: str, formats: Optional[FormatRegistry] = None) -
                        formats=formats)
     doc["kind"] = "release"
     doc["files"] = [{"offset": o, "path": rel, "length": len(d)} for o, d, rel in pieces]
+    if release.warnings:
+        doc["warnings"] = list(release.warnings)
     chip = _manifest_chip(folder)
     if chip is not None:
         doc["manifest_chip"] = chip

@@ -36,7 +36,7 @@ def verify_flash(data: bytes, doc: dict, prepared, now: Optional[datetime.dateti
     """``formats``: the session's registry, the one ``prepared`` was made with (default: stock)."""
     formats = formats or stock_registry()
     board = prepared.board
-    report = Report()
+    report = Report(warnings=list(doc.get("warnings", [])))
     _compare_flash_settings(doc, board, report)
     if doc.get("chip") and doc["chip"] != board.chip.name:
         report.differences.append(f"chip: the image is for {CHIPS[doc['chip']].title}, the board for {board.chip.title}")
