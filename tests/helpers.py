@@ -299,6 +299,19 @@ def tampered(built: Path, tmp_path: Path, offset: int, data: bytes, board_id: st
     return path
 
 
+def mfg_nvs_layout(built: Path, tmp_path: Path, name: str = "v3.bin") -> Path:
+    """WROOM-32's image with at_customize.bin listing one erased mfg_nvs partition, as ESP-AT
+    v3.1+ lays it out (its factory_param and certificates live in that NVS partition)."""
+    from atfactory import partition_table as pt
+
+    image = bytearray(image_of(built, "WROOM-32").read_bytes())
+    image[0x20000:0x70000] = b"\xff" * 0x50000
+    image[0x20000:0x20000 + pt.TABLE_SIZE] = pt.encode_partition_table([pt.Entry("mfg_nvs", 0x01, 0x02, 0x21000, 0x1C000)])
+    path = tmp_path / name
+    path.write_bytes(bytes(image))
+    return path
+
+
 def run_cli(capsys, *argv: str):
     """``atfactory ARGV`` in this process: (exit code, stdout, stderr)."""
     from atfactory.cli import main

@@ -88,6 +88,7 @@ def test_diff_names_bytes_past_the_end_of_the_shorter(two_images, capsys, tmp_pa
     code, out, _ = run_cli(capsys, "diff", str(short), str(two_images[0]))
     assert code == 1
     assert out.splitlines() == ["size: 0x300000 -> 0x400000",
+                                "notes: only in the first",   # its header says 4MB
                                 "past the end of the first (0x300000-0x400000): 1048576 bytes only in the second"]
 
 

@@ -131,9 +131,13 @@ def format_document(doc: dict, formats=None) -> str:
     out.append(f"{doc.get('path', '')}: {kind}" + (f", {doc['size']} bytes" if "size" in doc else ""))
     if doc.get("chip"):
         out.append(f"chip: {doc['chip']}")
+    elif doc.get("image_chip_id") is not None:
+        out.append(f"chip: unknown (image chip id 0x{doc['image_chip_id']:x})")
     if doc.get("flash"):
         f = doc["flash"]
-        out.append(f"flash: mode {f.get('mode')}, freq {f.get('freq')}, size {f.get('size')}")
+        said_by = {"image": " (as the bootloader header says)", "release": " (as download.config says)"}.get(kind, "")
+        out.append(f"flash{said_by}: mode {f.get('mode')}, freq {f.get('freq')}, size {f.get('size')}")
+    out += [f"note: {note}" for note in doc.get("notes", [])]
     if doc.get("bootloader"):
         b = doc["bootloader"]
         out.append(f"bootloader at {_hex(b['offset'])}: {b.get('length', '?')} bytes, header flash "

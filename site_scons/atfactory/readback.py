@@ -139,8 +139,11 @@ def _table_offset(data: bytes) -> Optional[int]:
     return next((o for o in TABLE_OFFSETS if data[o:o + 2] == pt.ENTRY_MAGIC), None)
 
 
-def _detect_chip(data: bytes) -> Tuple[Optional[str], Optional[int]]:
-    """(chip, bootloader offset) from the bootloader image header, or (None, None)."""
+def _detect_chip(data: bytes) -> Tuple[Optional[str], Optional[int], Optional[Tuple[int, int]]]:
+    """(chip, bootloader offset, None) from the bootloader image header; (None, None, (offset,
+    chip id)) for an ESP32-family header whose chip id no chip here has; else (None, None, None)."""
+    known_ids = {c.image_chip_id for c in CHIPS.values()}
+    unknown = None
     for offset in sorted({c.bootloader_offset for c in CHIPS.values()}, reverse=True):
         header = decode_header(data, offset)
         if header is None or len(data) < offset + 24:
@@ -148,10 +151,12 @@ def _detect_chip(data: bytes) -> Tuple[Optional[str], Optional[int]]:
         if header.wp_pin == ESP32_FAMILY_WP_PIN:   # ESP32-family extended header
             for chip in CHIPS.values():
                 if chip.image_chip_id == header.chip_id and chip.bootloader_offset == offset:
-                    return chip.name, offset
+                    return chip.name, offset, None
+            if header.chip_id not in known_ids and unknown is None:
+                unknown = (offset, header.chip_id)
         elif offset == 0:
-            return "esp8266", 0
-    return None, None
+            return "esp8266", 0, None
+    return None, None, unknown
 
 
 def _flash_header(data: bytes, chip_name: str, offset: int) -> dict:
@@ -166,12 +171,37 @@ def _flash_header(data: bytes, chip_name: str, offset: int) -> dict:
             "header_byte3": size_freq}
 
 
+def header_size_problem(chip_name: str, header: dict, image_length: int) -> Optional[str]:
+    """What is wrong with the flash size a bootloader header gives (``header``: as ``_flash_header``
+    decodes it) for this chip and an image of ``image_length`` bytes; None when it fits."""
+    chip = CHIPS[chip_name]
+    byte3, declared = header["header_byte3"], header["size"]
+    if declared not in chip.flash_sizes:
+        return (f"bootloader header: flash size nibble 0x{byte3 & 0xF0:02x} (byte 3 = 0x{byte3:02x}) is no size "
+                f"of the {chip.title} encoding")
+    if flash_size_bytes(declared) == image_length:
+        return None
+    msg = (f"bootloader header: flash size {declared} ({chip.title} encoding, byte 3 = 0x{byte3:02x}) "
+           f"but the image is {image_length} bytes")
+    if chip.name == "esp8266":
+        esp32_sizes = {v: k for k, v in CHIPS["esp32"].flash_sizes.items()}
+        guess = esp32_sizes.get(byte3 & 0xF0)
+        if guess and flash_size_bytes(guess) == image_length:
+            msg += (f": the size was encoded with the ESP32 table ({guess}), the defect of Espressif's "
+                    "combine script; re-merge with esptool")
+    return msg
+
+
 def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[int] = None,
                  declared_flash: Optional[dict] = None, formats: Optional[FormatRegistry] = None) -> dict:
     formats = formats or stock_registry()
     doc: dict = {"kind": "image", "path": source, "size": len(data)}
-    chip, boot = _detect_chip(data)
+    chip, boot, unknown = _detect_chip(data)
     doc["chip"] = chip
+    if unknown is not None:
+        doc["image_chip_id"] = unknown[1]
+        doc["notes"] = [f"the bootloader at 0x{unknown[0]:x} is for a chip atfactory does not know (image chip id "
+                        f"0x{unknown[1]:x}): its flash settings are not decoded and nothing chip-specific is checked"]
     if chip is not None:
         bootloader = {"offset": boot, "flash": _flash_header(data, chip, boot)}
         try:
@@ -179,6 +209,9 @@ def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[in
         except FormatError as err:
             bootloader["error"] = str(err)
         doc["bootloader"] = bootloader
+        problem = header_size_problem(chip, bootloader["flash"], len(data)) if declared_flash is None else None
+        if problem:   # an image: the header is all it says about its flash
+            doc.setdefault("notes", []).append(problem)
     doc["flash"] = dict(declared_flash) if declared_flash else (
         {k: v for k, v in doc["bootloader"]["flash"].items() if k != "header_byte3"} if chip else {})
     table = None
@@ -236,6 +269,14 @@ def _entry_doc(e: pt.Entry) -> dict:
     if e.flags:
         doc["flags"] = e.flags
     return doc
+
+
+def image_releases(data: bytes, doc: dict, formats: Optional[FormatRegistry] = None) -> Optional[frozenset]:
+    """The AT releases a decoded flash can be, from its at_customize partitions (None: no format can tell)."""
+    parts = (doc.get("at_customize") or {}).get("partitions", [])
+    return (formats or stock_registry()).firmware_releases(
+        [(p["name"], p["type"], p["subtype"]) for p in parts], {p["name"]: data[p["offset"]:p["offset"] + p["size"]]
+                                                                for p in parts})
 
 
 # --- one partition ----------------------------------------------------------------------------

@@ -13,9 +13,11 @@ from typing import List, Optional
 
 from . import pki
 from .artifacts import plan_board, render_artifact
-from .chips import CHIPS, flash_size_bytes
+from .at_releases import AT_RELEASES, GENERATION_TITLES, describe_generations
+from .chips import CHIPS
 from .errors import AtFactoryError, FormatError
 from .formats import CERTIFICATE_USES, FormatRegistry, stock_registry
+from .readback import header_size_problem, image_releases
 
 EXPIRY_WARNING_DAYS = 30
 
@@ -40,6 +42,10 @@ def verify_flash(data: bytes, doc: dict, prepared, now: Optional[datetime.dateti
     _compare_flash_settings(doc, board, report)
     if doc.get("chip") and doc["chip"] != board.chip.name:
         report.differences.append(f"chip: the image is for {CHIPS[doc['chip']].title}, the board for {board.chip.title}")
+    elif doc.get("image_chip_id") is not None:
+        report.differences.append(f"chip: the image is for a chip atfactory does not know (image chip id "
+                                  f"0x{doc['image_chip_id']:x}), the board for {board.chip.title}")
+    _compare_generation(data, doc, board, report, formats)
     for artifact in plan_board(board, formats=formats):
         if artifact.offset is None:
             continue
@@ -58,6 +64,17 @@ def verify_flash(data: bytes, doc: dict, prepared, now: Optional[datetime.dateti
                                       + _explain(formats.get(artifact.kind), actual, wanted, expected))
     _self_checks(data, doc, board, report, now or datetime.datetime.now(datetime.timezone.utc), formats)
     return report
+
+
+def _compare_generation(data: bytes, doc: dict, board, report: Report, formats: FormatRegistry) -> None:
+    """A v3.1+ image (mfg_nvs) against a v2 board, or the other way round: say so first, since
+    every partition then differs."""
+    versions = image_releases(data, doc, formats)
+    release = AT_RELEASES.get(board.at_version)
+    if versions and release is not None and release.generation not in {AT_RELEASES[v].generation for v in versions}:
+        report.differences.append(f"ESP-AT generation: the image is {describe_generations(versions)}, the board "
+                                  f"(module.at_version = \"{board.at_version}\") builds for "
+                                  f"{GENERATION_TITLES[release.generation]}")
 
 
 def _compare_flash_settings(doc: dict, board, report: Report) -> None:
@@ -86,19 +103,9 @@ def _explain(fmt, actual: bytes, wanted: bytes, expected: bytes) -> str:
 def _self_checks(data: bytes, doc: dict, board, report: Report, now, formats: FormatRegistry) -> None:
     boot = doc.get("bootloader")
     if doc["kind"] == "image" and boot:
-        chip = CHIPS[doc["chip"]]
-        byte3 = boot["flash"]["header_byte3"]
-        declared = boot["flash"]["size"]
-        if declared in chip.flash_sizes and flash_size_bytes(declared) != len(data):
-            msg = (f"bootloader header: flash size {declared} ({chip.title} encoding, byte 3 = 0x{byte3:02x}) "
-                   f"but the image is {len(data)} bytes")
-            if chip.name == "esp8266":
-                esp32_sizes = {v: k for k, v in CHIPS["esp32"].flash_sizes.items()}
-                guess = esp32_sizes.get(byte3 & 0xF0)
-                if guess and flash_size_bytes(guess) == len(data):
-                    msg += (f": the size was encoded with the ESP32 table ({guess}), the defect of Espressif's "
-                            "combine script; re-merge with esptool")
-            report.differences.append(msg)
+        problem = header_size_problem(doc["chip"], boot["flash"], len(data))
+        if problem:
+            report.differences.append(problem)
     for e in (doc.get("partition_table") or {}).get("partitions", []):
         if e["offset"] + e["size"] > board.flash_size_bytes:
             report.differences.append(f"partition table: {e['name']} (0x{e['offset']:x}-0x{e['offset'] + e['size']:x}) "
