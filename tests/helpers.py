@@ -217,7 +217,10 @@ def check(problem: Problem, file, key: str, value=ANY, *words: str) -> Problem:
         assert not key or f": {key}: " in f": {text}", text
     elif value is not ANY:
         assert problem.has_value and problem.value == value and type(problem.value) is type(value), text
-        assert f"{key} = {format_value(value)}: " in text, text
+        # an integer is shown as the board file wrote it (0x21000), which is its value
+        shown = problem.written if problem.written is not None else format_value(value)
+        assert problem.written is None or int(problem.written.replace("_", ""), 0) == value, text
+        assert f"{key} = {shown}: " in text, text
     for word in words:
         assert word in text, f"{word!r} not in {text!r}"
     return problem
