@@ -223,7 +223,10 @@ def check(problem: Problem, file, key: str, value=ANY, *words: str) -> Problem:
         assert not key or f": {key}: " in f": {text}", text
     elif value is not ANY:
         assert problem.has_value and problem.value == value and type(problem.value) is type(value), text
-        assert f"{key} = {format_value(value)}: " in text, text
+        # an integer is shown as the board file wrote it (0x21000), which is its value
+        shown = problem.written if problem.written is not None else format_value(value)
+        assert problem.written is None or int(problem.written.replace("_", ""), 0) == value, text
+        assert f"{key} = {shown}: " in text, text
     for word in words:
         assert word in text, f"{word!r} not in {text!r}"
     return problem
@@ -317,6 +320,19 @@ def tampered(built: Path, tmp_path: Path, offset: int, data: bytes, board_id: st
     """The factory image of ``board_id`` with ``data`` written at ``offset``, as tmp_path / name."""
     image = bytearray(image_of(built, board_id).read_bytes())
     image[offset:offset + len(data)] = data
+    path = tmp_path / name
+    path.write_bytes(bytes(image))
+    return path
+
+
+def mfg_nvs_layout(built: Path, tmp_path: Path, name: str = "v3.bin") -> Path:
+    """WROOM-32's image with at_customize.bin listing one erased mfg_nvs partition, as ESP-AT
+    v3.1+ lays it out (its factory_param and certificates live in that NVS partition)."""
+    from atfactory import partition_table as pt
+
+    image = bytearray(image_of(built, "WROOM-32").read_bytes())
+    image[0x20000:0x70000] = b"\xff" * 0x50000
+    image[0x20000:0x20000 + pt.TABLE_SIZE] = pt.encode_partition_table([pt.Entry("mfg_nvs", 0x01, 0x02, 0x21000, 0x1C000)])
     path = tmp_path / name
     path.write_bytes(bytes(image))
     return path

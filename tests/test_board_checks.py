@@ -23,7 +23,7 @@ from helpers import (ANY, AT_VERSION_OF, BOARD_NAME, CERTS, CHIPS, FP_REQUIRED, 
 
 from atfactory import pki
 from atfactory.board import BoardRegistry, load_board
-from atfactory.errors import BoardError, format_value
+from atfactory.errors import BoardError, display_path, format_value
 
 FP_INT_FIELDS = ("magic_flag", "version", "reserved1", "tx_max_power", "uart_port", "start_channel",
                  "channel_num", "uart_baudrate", "uart_tx_pin", "uart_rx_pin", "uart_cts_pin",
@@ -1120,3 +1120,68 @@ def test_a_chip_without_the_default_release_must_name_one(tmp_path):
     only_problem(tmp_path, board("esp8266", drop=["module.at_version"]), "module.at_version", NO_VALUE,
                  'missing; there is no ESP-AT 2.4 (the default) for ESP8266: set one of '
                  '"2.0", "2.1", "2.2" or "2.3"')
+
+
+# --- values shown as the board file wrote them ---------------------------------------------------
+
+def _lines(tmp_path, text: str):
+    return [str(p) for p in problems_of(tmp_path, text)]
+
+
+def test_offsets_and_sizes_are_shown_as_written(tmp_path):
+    """TOML reads 0x21001 and 135169 alike; a message repeats whichever the user wrote."""
+    lines = _lines(tmp_path, extending("""
+        [[at_customize.partitions]]
+        name = "hex_x"
+        type = 0x40
+        subtype = 0x42
+        offset = 0x21_001   # a comment with 0x99 in it
+        size = 0x1000
+
+        [[at_customize.partitions]]
+        name = "dec_y"
+        type = 0x40
+        subtype = 0x43
+        offset = 135169
+        size = 4096
+
+        [[at_customize.partitions]]
+        name = "out_z"
+        type = 0x40
+        subtype = 0x44
+        offset = 0x1000
+        size = "4K"
+        """))
+    name = display_path(tmp_path / BOARD_NAME)
+    assert f"{name}: at_customize.partitions[hex_x].offset = 0x21_001: 0x21001 is not a multiple of 0x1000; " \
+           "accepted: an offset 4 KiB-aligned for a data partition" in lines
+    assert f"{name}: at_customize.partitions[dec_y].offset = 135169: 0x21001 is not a multiple of 0x1000; " \
+           "accepted: an offset 4 KiB-aligned for a data partition" in lines
+    assert any(line.startswith(f"{name}: at_customize.partitions[out_z].offset = 0x1000: 0x1000-0x2000 is outside "
+                               "the AT partition space") for line in lines), lines
+
+
+def test_an_inherited_offset_is_shown_as_its_file_wrote_it(tmp_path):
+    """The stock layout writes ble_data's offset 0x21000; the overlap names it so, in that file."""
+    lines = _lines(tmp_path, extending(part_toml(name="user_z", type=0x40, subtype=0x44, offset=0x21000, size="4K")))
+    layout = display_path(REPO / "boards" / "layouts" / "module_esp32_default.toml")
+    assert f"{layout}: at_customize.partitions[ble_data].offset = 0x21000: 0x21000-0x24000 overlaps partition " \
+           "user_z (0x21000-0x22000)" in lines
+
+
+def test_a_later_file_written_in_decimal_is_shown_in_decimal(tmp_path):
+    assert "size = 917504\n" in board()
+    write(tmp_path / "base.toml", board().replace("size = 917504\n", "size = 0xE0001\n"))
+    base_lines = _lines(tmp_path, 'extends = "base.toml"\n')
+    assert any("at_customize.size = 0xE0001: 0xe0001; accepted" in line for line in base_lines), base_lines
+    lines = _lines(tmp_path, 'extends = "base.toml"\n[at_customize]\nsize = 917505\n')
+    assert any(line.startswith(f"{display_path(tmp_path / BOARD_NAME)}: at_customize.size = 917505: 0xe0001; accepted") for line in lines), lines
+
+
+def test_an_integer_in_a_string_or_comment_is_not_taken_for_a_value(tmp_path):
+    from atfactory.toml_layers import integer_literals, tomllib
+
+    text = ('a = 0x10  # b = 0x20\nb = "0x30 \\" 0x40"\nc = \'0x50\'\nd = """\n0x60 ""\n"""\ne = [0b11, 1_000, 0o17]\n'
+            'f = 2030-01-01T10:00:00-07:00\ng = 1.5e3\n0x70 = 0x80\n')
+    assert integer_literals(text, tomllib.loads(text)) == {
+        ("a",): "0x10", ("e", 0): "0b11", ("e", 1): "1_000", ("e", 2): "0o17", ("0x70",): "0x80"}

@@ -95,3 +95,17 @@ def test_extract_onto_a_file_is_refused(built, capsys, tmp_path):
     code, out, err = run_cli(capsys, "extract", str(built / "out/WROOM-32"), "-o", str(tmp_path / "taken"))
     assert code == 2 and "is a file; expected a folder" in err
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_extract_names_what_an_image_lacks_in_its_own_generation(built, capsys, tmp_path):
+    from helpers import mfg_nvs_layout, tampered
+
+    code, _, err = run_cli(capsys, "extract", str(mfg_nvs_layout(built, tmp_path)), "-o", str(tmp_path / "x"))
+    assert (code, err) == (2, "atfactory: error: no readable mfg_nvs partition with a factory_param namespace (the "
+                              "image is ESP-AT v3.1+ (mfg_nvs)): the board needs its module settings\n")
+    code, _, err = run_cli(capsys, "extract", str(tampered(built, tmp_path, 0x1000 + 12, bytes([9]))),
+                           "-o", str(tmp_path / "y"))
+    assert code == 2
+    assert err.startswith("atfactory: error: cannot tell the chip: the bootloader is for a chip atfactory does not "
+                          "know (image chip id 0x9); accepted: an image for esp32, ")
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())

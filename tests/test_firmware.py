@@ -206,3 +206,52 @@ def test_table_without_at_customize(firmware, tmp_path):
     (other / "partition_table/partition-table.bin").write_bytes(pt.encode_partition_table(entries))
     err = _fails(tmp_path, "board=WROOM-32", f"firmware={other}")
     assert "has no at_customize entry (type 0x40, subtype 0): it is not an ESP-AT firmware" in err
+
+
+# --- download.config that lists an entry twice, or two entries on one place -------------------
+
+def _release_with_extra_entries(firmware, tmp_path, extra: str, files=()) -> Path:
+    """WROOM-32's release folder copied, with ``extra`` appended to its download.config."""
+    import shutil
+
+    _, release, _ = firmware["WROOM-32"]
+    copy = tmp_path / "release"
+    shutil.copytree(release, copy)
+    for rel, data in files:
+        (copy / rel).write_bytes(data)
+    config = copy / "download.config"
+    config.write_text(config.read_text().rstrip("\n") + " " + extra + "\n")
+    return copy
+
+
+def test_an_entry_listed_twice_builds_with_one_warning(firmware, tmp_path):
+    """Some ESP-AT releases list the same file at the same offset twice: it is flashed once."""
+    release = _release_with_extra_entries(firmware, tmp_path, "0xf000 phy_init_data.bin")
+    r = run_scons("board=WROOM-32", f"firmware={release}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "warning" in line]
+    assert warnings == [f"atfactory: warning: {release}/download.config: 0xf000 phy_init_data.bin is listed twice; "
+                        "it is flashed once"]
+    config = decode_download_config((tmp_path / "out/WROOM-32/download.config").read_bytes())
+    assert [p for _, p in config.entries].count("phy_init_data.bin") == 1
+    image = (tmp_path / "out/WROOM-32/factory/factory_WROOM-32.bin").read_bytes()
+    assert image[0xF000:0xF000 + 128] == (release / "phy_init_data.bin").read_bytes()
+
+
+@pytest.mark.parametrize("extra, files, expected", [
+    ("0xf000 extra.bin", [("extra.bin", b"\x01" * 16)],
+     "download.config: 0xf000 phy_init_data.bin and 0xf000 extra.bin: two files at one offset; "
+     "accepted: one file per offset"),
+    ("0xf040 extra.bin", [("extra.bin", b"\x01" * 16)],
+     "download.config: 0xf040 extra.bin (0xf040-0xf050) overlaps 0xf000 phy_init_data.bin (0xf000-0xf080); "
+     "accepted: files whose bytes do not overlap"),
+])
+def test_entries_that_conflict_are_refused_naming_both(firmware, tmp_path, capsys, extra, files, expected):
+    from helpers import run_cli
+
+    release = _release_with_extra_entries(firmware, tmp_path, extra, files)
+    err = _fails(tmp_path, "board=WROOM-32", f"firmware={release}")
+    lines = [line for line in err.splitlines() if line.startswith("scons: *** ")]
+    assert len(lines) == 1 and expected in lines[0], err
+    code, out, err = run_cli(capsys, "inspect", str(release))
+    assert (code, out, err) == (2, "", f"atfactory: error: {release}: {expected}\n")

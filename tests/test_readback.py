@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from atfactory import partition_table as pt
 from atfactory.errors import AtFactoryError
 from atfactory.readback import read_path
-from helpers import CERTS, SHIPPED, image_of, run_cli
+from helpers import CERTS, SHIPPED, image_of, run_cli, tampered
 
 
 def key_bodies():
@@ -82,6 +82,14 @@ def test_unknown_bytes(capsys, tmp_path):
     assert code == 2 and "not an AT binary atfactory knows" in err
 
 
+def test_an_invalid_partition_is_named_with_its_file(capsys, tmp_path):
+    path = tmp_path / "factory_param.bin"
+    path.write_bytes(b"\x00\x00" + b"\x11" * 4094)
+    code, out, err = run_cli(capsys, "inspect", str(path))
+    assert (code, out) == (2, "")
+    assert err == f"atfactory: error: {path}: at offset 0x0: factory_param: magic 0x0000, expected 0xfcfc\n"
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=0x9000 + 64), offset=st.sampled_from([0, 2, 0x8000]))
 def test_fuzz_read_path_never_crashes(tmp_path, data, offset):
@@ -96,3 +104,45 @@ def test_fuzz_read_path_never_crashes(tmp_path, data, offset):
     except AtFactoryError:
         return
     json.dumps(doc)
+
+
+def test_a_release_listing_an_entry_twice_reads_it_once(registry, capsys, tmp_path):
+    from atfactory.board import load_board
+    from firmware_factory import make_release
+
+    release = make_release(tmp_path / "release", load_board("WROOM-32", registry))
+    config = release / "download.config"
+    config.write_text(config.read_text().rstrip("\n") + " 0x9000 ota_data_initial.bin 0x9000 ota_data_initial.bin\n")
+    warning = f"{release}/download.config: 0x9000 ota_data_initial.bin is listed 3 times; it is flashed once"
+    code, out, err = run_cli(capsys, "inspect", str(release), "--json")
+    assert (code, err) == (0, f"atfactory: warning: {warning}\n")
+    doc = json.loads(out)
+    assert doc["warnings"] == [warning]
+    assert [f["path"] for f in doc["files"]].count("ota_data_initial.bin") == 1
+
+
+@pytest.mark.parametrize("byte3, note", [
+    (0x20, None),
+    (0x10, "note: bootloader header: flash size 2MB (ESP32 encoding, byte 3 = 0x10) but the image is 4194304 bytes"),
+    (0x90, "note: bootloader header: flash size nibble 0x90 (byte 3 = 0x90) is no size of the ESP32 encoding"),
+])
+def test_inspect_says_the_flash_size_is_the_headers(built, capsys, tmp_path, byte3, note):
+    """An image's flash settings are what its bootloader header says, and may not fit the image."""
+    code, out, _ = run_cli(capsys, "inspect", str(tampered(built, tmp_path, 0x1003, bytes([byte3]))))
+    assert code == 0
+    lines = out.splitlines()
+    size = {0x20: "4MB", 0x10: "2MB", 0x90: "0x90"}[byte3]
+    assert lines[2] == f"flash (as the bootloader header says): mode dio, freq 40m, size {size}"
+    assert [line for line in lines if line.startswith("note: ")] == ([note] if note else [])
+
+
+def test_inspect_names_an_unknown_chip(built, capsys, tmp_path):
+    path = tampered(built, tmp_path, 0x1000 + 12, bytes([0x09]))   # ESP32-S3's chip id, a chip atfactory lacks
+    code, out, _ = run_cli(capsys, "inspect", str(path))
+    assert code == 0
+    assert out.splitlines()[1:3] == [
+        "chip: unknown (image chip id 0x9)",
+        "note: the bootloader at 0x1000 is for a chip atfactory does not know (image chip id 0x9): its flash "
+        "settings are not decoded and nothing chip-specific is checked"]
+    doc = json.loads(run_cli(capsys, "inspect", str(path), "--json")[1])
+    assert (doc["chip"], doc["image_chip_id"], doc["flash"]) == (None, 9, {})

@@ -39,7 +39,15 @@ def test_verify_names_a_changed_table_row(built, capsys, tmp_path):
 
 @pytest.mark.parametrize("offset, data, expected", [
     (0x20000 + 32 * 1 + 4, (0x24000 + 0x1000).to_bytes(4, "little"), "at_customize.bin at 0x20000: not a partition table (at offset 0x1e0: partition table: MD5 row does not match the entries)"),
-    (0x24000 + 100, b"X", "partition server_cert at 0x24000: item 0 (type 2) differs in content"),
+    (0x24000 + 100, b"X", "partition server_cert at 0x24000: item 0 (type 2 in the image and from the board) differs "
+                          "in content"),
+    # the key typed as a certificate, as AT v2.2 builds typed every item: both types are named
+    (0x26000 + 8, bytes([2]), "partition server_key at 0x26000: item 0: type 2 id 0 in the image, type 3 id 0 from "
+                              "the board (the content is the same)"),
+    (0x1000 + 3, bytes([0x90]), "bootloader header: flash size nibble 0x90 (byte 3 = 0x90) is no size of the ESP32 "
+                                "encoding"),
+    (0x1000 + 12, bytes([9]), "chip: the image is for a chip atfactory does not know (image chip id 0x9), the board "
+                              "for ESP32"),
     (0x30000 + 16, bytes([4]), "partition factory_param at 0x30000: factory_param.uart_tx_pin is 4, the board says 17"),
     (0x1000 + 2, bytes([0]), "flash.mode: bootloader header says qio, the board dio"),
     (0x1000 + 3, bytes([0x10]), "bootloader header: flash size 2MB (ESP32 encoding, byte 3 = 0x10) but the image is 4194304 bytes"),
@@ -78,3 +86,13 @@ def test_verify_mismatched_key_pair(built, capsys, tmp_path):
     code, out, _ = run_cli(capsys, "verify", str(path), "--board", "WROOM-32")
     assert code == 1
     assert "client_key item 0 does not belong to client_cert item 0" in out
+
+
+def test_verify_says_the_image_is_v3_before_its_partitions(built, capsys, tmp_path):
+    from helpers import mfg_nvs_layout
+
+    code, out, _ = run_cli(capsys, "verify", str(mfg_nvs_layout(built, tmp_path)), "--board", "WROOM-32")
+    assert code == 1
+    differs = [line for line in out.splitlines() if "DIFFERS" in line]
+    assert differs[0] == ('  DIFFERS  ESP-AT generation: the image is ESP-AT v3.1+ (mfg_nvs), the board '
+                          '(module.at_version = "2.4") builds for ESP-AT v2 (factory_param and certificate partitions)')

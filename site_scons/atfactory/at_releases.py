@@ -62,6 +62,14 @@ def is_v2(at_version: Optional[str]) -> bool:
     return release is None or release.generation == V2
 
 
+GENERATION_TITLES = {V2: "ESP-AT v2 (factory_param and certificate partitions)", MFG_NVS: "ESP-AT v3.1+ (mfg_nvs)"}
+
+
+def describe_generations(versions: Iterable[str]) -> str:
+    """The generations of these releases as people read them: 'ESP-AT v3.1+ (mfg_nvs)'."""
+    return " or ".join(GENERATION_TITLES[g] for g in sorted({AT_RELEASES[v].generation for v in versions}))
+
+
 def describe_versions(versions: Iterable[str]) -> str:
     """'"2.4" or "2.2"', '"2.4", "2.2" or "2.0"'."""
     quoted = [f'"{v}"' for v in versions]

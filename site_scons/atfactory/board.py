@@ -224,7 +224,8 @@ def _load_chain(path: str, registry: BoardRegistry, problems: List[Problem], sta
         cycle = " -> ".join(os.path.basename(p) for p in stack + [path])
         problems.append(Problem(stack[-1], "extends", f"cycle in extends: {cycle}"))
         return []
-    data = read_toml(path, problems)
+    written: dict = {}
+    data = read_toml(path, problems, written)
     if data is None:
         return []
     before = len(problems)
@@ -256,6 +257,6 @@ def _load_chain(path: str, registry: BoardRegistry, problems: List[Problem], sta
         chain = _load_chain(base, registry, problems, stack + [path], extra_tables, base_root)
         if not chain:
             return []
-    return chain + [Layer(path, data)]
+    return chain + [Layer(path, data, written)]
 
 

@@ -21,7 +21,7 @@ from .errors import ContentError, Problem, display_path
 from .formats import CERTIFICATE_USES, FormatRegistry, ReadContext, certificate_sets
 from .layout import overlaps
 from .numbers import format_size, parse_int, parse_size
-from .toml_layers import Merged
+from .toml_layers import Merged, written_as
 
 AT_CUSTOMIZE_SECTOR = pt.AT_CUSTOMIZE_SECTOR
 PRINTABLE = re.compile(r"^[\x20-\x7e]+\Z")
@@ -38,7 +38,8 @@ class Checker:
 
     def fail(self, key_path: Tuple[str, ...], message: str, value=Problem.NO_VALUE) -> None:
         where = self.merged.where(*key_path) or self.leaf
-        self.problems.append(Problem(where, ".".join(key_path), message, value))
+        written = written_as(self.merged.written.get(tuple(key_path)), value)
+        self.problems.append(Problem(where, ".".join(key_path), message, value, written))
 
     def get(self, table: str, key: str, default=None):
         t = self.merged.data.get(table)
@@ -181,16 +182,26 @@ def _check_region(c: Checker, flash_bytes: Optional[int]) -> Tuple[int, int]:
 
 
 def _partition_number(c: Checker, name: str, key: str, raw, kind: str):
-    where = c.merged.partition_origin.get((name, key)) or c.leaf
-    label = f"at_customize.partitions[{name}].{key}"
     try:
         if kind == "size":
             return parse_size(raw)
         return parse_int(raw)
     except ValueError:
         what = 'a size such as 0x2000 or "8K"' if kind == "size" else "a number such as 0x24000"
-        c.problems.append(Problem(where, label, f"expected {what}", raw))
+        _partition_problem(c, name, key, f"expected {what}", raw)
         return None
+
+
+def _partition_problem(c: Checker, name, key, message, value=Problem.NO_VALUE) -> None:
+    """A problem with key ``key`` of partition ``name`` (``key`` "" for the partition itself), or
+    with a board key outside the partition table (``name`` None: ``key`` "mfg_nvs.server_key")."""
+    merged = c.merged
+    if name is None:
+        c.problems.append(Problem(merged.where(*key.split(".")[:2]) or c.leaf, key, message, value))
+        return
+    where = merged.partition_origin.get((name, key)) or merged.partition_origin.get((name, "name")) or c.leaf
+    label = f"at_customize.partitions[{name}]" + (f".{key}" if key else "")
+    c.problems.append(Problem(where, label, message, value, written_as(merged.partition_written.get((name, key)), value)))
 
 
 def _resolve_type(raw) -> Optional[int]:
@@ -222,12 +233,7 @@ def _check_partitions(c: Checker, merged: Merged, formats: FormatRegistry, at_ve
     problems = c.problems
 
     def fail(name, key, message, value=Problem.NO_VALUE):
-        if name is None:   # a key outside the partition table ("mfg_nvs.server_key")
-            problems.append(Problem(merged.where(*key.split(".")[:2]) or c.leaf, key, message, value))
-            return
-        where = merged.partition_origin.get((name, key)) or merged.partition_origin.get((name, "name")) or c.leaf
-        label = f"at_customize.partitions[{name}]" + (f".{key}" if key else "")
-        problems.append(Problem(where, label, message, value))
+        _partition_problem(c, name, key, message, value)
 
     if len(merged.partitions) > pt.MAX_ENTRIES:
         problems.append(Problem(c.leaf, "at_customize.partitions",

@@ -125,6 +125,7 @@ def cmd_inspect(args) -> int:
 
     formats = _formats(args)
     doc = read_path(args.path, formats)
+    _say_warnings(doc)
     if args.map:
         from .mapping import write_map_for_document
         write_map_for_document(doc, args.map, formats)
@@ -133,6 +134,12 @@ def cmd_inspect(args) -> int:
     else:
         print(format_document(doc, formats))
     return 0
+
+
+def _say_warnings(doc: dict) -> None:
+    """What reading the input found odd but harmless (a download.config entry listed twice)."""
+    for line in doc.get("warnings", []):
+        sys.stderr.write(f"atfactory: warning: {line}\n")
 
 
 def _formats(args):
@@ -154,9 +161,13 @@ def format_document(doc: dict, formats=None) -> str:
     out.append(f"{doc.get('path', '')}: {kind}" + (f", {doc['size']} bytes" if "size" in doc else ""))
     if doc.get("chip"):
         out.append(f"chip: {doc['chip']}")
+    elif doc.get("image_chip_id") is not None:
+        out.append(f"chip: unknown (image chip id 0x{doc['image_chip_id']:x})")
     if doc.get("flash"):
         f = doc["flash"]
-        out.append(f"flash: mode {f.get('mode')}, freq {f.get('freq')}, size {f.get('size')}")
+        said_by = {"image": " (as the bootloader header says)", "release": " (as download.config says)"}.get(kind, "")
+        out.append(f"flash{said_by}: mode {f.get('mode')}, freq {f.get('freq')}, size {f.get('size')}")
+    out += [f"note: {note}" for note in doc.get("notes", [])]
     if doc.get("bootloader"):
         b = doc["bootloader"]
         out.append(f"bootloader at {_hex(b['offset'])}: {b.get('length', '?')} bytes, header flash "
@@ -275,6 +286,7 @@ def cmd_extract(args) -> int:
 
     formats = _formats(args)
     data, doc = read_flash(args.path, formats)
+    _say_warnings(doc)
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise ExtractError(f"-o {args.output}: is a file; expected a folder (made if it does not exist)")
     board_path, notes = extract_into(data, doc, args.output, formats)
@@ -308,7 +320,7 @@ def diff_documents(a, b, path: str = "") -> List[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         lines = []
         for key in list(a) + [k for k in b if k not in a]:
-            if key == "path":
+            if (key == "path" and not path) or key == "warnings":   # where the inputs are; said on stderr
                 continue
             sub = f"{path}[{key}]" if isinstance(key, int) or " " in str(key) or path.endswith("partitions") \
                 else (f"{path}.{key}" if path else str(key))
@@ -325,10 +337,19 @@ def diff_documents(a, b, path: str = "") -> List[str]:
 
 
 def cmd_diff(args) -> int:
-    from .readback import read_path
+    """Field by field where the documents differ, then every region whose bytes differ: exit 0
+    only when every byte is equal."""
+    from .compare import byte_differences, flash_regions, whole_file
+    from .readback import read_any
 
     formats = _formats(args)
-    lines = diff_documents(read_path(args.a, formats), read_path(args.b, formats))
+    (a, doc_a), (b, doc_b) = (read_any(path, formats, invalid_ok=True) for path in (args.a, args.b))
+    for doc in (doc_a, doc_b):
+        _say_warnings(doc)
+    lines = diff_documents(doc_a, doc_b)
+    regions = [flash_regions(d) if d["kind"] in ("image", "release") else whole_file(d, len(data))
+               for d, data in ((doc_a, a), (doc_b, b))]
+    lines += byte_differences(a, regions[0], b, regions[1])
     for line in lines:
         print(line)
     if not lines:

@@ -237,12 +237,14 @@ class DeviceMaker:
                 except ValueError:
                     fail(f"factory_param.{key}", "expected an integer (decimal or 0x...)", text)
                     continue
+                if text.strip().lower().startswith("0x"):   # messages repeat it as written
+                    merged.written[("factory_param", key)] = text.strip()
             merged.origin[("factory_param", key)] = self.csv_path
         merged.data["factory_param"] = table
         sub: List[Problem] = []
         values = check_table(Checker(merged, self.csv_path, sub), board.chip, board.at_version)
         for p in sub:
-            problems.append(Problem(self.csv_path, f"line {row.line}, {p.key}", p.message, p.value) if p.has_value
+            problems.append(Problem(self.csv_path, f"line {row.line}, {p.key}", p.message, p.value, p.written) if p.has_value
                             else Problem(self.csv_path, f"line {row.line}, {p.key}", p.message))
         if sub:
             return None

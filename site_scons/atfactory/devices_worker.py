@@ -49,11 +49,13 @@ def _problem_doc(p: Problem) -> dict:
     doc = {"file": p.file, "key": p.key, "message": p.message}
     if p.has_value:
         doc["value"] = p.value if isinstance(p.value, (str, int, float, bool)) or p.value is None else str(p.value)
+        if p.written is not None:
+            doc["written"] = p.written
     return doc
 
 
 def _problem(doc: dict) -> Problem:
-    return Problem(doc["file"], doc["key"], doc["message"], doc["value"]) if "value" in doc \
+    return Problem(doc["file"], doc["key"], doc["message"], doc["value"], doc.get("written")) if "value" in doc \
         else Problem(doc["file"], doc["key"], doc["message"])
 
 

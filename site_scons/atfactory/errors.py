@@ -64,17 +64,19 @@ def format_value(value) -> str:
 class Problem:
     """One thing wrong with a board: where (file, key), what value, and what is accepted."""
 
-    __slots__ = ("file", "key", "value", "message", "has_value")
+    __slots__ = ("file", "key", "value", "message", "has_value", "written")
 
     NO_VALUE = object()    # "no value to show": distinct from None, which is a value
     _NO_VALUE = NO_VALUE
 
-    def __init__(self, file, key: str, message: str, value=NO_VALUE):
+    def __init__(self, file, key: str, message: str, value=NO_VALUE, written: Optional[str] = None):
+        """``written``: the value's text in the board file where TOML forgot it (``0x21000``)."""
         self.file = str(file) if file is not None else None
         self.key = key
         self.message = message
         self.has_value = value is not Problem.NO_VALUE
         self.value = value if self.has_value else None
+        self.written = written if self.has_value else None
 
     def __str__(self) -> str:
         parts = []
@@ -82,7 +84,8 @@ class Problem:
             parts.append(printable(display_path(self.file)))
         if self.key:
             key = printable(self.key)
-            parts.append(f"{key} = {format_value(self.value)}" if self.has_value else key)
+            shown = printable(self.written) if self.written is not None else format_value(self.value)
+            parts.append(f"{key} = {shown}" if self.has_value else key)
         parts.append(printable(self.message))
         return ": ".join(parts)
 

@@ -13,13 +13,13 @@ import os
 import re
 from typing import List, Optional, Tuple
 
-from .at_releases import AT_RELEASES, DEFAULT_AT_VERSION, describe_versions
+from .at_releases import AT_RELEASES, DEFAULT_AT_VERSION, GENERATION_TITLES, MFG_NVS, describe_versions
 from .chips import CHIPS
 from .checks import PARTITION_NAME
 from .errors import ExtractError, format_value
 from .formats import FormatRegistry, ModuleSettings, stock_registry
 from .fsutil import write_atomic
-from .readback import document_notes
+from .readback import document_notes, image_releases
 
 
 def board_id_for(doc: dict, formats: Optional[FormatRegistry] = None) -> str:
@@ -43,11 +43,26 @@ def _module_settings(doc: dict, formats: FormatRegistry) -> Optional[ModuleSetti
 def _chip_of(doc: dict, settings: ModuleSettings) -> str:
     if doc.get("chip") or doc.get("manifest_chip"):
         return doc.get("chip") or doc["manifest_chip"]
-    platform = str(settings.platform or "")
+    if doc.get("image_chip_id") is not None:
+        raise ExtractError(f"cannot tell the chip: the bootloader is for a chip atfactory does not know (image chip id "
+                           f"0x{doc['image_chip_id']:x}); accepted: an image for " + ", ".join(CHIPS))
+    if settings.platform is None:   # ESP-AT v3.1+: mfg_nvs's factory_param has no platform
+        raise ExtractError("cannot tell the chip: no bootloader in the image, and the module settings of an "
+                           f"{GENERATION_TITLES[MFG_NVS]} image name no platform")
+    platform = str(settings.platform)
     for chip in CHIPS.values():
         if chip.platform == platform:
             return chip.name
     raise ExtractError("cannot tell the chip: no bootloader in the image and no known platform in factory_param")
+
+
+def _no_module_settings(data: bytes, doc: dict, formats: FormatRegistry) -> ExtractError:
+    """Where the module settings should have been, in the image's own generation."""
+    versions = image_releases(data, doc, formats)
+    if versions and all(AT_RELEASES[v].generation == MFG_NVS for v in versions):
+        return ExtractError(f"no readable mfg_nvs partition with a factory_param namespace (the image is "
+                            f"{GENERATION_TITLES[MFG_NVS]}): the board needs its module settings")
+    return ExtractError("no readable factory_param partition: the board needs its module settings")
 
 
 def _at_version(parts: List[dict], formats: FormatRegistry, chip: str) -> str:
@@ -103,7 +118,7 @@ def extract(data: bytes, doc: dict, out_dir: str, formats: Optional[FormatRegist
         raise ExtractError("no at_customize table found: nothing to extract")
     settings = _module_settings(doc, formats)
     if settings is None:
-        raise ExtractError("no readable factory_param partition: the board needs its module settings")
+        raise _no_module_settings(data, doc, formats)
     chip = _chip_of(doc, settings)
     board_id = board_id_for(doc, formats)
     src_dir = os.path.join(out_dir, board_id)

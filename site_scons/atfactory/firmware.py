@@ -47,6 +47,7 @@ class Firmware:
     at_table: Optional[pt.DecodedTable] = None   # its own at_customize.bin, where it has one
     customized: Tuple[Tuple[str, bytes], ...] = ()   # (partition name, its bytes) of its AT partitions
     notes: Tuple[str, ...] = ()   # what was read differently from what the image says, and why
+    warnings: Tuple[str, ...] = ()   # what its download.config has that is odd but harmless
 
 
 def _read(path: str) -> bytes:
@@ -87,7 +88,7 @@ def _load_release(folder: str, table_offset: int, confined: bool = False) -> Fir
     size = flash_size_bytes(config.flash_size) if _known_size(config.flash_size) else None
     at_table, customized = _release_customized(folder, config)
     return Firmware(folder, "release", tuple(files), table, boot.offset, header, size,
-                    tuple([config_path] + [f.source for f in files]), at_table, customized)
+                    tuple([config_path] + [f.source for f in files]), at_table, customized, warnings=release.warnings)
 
 
 def _release_customized(folder: str, config) -> Tuple[Optional[pt.DecodedTable], Tuple[Tuple[str, bytes], ...]]:
@@ -298,29 +299,23 @@ def _check_generation(board, firmware: Firmware, where: str, formats, problems: 
     """A v2 board on v3.1+ firmware reads partitions the firmware never looks at, and the other
     way round: refuse, naming both generations.  Where the firmware's own AT partitions say which
     releases wrote them (mfg_nvs's generator family and keys), a different release is a warning."""
-    from .at_releases import AT_RELEASES, describe_versions
+    from .at_releases import AT_RELEASES, GENERATION_TITLES, describe_generations, describe_versions
     from .formats import stock_registry
 
     if firmware.at_table is None:
         return
-    formats = formats or stock_registry()
-    versions = None
-    for fmt in formats:
-        implied = fmt.firmware_releases([(e.name, e.type, e.subtype) for e in firmware.at_table.entries],
-                                        dict(firmware.customized))
-        if implied is not None:
-            versions = implied if versions is None else versions & implied
+    versions = (formats or stock_registry()).firmware_releases(
+        [(e.name, e.type, e.subtype) for e in firmware.at_table.entries], dict(firmware.customized))
     if versions is None:
         return
     release = AT_RELEASES.get(board.at_version)
-    generation = lambda v: AT_RELEASES[v].generation   # noqa: E731
-    generations = {generation(v) for v in versions}
-    words = {"v2": "ESP-AT v2 (factory_param and certificate partitions)", "mfg_nvs": "ESP-AT v3.1+ (mfg_nvs)"}
+    generations = {AT_RELEASES[v].generation for v in versions}
     if release is not None and generations and release.generation not in generations:
-        problems.append(Problem(board.path, "module.at_version", f"the board builds for {words[release.generation]}, "
-                                f"but the firmware in {display_path(firmware.origin)} is "
-                                f"{' or '.join(words[g] for g in sorted(generations))}: it would never read what "
-                                "this board builds; choose the at_version of the firmware", board.at_version))
+        problems.append(Problem(board.path, "module.at_version", f"the board builds for "
+                                f"{GENERATION_TITLES[release.generation]}, but the firmware in "
+                                f"{display_path(firmware.origin)} is {describe_generations(versions)}: it would "
+                                "never read what this board builds; choose the at_version of the firmware",
+                                board.at_version))
     elif versions and board.at_version not in versions:
         known = [v for v in AT_RELEASES if v in versions]
         warnings.append(f"{display_path(board.path)}: module.at_version = \"{board.at_version}\": the firmware's own AT "

@@ -61,7 +61,7 @@ def prepare_board(ref: str, registry: BoardRegistry, host=None, *, relative_to: 
     except FirmwareError as err:
         raise BoardError([Problem(None if firmware_override else board.path, prepared.firmware_setting,
                                   str(err), display_path(path))]) from None
-    warnings: list = []
+    warnings = list(prepared.firmware.warnings)
     problems = check_firmware(board, prepared.firmware, prepared.firmware_setting, formats, warnings)
     if problems:
         raise BoardError(problems)

@@ -50,24 +50,37 @@ def read_file(path: str) -> bytes:
 
 def read_path(path: str, formats: Optional[FormatRegistry] = None) -> dict:
     """Decode whatever ``path`` is.  Raises ReadError/FormatError when it is nothing we know."""
+    return read_any(path, formats)[1]
+
+
+def read_any(path: str, formats: Optional[FormatRegistry] = None, invalid_ok: bool = False) -> Tuple[bytes, dict]:
+    """(bytes, document) of whatever ``path`` is: a release folder as the flash it describes.
+
+    A single partition that is not what its name or magic says raises ReadError naming the
+    file, or with ``invalid_ok`` (diff compares such files byte by byte) is the document
+    ``{"kind": "invalid", "expected": <kind>, "error": ...}``."""
     formats = formats or stock_registry()
     if os.path.isdir(path):
-        return read_release_folder(path, formats)[1]
+        return read_release_folder(path, formats)
     data = read_file(path)
     kind = detect_kind(data, path, formats)
     if kind == "image":
-        return decode_flash(data, source=path, formats=formats)
-    if kind == "partition_table":
-        table = pt.decode_partition_table(data)
-        return {"kind": "partition_table", "path": path, "md5": table.md5,
-                "partitions": [_entry_doc(e) for e in table.entries]}
+        return data, decode_flash(data, source=path, formats=formats)
     if kind == "unknown":
         raise ReadError(f"{path}: not an AT binary atfactory knows: expected a factory image or flash dump, "
                         "a release folder, a partition table, at_customize.bin, factory_param, a certificate "
                         "or key partition, ble_data.bin, or an NVS image (mfg_nvs.bin)")
-    doc = formats[kind].decode(data)
-    doc["path"] = path
-    return doc
+    try:
+        if kind == "partition_table":
+            table = pt.decode_partition_table(data)
+            doc = {"kind": "partition_table", "md5": table.md5, "partitions": [_entry_doc(e) for e in table.entries]}
+        else:
+            doc = formats[kind].decode(data)
+    except FormatError as err:
+        if not invalid_ok:
+            raise ReadError(f"{path}: {err}") from None
+        doc = {"kind": "invalid", "expected": kind, "error": str(err)}
+    return data, dict(doc, path=path)
 
 
 def read_flash(path: str, formats: Optional[FormatRegistry] = None) -> Tuple[bytes, dict]:
@@ -101,6 +114,8 @@ def read_release_folder(folder: str, formats: Optional[FormatRegistry] = None) -
                        formats=formats)
     doc["kind"] = "release"
     doc["files"] = [{"offset": o, "path": rel, "length": len(d)} for o, d, rel in pieces]
+    if release.warnings:
+        doc["warnings"] = list(release.warnings)
     chip = _manifest_chip(folder)
     if chip is not None:
         doc["manifest_chip"] = chip
@@ -127,8 +142,11 @@ def _table_offset(data: bytes) -> Optional[int]:
     return next((o for o in TABLE_OFFSETS if data[o:o + 2] == pt.ENTRY_MAGIC), None)
 
 
-def _detect_chip(data: bytes) -> Tuple[Optional[str], Optional[int]]:
-    """(chip, bootloader offset) from the bootloader image header, or (None, None)."""
+def _detect_chip(data: bytes) -> Tuple[Optional[str], Optional[int], Optional[Tuple[int, int]]]:
+    """(chip, bootloader offset, None) from the bootloader image header; (None, None, (offset,
+    chip id)) for an ESP32-family header whose chip id no chip here has; else (None, None, None)."""
+    known_ids = {c.image_chip_id for c in CHIPS.values()}
+    unknown = None
     for offset in sorted({c.bootloader_offset for c in CHIPS.values()}, reverse=True):
         header = decode_header(data, offset)
         if header is None or len(data) < offset + 24:
@@ -136,10 +154,12 @@ def _detect_chip(data: bytes) -> Tuple[Optional[str], Optional[int]]:
         if header.wp_pin == ESP32_FAMILY_WP_PIN:   # ESP32-family extended header
             for chip in CHIPS.values():
                 if chip.image_chip_id == header.chip_id and chip.bootloader_offset == offset:
-                    return chip.name, offset
+                    return chip.name, offset, None
+            if header.chip_id not in known_ids and unknown is None:
+                unknown = (offset, header.chip_id)
         elif offset == 0:
-            return "esp8266", 0
-    return None, None
+            return "esp8266", 0, None
+    return None, None, unknown
 
 
 def _flash_header(data: bytes, chip_name: str, offset: int) -> dict:
@@ -154,6 +174,27 @@ def _flash_header(data: bytes, chip_name: str, offset: int) -> dict:
             "header_byte3": size_freq}
 
 
+def header_size_problem(chip_name: str, header: dict, image_length: int) -> Optional[str]:
+    """What is wrong with the flash size a bootloader header gives (``header``: as ``_flash_header``
+    decodes it) for this chip and an image of ``image_length`` bytes; None when it fits."""
+    chip = CHIPS[chip_name]
+    byte3, declared = header["header_byte3"], header["size"]
+    if declared not in chip.flash_sizes:
+        return (f"bootloader header: flash size nibble 0x{byte3 & 0xF0:02x} (byte 3 = 0x{byte3:02x}) is no size "
+                f"of the {chip.title} encoding")
+    if flash_size_bytes(declared) >= image_length:
+        return None   # equal, or an image cut after its last written byte (short_image_note says so)
+    msg = (f"bootloader header: flash size {declared} ({chip.title} encoding, byte 3 = 0x{byte3:02x}) "
+           f"but the image is {image_length} bytes")
+    if chip.name == "esp8266":
+        esp32_sizes = {v: k for k, v in CHIPS["esp32"].flash_sizes.items()}
+        guess = esp32_sizes.get(byte3 & 0xF0)
+        if guess and flash_size_bytes(guess) == image_length:
+            msg += (f": the size was encoded with the ESP32 table ({guess}), the defect of Espressif's "
+                    "combine script; re-merge with esptool")
+    return msg
+
+
 def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[int] = None,
                  declared_flash: Optional[dict] = None, formats: Optional[FormatRegistry] = None) -> dict:
     """``data``: an image or flash dump (an image cut after its last written byte is read as if
@@ -161,8 +202,12 @@ def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[in
     flash with its download.config settings in ``declared_flash``."""
     formats = formats or stock_registry()
     doc: dict = {"kind": "image", "path": source, "size": len(data)}
-    chip, boot = _detect_chip(data)
+    chip, boot, unknown = _detect_chip(data)
     doc["chip"] = chip
+    if unknown is not None:
+        doc["image_chip_id"] = unknown[1]
+        doc["notes"] = [f"the bootloader at 0x{unknown[0]:x} is for a chip atfactory does not know (image chip id "
+                        f"0x{unknown[1]:x}): its flash settings are not decoded and nothing chip-specific is checked"]
     table = None
     table_offset = _table_offset(data)
     if table_offset is not None and len(data) >= table_offset + 32:
@@ -180,6 +225,10 @@ def decode_flash(data: bytes, source: str = "", at_customize_offset: Optional[in
             bootloader["error"] = str(err)
         doc["bootloader"] = bootloader
     doc["flash"] = dict(declared_flash) if declared_flash else _header_flash_settings(doc, table)
+    if chip is not None and declared_flash is None and not doc["bootloader"]["flash"].get("defect"):
+        problem = header_size_problem(chip, doc["bootloader"]["flash"], len(data))
+        if problem:   # an image: the header is all it says about its flash
+            doc.setdefault("notes", []).append(problem)
     if table_offset is not None and len(data) >= table_offset + 32:
         doc["partition_table"] = table_doc
     flash_end = _flash_bytes(doc["flash"].get("size"))
@@ -298,6 +347,14 @@ def _entry_doc(e: pt.Entry) -> dict:
     if e.flags:
         doc["flags"] = e.flags
     return doc
+
+
+def image_releases(data: bytes, doc: dict, formats: Optional[FormatRegistry] = None) -> Optional[frozenset]:
+    """The AT releases a decoded flash can be, from its at_customize partitions (None: no format can tell)."""
+    parts = (doc.get("at_customize") or {}).get("partitions", [])
+    return (formats or stock_registry()).firmware_releases(
+        [(p["name"], p["type"], p["subtype"]) for p in parts], {p["name"]: data[p["offset"]:p["offset"] + p["size"]]
+                                                                for p in parts})
 
 
 # --- one partition ----------------------------------------------------------------------------

@@ -9,8 +9,9 @@ import os
 from typing import Callable, List, NamedTuple, Tuple
 
 from .download_config import DownloadConfig, decode_download_config
-from .errors import FormatError, InputError, ReleaseError
+from .errors import FormatError, InputError, ReleaseError, display_path
 from .fsutil import inside, read_input, relative_name_problem
+from .layout import overlaps
 
 CONFIG = "download.config"
 
@@ -24,7 +25,8 @@ class Release(NamedTuple):
     folder: str
     config_path: str
     config: DownloadConfig
-    files: Tuple[ReleaseFile, ...]   # in download.config's order
+    files: Tuple[ReleaseFile, ...]   # in download.config's order, each once
+    warnings: Tuple[str, ...] = ()   # what is odd but flashes as meant: an entry listed twice
 
 
 def is_customized(rel: str) -> bool:
@@ -38,7 +40,9 @@ def read_release(folder: str, wanted: Callable[[str], bool] = lambda rel: True, 
     Every name download.config lists is data until checked: a relative path inside the folder
     (no '..', no absolute path, no control characters), no two differing only in case (they are
     one file on a case-insensitive disk).  ``confined`` (sandbox=yes): the files, symbolic links
-    resolved, must be inside the folder too."""
+    resolved, must be inside the folder too.  An entry listed twice (the same file at the same
+    offset, as some ESP-AT releases have it) is kept once with a warning; two files at one
+    offset, or files whose bytes overlap, are refused naming both entries."""
     config_path = os.path.join(folder, CONFIG)
     if not os.path.isfile(config_path):
         raise ReleaseError(f"no {CONFIG}; an ESP-AT release folder has one")
@@ -60,6 +64,8 @@ def read_release(folder: str, wanted: Callable[[str], bool] = lambda rel: True, 
         if other != rel:
             raise ReleaseError(f"{CONFIG}: {other!r} and {rel!r} differ only in case, one file on a case-insensitive "
                                "disk; accepted: names that differ in more than case")
+    entries, warnings = _distinct_entries(config.entries, display_path(config_path))
+    for offset, rel in entries:
         if not wanted(rel):
             continue
         full = os.path.normpath(os.path.join(folder, rel))
@@ -72,4 +78,23 @@ def read_release(folder: str, wanted: Callable[[str], bool] = lambda rel: True, 
         files.append(ReleaseFile(offset, rel, full))
     if missing:
         raise ReleaseError(f"{CONFIG} names files that are not in the folder: " + ", ".join(missing))
-    return Release(folder, config_path, config, tuple(files))
+    spans = [(f.offset, f.offset + os.path.getsize(f.full), f.path) for f in files]
+    for (b, b_end, b_path), (a, a_end, a_path) in overlaps((lo, hi, (lo, hi, rel)) for lo, hi, rel in spans):
+        raise ReleaseError(f"{CONFIG}: 0x{b:x} {b_path} (0x{b:x}-0x{b_end:x}) overlaps 0x{a:x} {a_path} "
+                           f"(0x{a:x}-0x{a_end:x}); accepted: files whose bytes do not overlap")
+    return Release(folder, config_path, config, tuple(files), tuple(warnings))
+
+
+def _distinct_entries(entries, shown: str) -> Tuple[List[Tuple[int, str]], List[str]]:
+    """The entries with exact repeats dropped (one warning each); two files at one offset refused."""
+    kept = list(dict.fromkeys(entries))
+    at: dict = {}
+    for offset, rel in kept:
+        other = at.setdefault(offset, rel)
+        if other != rel:
+            raise ReleaseError(f"{CONFIG}: 0x{offset:x} {other} and 0x{offset:x} {rel}: two files at one offset; "
+                               "accepted: one file per offset")
+    times = {2: "twice"}
+    warnings = [f"{shown}: 0x{offset:x} {rel} is listed {times.get(n, f'{n} times')}; it is flashed once"
+                for offset, rel in kept for n in [entries.count((offset, rel))] if n > 1]
+    return kept, warnings

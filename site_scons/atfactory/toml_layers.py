@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -63,14 +64,69 @@ def _type_ok(value, types: tuple) -> bool:
 
 
 class Layer:
-    """One board file as written, after its own checks; paths resolved against its folder."""
+    """One board file as written, after its own checks; paths resolved against its folder.
+    ``written``: the integers not written in plain decimal (``0x21000``), by key path."""
 
-    def __init__(self, path: str, data: dict):
+    def __init__(self, path: str, data: dict, written: Optional[Dict[tuple, str]] = None):
         self.path = path
         self.data = data
+        self.written = written or {}
 
 
-def read_toml(path: str, problems: List[Problem]) -> Optional[dict]:
+# TOML forgets how an integer was written; messages repeat it as the user wrote it.  Strings and
+# comments are skipped; an integer in hex, octal, binary or with underscores is a token of its own.
+_INT_TOKENS = re.compile(r'''
+    (?P<skip>"""[^\\"]*(?:(?:\\.|"(?!""))[^\\"]*)*"""|\'\'\'[^']*(?:'(?!'')[^']*)*\'\'\'
+            |"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\n]*'|\#[^\n]*)
+  | (?<![\w.:+-])(?P<int>[+-]?(?:0x[0-9A-Fa-f_]+|0o[0-7_]+|0b[01_]+|[0-9]+(?:_[0-9]+)+))(?![\w.:-])
+''', re.VERBOSE | re.DOTALL)
+
+
+_MAYBE_INT = re.compile(r"0[xob]|[0-9]_[0-9]")
+
+
+def literal_value(text: str) -> int:
+    return int(text.replace("_", ""), 0)
+
+
+def integer_literals(text: str, data: dict) -> Dict[tuple, str]:
+    """Key path -> the text of each integer of ``data`` (parsed from ``text``) not written in plain
+    decimal.  The file is parsed once more with those integers quoted; where that fails, nothing."""
+    if not _MAYBE_INT.search(text):
+        return {}
+    quoted = _INT_TOKENS.sub(lambda m: m.group(0) if m.group("skip") else f'"{m.group("int")}"', text)
+    if quoted == text:
+        return {}
+    try:
+        alt = tomllib.loads(quoted)
+    except tomllib.TOMLDecodeError:
+        return {}
+    out: Dict[tuple, str] = {}
+
+    def walk(a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k, v in a.items():
+                if k in b:
+                    walk(v, b[k], path + (k,))
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (v, w) in enumerate(zip(a, b)):
+                walk(v, w, path + (i,))
+        elif isinstance(a, int) and not isinstance(a, bool) and isinstance(b, str) and literal_value(b) == a:
+            out[path] = b
+
+    walk(data, alt, ())
+    return out
+
+
+def written_as(literal: Optional[str], value) -> Optional[str]:
+    """``literal`` when it is how ``value`` (an integer) was written; else None."""
+    if literal is None or isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return literal if literal_value(literal) == value else None
+
+
+def read_toml(path: str, problems: List[Problem], written: Optional[Dict[tuple, str]] = None) -> Optional[dict]:
+    """The board file's data; ``written`` receives its integer literals (``integer_literals``)."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -90,7 +146,7 @@ def read_toml(path: str, problems: List[Problem]) -> Optional[dict]:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except RecursionError:
         problems.append(Problem(path, "", "TOML nested too deeply to read; a board file is a few tables deep"))
         return None
@@ -104,6 +160,9 @@ def read_toml(path: str, problems: List[Problem]) -> Optional[dict]:
             message = message[:-1] + f", after line {len(text.splitlines())})"
         problems.append(Problem(path, "", f"TOML syntax error: {message}"))
         return None
+    if written is not None:
+        written.update(integer_literals(text, data))
+    return data
 
 
 def check_layer(path: str, data: dict, problems: List[Problem],
@@ -195,6 +254,8 @@ class Merged:
         self.origin: Dict[KeyPath, str] = {}
         self.partitions: List[dict] = []          # in table order
         self.partition_origin: Dict[Tuple[str, str], str] = {}  # (name, key) -> file
+        self.written: Dict[KeyPath, str] = {}     # key path -> integer as written (Layer.written)
+        self.partition_written: Dict[Tuple[str, str], str] = {}  # (name, key) -> integer as written
         self.made: Dict[str, object] = {}         # partition name -> Content a plugin already made
 
     def where(self, *path: str) -> Optional[str]:
@@ -211,7 +272,7 @@ class Merged:
                 for sub, subvalue in value.items():
                     if key == "at_customize" and sub == "partitions":
                         if isinstance(subvalue, list):
-                            self._lay_partitions(layer.path, subvalue, problems)
+                            self._lay_partitions(layer, subvalue, problems)
                         continue
                     if key == "mfg_nvs" and sub == vendor_nvs.TABLE and isinstance(subvalue, dict):
                         # namespaces and keys add up along the extends chain; a key is replaced whole
@@ -224,14 +285,16 @@ class Merged:
                         continue
                     table[sub] = subvalue
                     self.origin[(key, sub)] = layer.path
+                    _set_written(self.written, (key, sub), layer.written.get((key, sub)))
             else:
                 self.data[key] = value
                 self.origin[(key,)] = layer.path
 
-    def _lay_partitions(self, path: str, parts: List[dict], problems: List[Problem]) -> None:
+    def _lay_partitions(self, layer: Layer, parts: List[dict], problems: List[Problem]) -> None:
+        path = layer.path
         seen = set()
         index = {p["name"]: p for p in self.partitions}
-        for part in parts:
+        for i, part in enumerate(parts):
             if not isinstance(part, dict) or not isinstance(part.get("name"), str):
                 continue
             name = part["name"]
@@ -258,4 +321,12 @@ class Merged:
                 index[name] = entry
             for key in part:
                 self.partition_origin[(name, key)] = path
+                _set_written(self.partition_written, (name, key), layer.written.get(("at_customize", "partitions", i, key)))
 
+
+def _set_written(written: dict, key, literal: Optional[str]) -> None:
+    """A later file's value replaces an earlier one's, and how it was written with it."""
+    if literal is None:
+        written.pop(key, None)
+    else:
+        written[key] = literal

@@ -14,10 +14,12 @@ from typing import List, Optional
 
 from . import pki
 from .artifacts import plan_board, render_artifact
+from .at_releases import AT_RELEASES, GENERATION_TITLES, describe_generations
 from .chips import CHIPS, flash_size_bytes
 from .errors import AtFactoryError, FormatError
 from .esp_image import short_image_note
 from .formats import CERTIFICATE_USES, FormatRegistry, stock_registry
+from .readback import header_size_problem, image_releases
 
 EXPIRY_WARNING_DAYS = 30
 
@@ -39,10 +41,14 @@ def verify_flash(data: bytes, doc: dict, prepared, now: Optional[datetime.dateti
     """``formats``: the session's registry, the one ``prepared`` was made with (default: stock)."""
     formats = formats or stock_registry()
     board = prepared.board
-    report = Report()
+    report = Report(warnings=list(doc.get("warnings", [])))
     _compare_flash_settings(doc, board, report)
     if doc.get("chip") and doc["chip"] != board.chip.name:
         report.differences.append(f"chip: the image is for {CHIPS[doc['chip']].title}, the board for {board.chip.title}")
+    elif doc.get("image_chip_id") is not None:
+        report.differences.append(f"chip: the image is for a chip atfactory does not know (image chip id "
+                                  f"0x{doc['image_chip_id']:x}), the board for {board.chip.title}")
+    _compare_generation(data, doc, board, report, formats)
     for artifact in plan_board(board, formats=formats):
         if artifact.offset is None:
             continue
@@ -61,6 +67,17 @@ def verify_flash(data: bytes, doc: dict, prepared, now: Optional[datetime.dateti
                                       + _explain(formats.get(artifact.kind), actual, wanted, expected))
     _self_checks(data, doc, board, report, now or datetime.datetime.now(datetime.timezone.utc), formats)
     return report
+
+
+def _compare_generation(data: bytes, doc: dict, board, report: Report, formats: FormatRegistry) -> None:
+    """A v3.1+ image (mfg_nvs) against a v2 board, or the other way round: say so first, since
+    every partition then differs."""
+    versions = image_releases(data, doc, formats)
+    release = AT_RELEASES.get(board.at_version)
+    if versions and release is not None and release.generation not in {AT_RELEASES[v].generation for v in versions}:
+        report.differences.append(f"ESP-AT generation: the image is {describe_generations(versions)}, the board "
+                                  f"(module.at_version = \"{board.at_version}\") builds for "
+                                  f"{GENERATION_TITLES[release.generation]}")
 
 
 def _compare_flash_settings(doc: dict, board, report: Report) -> None:
@@ -89,14 +106,12 @@ def _explain(fmt, actual: bytes, wanted: bytes, expected: bytes) -> str:
 def _self_checks(data: bytes, doc: dict, board, report: Report, now, formats: FormatRegistry) -> None:
     boot = doc.get("bootloader")
     if doc["kind"] == "image" and boot:
-        chip = CHIPS[doc["chip"]]
-        byte3 = boot["flash"]["header_byte3"]
-        declared = boot["flash"]["size"]
         if boot["flash"].get("defect"):
             report.differences.append(f"bootloader header: {boot['flash']['defect']}; re-merge with esptool")
-        elif declared in chip.flash_sizes and flash_size_bytes(declared) < doc["size"]:
-            report.differences.append(f"bootloader header: flash size {declared} ({chip.title} encoding, byte 3 = "
-                                      f"0x{byte3:02x}) but the image is {doc['size']} bytes")
+        else:   # an unknown size value, or an image longer than the flash its header gives
+            problem = header_size_problem(doc["chip"], boot["flash"], doc["size"])
+            if problem:
+                report.differences.append(problem)
         if "image_end" in doc:
             report.notes.append(short_image_note(doc["image_end"], flash_size_bytes(doc["flash"]["size"])))
     _check_application(doc, report)

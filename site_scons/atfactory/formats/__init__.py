@@ -240,6 +240,16 @@ class FormatRegistry:
                 return fmt
         raise LookupError(f"no format claims partition {name!r} and none is registered as the fallback")
 
+    def firmware_releases(self, entries: Sequence[Tuple[str, int, int]], contents: Mapping[str, bytes]) -> Optional[frozenset]:
+        """The AT releases a firmware can be, as every format that can tell from its at_customize
+        entries and AT partitions' bytes says (``PartitionFormat.firmware_releases``); None: none can."""
+        versions = None
+        for fmt in self._formats.values():
+            implied = fmt.firmware_releases(entries, contents)
+            if implied is not None:
+                versions = implied if versions is None else versions & implied
+        return versions
+
     def detect(self, data: bytes, name: str = "") -> Optional[PartitionFormat]:
         """The format of a whole file: by magic first, then by file name."""
         for fmt in self._formats.values():

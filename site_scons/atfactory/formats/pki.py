@@ -160,10 +160,12 @@ class PkiFormat(PartitionFormat):
             return f"not a certificate/key partition ({err})"
         if len(have_items) != len(want_items):
             return f"{len(have_items)} items in the image, {len(want_items)} from the board"
-        for a, b in zip(have_items, want_items):
-            if a != b:
-                what = "content" if a.content != b.content else "type or id"
-                return f"item {b.id} (type {b.type}) differs in {what}"
+        for n, (a, b) in enumerate(zip(have_items, want_items)):
+            if (a.type, a.id) != (b.type, b.id):
+                same = " (the content is the same)" if a.content == b.content else ""
+                return f"item {n}: type {a.type} id {a.id} in the image, type {b.type} id {b.id} from the board{same}"
+            if a.content != b.content:
+                return f"item {b.id} (type {b.type} in the image and from the board) differs in content"
         return None
 
     def implied_at_versions(self, name: str, doc: dict) -> Optional[frozenset]:
