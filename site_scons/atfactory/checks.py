@@ -4,7 +4,8 @@ Each check appends :class:`~atfactory.errors.Problem` s naming the file that set
 (``Merged.origin``), the dotted key, the value and what is accepted; ``check_board`` returns
 the :class:`~atfactory.board.Board` only when there are none.  What a partition holds is read
 and checked by its format (``formats``); the cross-checks here (certificate/key pairs,
-``[release] valid_until``) read the board's certificate sets, wherever their format keeps them.
+``[release] valid_until``) read the board's certificate sets,
+wherever their format keeps them.  Warnings (``Checker.warn``) go into ``Board.warnings``.
 """
 from __future__ import annotations
 
@@ -31,14 +32,21 @@ _PARTITION_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 class Checker:
     """The merged board data, where each value came from, and the problems found so far."""
 
-    def __init__(self, merged: Merged, leaf: str, problems: List[Problem]):
+    def __init__(self, merged: Merged, leaf: str, problems: List[Problem], warnings: Optional[List[str]] = None):
         self.merged = merged
         self.leaf = leaf
         self.problems = problems
+        self.warnings = warnings   # None: warnings are not collected (a devices CSV row)
 
     def fail(self, key_path: Tuple[str, ...], message: str, value=Problem.NO_VALUE) -> None:
         where = self.merged.where(*key_path) or self.leaf
         self.problems.append(Problem(where, ".".join(key_path), message, value))
+
+    def warn(self, key_path: Tuple[str, ...], message: str, value=Problem.NO_VALUE) -> None:
+        """A warning, in a problem's form: the file that set the key, the key, the value, why."""
+        if self.warnings is not None:
+            where = self.merged.where(*key_path) or self.leaf
+            self.warnings.append(str(Problem(where, ".".join(key_path), message, value)))
 
     def get(self, table: str, key: str, default=None):
         t = self.merged.data.get(table)
@@ -56,8 +64,8 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
     from .board import Board
     from .formats.factory_param import check_table
 
-    c = Checker(merged, path, problems)
     warnings: List[str] = []
+    c = Checker(merged, path, problems, warnings)
 
     # [module]
     chip_name = c.require("module", "chip", "one of " + ", ".join(CHIPS))
@@ -94,7 +102,8 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
 
     # [factory_param]
     before = len(problems)
-    values = check_table(c, chip, at_version if isinstance(at_version, str) else None)
+    values = check_table(c, chip, at_version if isinstance(at_version, str) else None,
+                         module_name if isinstance(module_name, str) else None)
     factory_ok = len(problems) == before and name_ok   # formats see the values only when they are all fine
     if isinstance(module_name, str):
         values["module_name"] = module_name
