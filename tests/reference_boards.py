@@ -50,6 +50,10 @@ STOCK_FACTORY_PARAM = {
     "esp32s2": dict(uart_port=1, uart_tx_pin=17, uart_rx_pin=21, uart_cts_pin=20, uart_rts_pin=19),
     "esp8266": dict(uart_port=0, uart_tx_pin=15, uart_rx_pin=13, uart_cts_pin=3, uart_rts_pin=1),
 }
+# Layouts of modules that wire GPIO16/17 to memory (PSRAM, in-package flash) get those modules'
+# own pins (FORMATS.md §6): the pin rules refuse 16/17 on a board named after them.
+_FAMILY_PINS = {"module_wrover-32": dict(uart_tx_pin=22, uart_rx_pin=19),
+                "module_esp32-d2wd": dict(uart_tx_pin=22, uart_rx_pin=19)}
 _COMMON_FACTORY_PARAM = dict(magic_flag=0xFCFC, version=3, reserved1=0, tx_max_power=78,
                              start_channel=1, channel_num=13, country_code="CN",
                              uart_baudrate=115200, tx_control_pin=-1, rx_control_pin=-1)
@@ -241,7 +245,7 @@ def at_customize_board(folder, *, sources: Optional[Mapping[str, Iterable]] = No
         values = factory_param_values(factory_row) if factory_values is None else dict(factory_values)
         name, platform = factory_row["module_name"].strip(), factory_row["platform"].strip()
     else:
-        values = dict(_COMMON_FACTORY_PARAM, **STOCK_FACTORY_PARAM[chip])
+        values = {**_COMMON_FACTORY_PARAM, **STOCK_FACTORY_PARAM[chip], **_FAMILY_PINS.get(folder.name, {})}
         values = {k: values[k] for k in FACTORY_PARAM_FIELDS}
         name, platform = module_name or folder.name, None
     return _board_text(chip=chip, module_name=name, platform=platform, at_version=at_version,

@@ -63,10 +63,12 @@ def test_scons_builds_the_reference_bytes(reference, tmp_path):
         path = write(tmp_path / "boards" / f"{board_id}.toml", text)
         result = run_scons(f"board={path}", f"build_dir={build_dir}", cwd=tmp_path)
         assert result.returncode == 0, f"{board_id}: scons failed\n{result.stdout}\n{result.stderr}"
+        # Espressif's own pins put a UART pin on a strapping pin (GPIO15): those warnings are expected.
+        unexpected = [line for line in result.stderr.splitlines() if "warning" in line and "is a strapping pin of" not in line]
         if warning:
             assert "atfactory: warning:" in result.stderr and warning in result.stderr, result.stderr
         else:
-            assert "warning" not in result.stderr, result.stderr
+            assert unexpected == [], result.stderr
         release = build_dir / board_id
         for name, data in files.items():
             out = release / name

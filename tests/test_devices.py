@@ -137,6 +137,8 @@ def test_a_new_batch_replaces_the_last_and_a_failed_one_keeps_it(device_pki, tmp
     (lambda rows: rows[:3] + ["D99999" + rows[0][6:]], 'line 5, client_cert = "'),
     (lambda rows: [rows[0] + ",40"], 'line 2, factory_param.uart_tx_pin = 40: ESP32 has no GPIO40'),
     (lambda rows: [rows[0] + ",0x28"], 'line 2, factory_param.uart_tx_pin = 0x28: ESP32 has no GPIO40'),   # as written
+    (lambda rows: [rows[0] + ",6"], 'line 2, factory_param.uart_tx_pin = 6: GPIO6 is wired to the SPI flash on ESP32 '
+                                    'modules (SPICLK); accepted: -1 (unused) or 0-5, 12-19'),
     (lambda rows: [rows[0] + ",x"], 'line 2, factory_param.uart_tx_pin = "x": expected an integer'),
     (lambda rows: [rows[0].replace("cert_0.pem", "nope.pem") + ","], 'line 2, client_cert = "'),
     (lambda rows: [rows[0].replace("key_0.pem", "key_1.pem") + ","], ('line 2, client_key = "', "does not pair with client_cert")),

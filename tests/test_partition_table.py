@@ -166,8 +166,7 @@ def test_type_and_subtype_names(ptype, subtype, tname, sname):
 def test_duplicate_subtypes_build_with_a_warning(reference, registry, tmp_path):
     folder = reference / "partition_table" / "v2.2.1.0_esp8266" / "module_esp8266_default"
     board = board_from_text(tmp_path, at_customize_board(folder), name="esp8266.toml", registry=registry)
-    assert len(board.warnings) == 1
-    warning = board.warnings[0]
+    (warning,) = [w for w in board.warnings if "strapping pin" not in w]   # TX on GPIO15 warns too (test_pins.py)
     assert "at_customize.partitions[wpa2_cert].subtype = 8" in warning
     assert "partition factory_param" in warning
     assert_same_bytes(build_artifacts(board)["at_customize.bin"], (folder / "at_customize.bin").read_bytes())

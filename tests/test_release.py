@@ -1,5 +1,5 @@
 """Releases (atfactory.manifest and the checks a release needs): the manifest, signed releases and their
-verification, [release] valid_until, sandbox=yes, partition names that stay in the release folder."""
+verification, [release] valid_until, expired certificates, sandbox=yes, partition names that stay in the release folder."""
 from __future__ import annotations
 
 import json
@@ -165,6 +165,51 @@ def test_valid_until_must_be_a_date(tmp_path):
     with pytest.raises(BoardError) as err:
         board_from_text(tmp_path, 'extends = "WROOM-32"\n[release]\nvalid_until = "next year"\n')
     assert 'release.valid_until = "next year": expected a date: 2030-01-01' in str(err.value)
+
+
+# --- an expired certificate: a warning at build time ------------------------------------------
+
+def _expired_ca(path: Path) -> Path:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old CA")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(datetime.datetime(2015, 1, 1))
+            .not_valid_after(datetime.datetime(2020, 1, 1)).sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+EXPIRED = ("certificate CN=old CA in {where} (old_ca.crt) expired on 2020-01-01; it still builds, but TLS peers "
+           "that check dates will refuse it")
+
+
+@pytest.mark.parametrize("base, table, where", [
+    ("WROOM-32", '[[at_customize.partitions]]\nname = "server_ca"\nsource = "old_ca.crt"\n', "server_ca"),
+    ("WROOM-32-V5", '[mfg_nvs]\nserver_ca = ["old_ca.crt"]\n', "mfg_nvs.server_ca"),
+])
+def test_expired_certificate_builds_with_a_warning(tmp_path, registry, base, table, where):
+    ca = _expired_ca(tmp_path / "old_ca.crt")
+    board = write(tmp_path / "old.toml", f'extends = "{base}"\n{table}')
+    warnings = load_board(str(board), registry).warnings
+    assert f"{ca}: " + EXPIRED.format(where=where) in warnings, warnings
+    assert not [w for w in load_board(base, registry).warnings if "expired" in w]   # the stock ones are valid
+
+
+def test_expired_certificate_warning_in_the_scons_output(tmp_path):
+    ca = _expired_ca(tmp_path / "old_ca.crt")
+    board = write(tmp_path / "old.toml", 'extends = "ESP32C3-MINI-1"\n[[at_customize.partitions]]\n'
+                                         'name = "client_ca"\nsource = "old_ca.crt"\n')
+    r = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"atfactory: warning: {ca}: " + EXPIRED.format(where="client_ca") in r.stderr.splitlines()
+    assert ca.read_bytes() in (tmp_path / "out/old/customized_partitions/client_ca.bin").read_bytes()
 
 
 # --- sandbox=yes ------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Each check appends :class:`~atfactory.errors.Problem` s naming the file that set the value
 (``Merged.origin``), the dotted key, the value and what is accepted; ``check_board`` returns
 the :class:`~atfactory.board.Board` only when there are none.  What a partition holds is read
-and checked by its format (``formats``); the cross-checks here (certificate/key pairs,
-``[release] valid_until``) read the board's certificate sets, wherever their format keeps them.
+and checked by its format (``formats``); the cross-checks here (certificate/key pairs, the
+certificates' dates: expired, ``[release] valid_until``) read the board's certificate sets,
+wherever their format keeps them.  Warnings (``Checker.warn``) go into ``Board.warnings``.
 """
 from __future__ import annotations
 
@@ -31,15 +32,22 @@ PARTITION_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*\Z")   # \Z: no trail
 class Checker:
     """The merged board data, where each value came from, and the problems found so far."""
 
-    def __init__(self, merged: Merged, leaf: str, problems: List[Problem]):
+    def __init__(self, merged: Merged, leaf: str, problems: List[Problem], warnings: Optional[List[str]] = None):
         self.merged = merged
         self.leaf = leaf
         self.problems = problems
+        self.warnings = warnings   # None: warnings are not collected (a devices CSV row)
 
     def fail(self, key_path: Tuple[str, ...], message: str, value=Problem.NO_VALUE) -> None:
         where = self.merged.where(*key_path) or self.leaf
         written = written_as(self.merged.written.get(tuple(key_path)), value)
         self.problems.append(Problem(where, ".".join(key_path), message, value, written))
+
+    def warn(self, key_path: Tuple[str, ...], message: str, value=Problem.NO_VALUE) -> None:
+        """A warning, in a problem's form: the file that set the key, the key, the value, why."""
+        if self.warnings is not None:
+            where = self.merged.where(*key_path) or self.leaf
+            self.warnings.append(str(Problem(where, ".".join(key_path), message, value)))
 
     def get(self, table: str, key: str, default=None):
         t = self.merged.data.get(table)
@@ -57,8 +65,8 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
     from .board import Board
     from .formats.factory_param import check_table
 
-    c = Checker(merged, path, problems)
     warnings: List[str] = []
+    c = Checker(merged, path, problems, warnings)
 
     # [module]
     chip_name = c.require("module", "chip", "one of " + ", ".join(CHIPS))
@@ -104,7 +112,8 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
     before = len(problems)
     # a release the chip never had: check [factory_param] as the default release's, not as that one's
     known = isinstance(at_version, str) and at_version in accepted_versions
-    values = check_table(c, chip, at_version if known else None)
+    values = check_table(c, chip, at_version if known else None,
+                         module_name if isinstance(module_name, str) else None)
     factory_ok = len(problems) == before and name_ok   # formats see the values only when they are all fine
     if isinstance(module_name, str):
         values["module_name"] = module_name
@@ -116,7 +125,7 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
     partitions = _check_partitions(c, merged, formats, at_version, region, flash_bytes,
                                    values if factory_ok else None, warnings)
 
-    _check_valid_until(c, partitions)
+    _check_certificate_dates(c, partitions, warnings)
 
     firmware = None
     fw = merged.data.get("firmware") or {}
@@ -344,21 +353,13 @@ def _parse_date(value) -> Optional[datetime.date]:
     return None
 
 
-def _check_valid_until(c: Checker, partitions) -> None:
-    """[release] valid_until: no certificate of the board may expire before that day."""
+def _certificates(partitions):
+    """(file, certificate, notAfter in UTC) for every certificate of the board's certificate and
+    CA files, wherever their format keeps them (v2 PKI partitions, mfg_nvs sets)."""
     from . import pki
     from .fsutil import read_input
 
-    raw = c.get("release", "valid_until")
-    if raw is None:
-        return
-    until = _parse_date(raw)
-    if until is None:
-        c.fail(("release", "valid_until"), "expected a date: 2030-01-01 (a TOML date or a string)", str(raw))
-        return
-    limit = datetime.datetime.combine(until, datetime.time(0), tzinfo=datetime.timezone.utc)
-    sets = certificate_sets([p.content for p in partitions if p.content is not None])
-    for files in sets.values():
+    for files in certificate_sets([p.content for p in partitions if p.content is not None]).values():
         for file in files:
             if file.role not in ("cert", "ca"):
                 continue
@@ -367,11 +368,30 @@ def _check_valid_until(c: Checker, partitions) -> None:
             except ContentError:
                 continue   # reported by the content checks
             for cert in certs:
-                expires = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
-                if expires < limit:
-                    c.fail(("release", "valid_until"), f"certificate {cert.subject.rfc4514_string()} in "
-                           f"{file.partition or file.key} ({os.path.basename(file.path)}) expires {expires:%Y-%m-%d}, before "
-                           "this date; replace it or move the date", until.isoformat())
+                yield file, cert, getattr(cert, "not_valid_after_utc", None) or \
+                    cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+
+
+def _check_certificate_dates(c: Checker, partitions, warnings: List[str]) -> None:
+    """A certificate that has expired by now builds with a warning; none may expire before
+    [release] valid_until."""
+    raw = c.get("release", "valid_until")
+    limit = None
+    if raw is not None:
+        until = _parse_date(raw)
+        if until is None:
+            c.fail(("release", "valid_until"), "expected a date: 2030-01-01 (a TOML date or a string)", str(raw))
+        else:
+            limit = datetime.datetime.combine(until, datetime.time(0), tzinfo=datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for file, cert, expires in _certificates(partitions):
+        where = f"certificate {cert.subject.rfc4514_string()} in {file.partition or file.key} ({os.path.basename(file.path)})"
+        if expires < now:
+            warnings.append(f"{display_path(file.path)}: {where} expired on {expires:%Y-%m-%d}; it still builds, "
+                            "but TLS peers that check dates will refuse it")
+        if limit is not None and expires < limit:
+            c.fail(("release", "valid_until"), f"{where} expires {expires:%Y-%m-%d}, before this date; replace it or "
+                                               "move the date", until.isoformat())
 
 
 def check_pairs(sets, fail) -> None:

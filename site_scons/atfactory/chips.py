@@ -1,4 +1,4 @@
-"""What each supported chip offers: GPIOs, UARTs, flash options, image offsets.
+"""What each supported chip offers: GPIOs, UARTs, flash options, image offsets, pin rules.
 
 The flash option tables are esptool's own (``esptool.targets``); a test keeps them equal, so
 that board checks accept exactly what the factory merge will later encode.  They are copied
@@ -6,6 +6,7 @@ here so that reading a board does not import esptool and pyserial on every ``sco
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import FrozenSet, Iterable, List, Mapping, Optional, Tuple
@@ -38,6 +39,19 @@ FLASH_MODES = {"qio": 0, "qout": 1, "dio": 2, "dout": 3}
 
 
 @dataclass(frozen=True)
+class ModulePins:
+    """GPIOs that only some modules of a chip wire to memory: a board whose module.name holds one
+    of ``markers`` (case-insensitive) cannot use them."""
+    markers: Tuple[str, ...]         # "WROVER"
+    pins: Mapping[int, str]          # GPIO -> its signal there ("" when the sources do not name it)
+    wired_to: str                    # "the PSRAM of ESP32-WROVER modules"
+
+    def matches(self, module_name: Optional[str]) -> bool:
+        name = (module_name or "").upper()
+        return any(m in name for m in self.markers)
+
+
+@dataclass(frozen=True)
 class Chip:
     name: str                        # as in board files and esptool: "esp32"
     title: str                       # as people write it: "ESP32-C3"
@@ -53,6 +67,16 @@ class Chip:
     # the main partition table's offset where a release moved it (ESP-IDF 5.5 builds of v5.0 for
     # C5 and C61 put it at 0xC000: CONFIG_PARTITION_TABLE_OFFSET); 0x8000 everywhere else
     table_offsets: Mapping[str, int] = field(default_factory=dict)
+    # Pin rules (pins.py).  flash_pins: GPIO -> the SPI0/1 (flash, and on some chips PSRAM) signal
+    # it carries on every module; module_pins: what only some modules wire; strapping_pins: GPIO ->
+    # what its level at reset selects; uart0_pin_sets: (TX, RX, CTS, RTS) sets a chip without a
+    # GPIO matrix for UART0 allows (empty: any pins); at_uart_ports: the UARTs ESP-AT can run AT on
+    # (None: every UART of the chip).
+    flash_pins: Mapping[int, str] = field(default_factory=dict)
+    module_pins: Tuple[ModulePins, ...] = ()
+    strapping_pins: Mapping[int, str] = field(default_factory=dict)
+    uart0_pin_sets: Tuple[Tuple[int, int, int, int], ...] = ()
+    at_uart_ports: Optional[Tuple[int, ...]] = None
 
     def table_offset(self, at_version: Optional[str] = None) -> int:
         return self.table_offsets.get(at_version, 0x8000) if at_version else 0x8000
@@ -93,6 +117,123 @@ def flash_size_bytes(name: str) -> int:
     if base.endswith("KB"):
         return int(base[:-2]) * 1024
     return int(base[:-2]) * 1024 * 1024
+
+
+# --- pin rules --------------------------------------------------------------------------------
+# Sources, per chip: ESP-IDF's GPIO summaries (docs/en/api-reference/peripherals/gpio/<chip>.inc,
+# the "SPI0/1" and "Strapping pin" notes), ESP-IDF's components/soc/<chip>/include/soc/spi_pins.h
+# (which GPIO carries which SPI0/1 signal), esptool's "Boot Mode Selection" guide for each chip
+# (docs/en/advanced-topics/boot-mode-selection.rst) and the chips' datasheets, section "Strapping
+# Pins".  Signals are named as the datasheets name the pins spi_pins.h places (its HD, WP, CS0,
+# CLK, MOSI, MISO are SPIHD, SPIWP, SPICS0, SPICLK, SPID, SPIQ); "SPI0/1" where only the GPIO
+# summary lists the pin; ESP8266's as its ESP8266EX datasheet's pin list.
+
+_SPI_C2_C3 = {12: "SPIHD", 13: "SPIWP", 14: "SPICS0", 15: "SPICLK", 16: "SPID", 17: "SPIQ"}
+_BOOT_8_9 = {   # ESP32-C2, C3, C6, C61: esptool's boot-mode guide (GPIO9 low: download; GPIO8 high with it)
+    8: "the boot mode, with GPIO9, and whether the ROM prints boot messages",
+    9: "the boot mode (low: serial download)",
+}
+_PIN_RULES = {
+    # ESP32: gpio/esp32.inc: GPIO6-11 and 16-17 "usually connected to the SPI flash and PSRAM
+    # integrated on the module"; spi_pins.h: GPIO6-11 the flash on every module, and for the D2WD
+    # and PICO-D4 chips CS on GPIO16, MISO on GPIO17.  ESP-IDF's quad PSRAM driver
+    # (components/esp_psram/esp32/esp_psram_impl_quad.c, CONFIG_D0WD_PSRAM_CS_IO/CLK_IO): CS on
+    # GPIO16 and CLK on GPIO17 on ESP32-WROVER modules.  ESP32-MINI-1 holds an ESP32-U4WDH,
+    # whose in-package flash is wired as the D2WD's (ESP32-MINI-1 datasheet, ESP32 Series
+    # Datasheet pin description); Espressif's own MINI-1, D2WD, PICO-D4 and WROVER-32 rows of
+    # factory_param_data.csv keep UART off GPIO16/17, its WROOM-32 and SOLO-1 rows use them.
+    # Strapping pins: ESP32 Series Datasheet, "Strapping Pins"; esptool's ESP32 boot-mode guide.
+    "esp32": dict(
+        flash_pins={6: "SPICLK", 7: "SPIQ", 8: "SPID", 9: "SPIHD", 10: "SPIWP", 11: "SPICS0"},
+        module_pins=(
+            ModulePins(("WROVER",), {16: "PSRAM CS", 17: "PSRAM CLK"}, "the PSRAM of ESP32-WROVER modules"),
+            ModulePins(("D2WD", "PICO-D4", "U4WDH", "MINI-1"), {16: "flash CS", 17: "flash MISO"},
+                       "the in-package flash of ESP32-D2WD, ESP32-PICO-D4 and ESP32-U4WDH chips, as in ESP32-MINI-1"),
+        ),
+        strapping_pins={
+            0: "the boot mode (low: serial download)",
+            2: "the boot mode, with GPIO0",
+            5: "the SDIO slave timing, with MTDO",
+            12: "the flash voltage, VDD_SDIO 3.3 V or 1.8 V (MTDI)",
+            15: "whether the ROM prints boot messages, and the SDIO slave timing (MTDO)",
+        },
+    ),
+    # ESP32-C2 (ESP8684): gpio/esp32c2.inc: GPIO12-17 SPI0/1, and GPIO11-17 dedicated to the
+    # in-package flash of the chips that have one (every ESP8684); strapping GPIO8 and GPIO9.
+    "esp32c2": dict(
+        flash_pins={11: "in-package flash", **_SPI_C2_C3},
+        strapping_pins=_BOOT_8_9,
+    ),
+    # ESP32-C3: gpio/esp32c3.inc: GPIO12-17 "SPI flash and PSRAM"; strapping GPIO2, GPIO8, GPIO9.
+    "esp32c3": dict(
+        flash_pins=_SPI_C2_C3,
+        strapping_pins={2: "the boot mode, with GPIO8 and GPIO9", **_BOOT_8_9},
+    ),
+    # ESP32-C5: gpio/esp32c5.inc (the MP chip, GPIO0-28): GPIO16-22 "SPI flash and PSRAM";
+    # strapping GPIO2, GPIO7, GPIO25, GPIO27, GPIO28.  esptool's ESP32-C5 boot-mode guide:
+    # GPIO28 low enters download, GPIO27 must then be high.  What GPIO2, 7 and 25 select is in the
+    # ESP32-C5 datasheet only (not among the sources here): the warning says so.
+    "esp32c5": dict(
+        flash_pins={16: "SPICS0", 17: "SPIQ", 18: "SPIWP", 19: "SPI0/1", 20: "SPIHD", 21: "SPICLK", 22: "SPID"},
+        strapping_pins={
+            2: "a boot setting (MTMS; see the ESP32-C5 datasheet, Strapping Pins)",
+            7: "a boot setting (see the ESP32-C5 datasheet, Strapping Pins)",
+            25: "a boot setting (see the ESP32-C5 datasheet, Strapping Pins)",
+            27: "the boot mode, with GPIO28",
+            28: "the boot mode (low: serial download)",
+        },
+    ),
+    # ESP32-C6: gpio/esp32c6.inc: GPIO24-30 SPI flash (spi_pins.h names all but GPIO27);
+    # strapping MTMS (GPIO4), MTDI (GPIO5), GPIO8, GPIO9, GPIO15 (ESP32-C6 datasheet: SDIO clock
+    # edges, boot mode, ROM messages, JTAG signal source).
+    "esp32c6": dict(
+        flash_pins={24: "SPICS0", 25: "SPIQ", 26: "SPIWP", 27: "SPI0/1", 28: "SPIHD", 29: "SPICLK", 30: "SPID"},
+        strapping_pins={
+            4: "the SDIO slave's sampling and driving clock edges, with MTDI (MTMS)",
+            5: "the SDIO slave's sampling and driving clock edges, with MTMS (MTDI)",
+            **_BOOT_8_9,
+            15: "the JTAG signal source (USB-Serial-JTAG or the JTAG pins)",
+        },
+    ),
+    # ESP32-C61: gpio/esp32c61.inc: GPIO14-17 and 19-21 "SPI flash and PSRAM" (spi_pins.h: CS1,
+    # the PSRAM's chip select, on GPIO14); strapping pins only by reference to the datasheet:
+    # the boot-mode pair GPIO8/GPIO9 of esptool's guide.
+    "esp32c61": dict(
+        flash_pins={14: "SPICS1, PSRAM CS", 15: "SPICS0", 16: "SPIQ", 17: "SPIWP", 19: "SPIHD", 20: "SPICLK",
+                    21: "SPID"},
+        strapping_pins=_BOOT_8_9,
+    ),
+    # ESP32-S2: gpio/esp32s2.inc: GPIO26-32 "SPI flash and PSRAM"; spi_pins.h: GPIO27-32 the
+    # flash, GPIO26 CS1, which only modules with PSRAM (ESP32-S2-WROVER, the N4R2 variants) wire;
+    # strapping GPIO0, GPIO45, GPIO46 (ESP32-S2 datasheet: boot mode, VDD_SPI voltage, ROM messages).
+    "esp32s2": dict(
+        flash_pins={27: "SPIHD", 28: "SPIWP", 29: "SPICS0", 30: "SPICLK", 31: "SPIQ", 32: "SPID"},
+        module_pins=(ModulePins(("WROVER", "N4R2"), {26: "SPICS1, PSRAM CS"},
+                                "the PSRAM of ESP32-S2 modules that have one, WROVER and the N4R2 variants"),),
+        strapping_pins={
+            0: "the boot mode (low: download)",
+            45: "the flash voltage, VDD_SPI 3.3 V or 1.8 V",
+            46: "the boot mode, with GPIO0, and whether the ROM prints boot messages",
+        },
+    ),
+    # ESP8266: the ESP8266EX datasheet's pin list: GPIO6-11 are the SDIO/flash pins every module
+    # wires to its flash.  esptool's ESP8266 boot-mode guide: GPIO15 low, GPIO2 high, GPIO0 low
+    # for download.  UART0 has no GPIO matrix: TX/RX on GPIO1/3 with CTS/RTS on GPIO13/15, or,
+    # swapped (uart_enable_swap), TX/RX on 15/13 with CTS/RTS on 3/1 (Espressif's ESP-FAQ,
+    # peripherals/uart); UART1 has no RX pin.  ESP-AT's at_uart_task.c (at_uart_init, ESP8266
+    # branch) asserts uart_port 0 and exactly these pins, and falls back to 15/13 when TX or RX is
+    # 0xFF.
+    "esp8266": dict(
+        flash_pins={6: "SD_CLK", 7: "SD_DATA_0", 8: "SD_DATA_1", 9: "SD_DATA_2", 10: "SD_DATA_3", 11: "SD_CMD"},
+        strapping_pins={
+            0: "the boot mode (low: serial download)",
+            2: "the boot mode (it must be high)",
+            15: "the boot mode (MTDO; it must be low to boot from flash)",
+        },
+        uart0_pin_sets=((1, 3, 13, 15), (15, 13, 3, 1)),
+        at_uart_ports=(0,),
+    ),
+}
 
 
 CHIPS = {
@@ -159,6 +300,7 @@ CHIPS = {
         table_offsets=MappingProxyType({"5.0": 0xC000}),
     ),
 }
-CHIPS = dict(sorted(CHIPS.items()))   # messages list them in this order
+CHIPS = {name: dataclasses.replace(chip, **_PIN_RULES.get(name, {})) for name, chip in sorted(CHIPS.items())}
+# (sorted: messages list them in this order)
 # Every offset a main partition table can have, the common one first (read-back looks in turn).
 TABLE_OFFSETS = tuple(dict.fromkeys([0x8000] + [o for c in CHIPS.values() for o in c.table_offsets.values()]))

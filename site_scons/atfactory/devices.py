@@ -242,7 +242,7 @@ class DeviceMaker:
             merged.origin[("factory_param", key)] = self.csv_path
         merged.data["factory_param"] = table
         sub: List[Problem] = []
-        values = check_table(Checker(merged, self.csv_path, sub), board.chip, board.at_version)
+        values = check_table(Checker(merged, self.csv_path, sub), board.chip, board.at_version, board.module_name)
         for p in sub:
             problems.append(Problem(self.csv_path, f"line {row.line}, {p.key}", p.message, p.value, p.written) if p.has_value
                             else Problem(self.csv_path, f"line {row.line}, {p.key}", p.message))

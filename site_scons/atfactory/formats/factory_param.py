@@ -6,6 +6,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from ..at_releases import is_v2
 from .. import factory_param as fp
+from .. import pins
 from ..chips import describe_ranges
 from ..errors import AtFactoryError, ContentError, FormatError, Problem
 from . import Content, ModuleSettings, PartitionFormat, ReadContext
@@ -153,9 +154,10 @@ def _lacking(name: str, at_version: str, layout: int, nvs: bool) -> str:
     return f"ESP-AT {at_version} has no factory_param.{name}{since}; remove it"
 
 
-def check_table(c, chip, at_version: Optional[str] = None) -> Dict[str, object]:
-    """Check [factory_param] of a merged board (``c``: a checks.Checker) for its AT release;
-    its values with the release's defaults."""
+def check_table(c, chip, at_version: Optional[str] = None, module_name: Optional[str] = None) -> Dict[str, object]:
+    """Check [factory_param] of a merged board (``c``: a checks.Checker) for its AT release and
+    module (its name tells which GPIOs the module wires to memory: pins.py); its values with the
+    release's defaults."""
     from ..at_releases import AT_RELEASES
 
     table = c.merged.data.get("factory_param") or {}
@@ -218,6 +220,8 @@ def check_table(c, chip, at_version: Optional[str] = None) -> Dict[str, object]:
         port = table.get("uart_port") if "uart_port" not in lacking else None
         if port is not None and port != -1 and not 0 <= port < chip.uart_count:
             bad("uart_port", f"{chip.title} has UART 0 to {chip.uart_count - 1}; accepted: -1 (none) or 0 to {chip.uart_count - 1}")
+        elif isinstance(port, int) and pins.at_uart_problem(chip, port):
+            bad("uart_port", pins.at_uart_problem(chip, port))
     in_range("start_channel", 1, 14)
     in_range("channel_num", 1, 14)
     start, count = table.get("start_channel"), table.get("channel_num")
@@ -233,12 +237,17 @@ def check_table(c, chip, at_version: Optional[str] = None) -> Dict[str, object]:
         bad("uart_baudrate", "accepted: -1 (none) or 1 to 5000000")
     if chip is not None:
         used: Dict[int, str] = {}
+        fine: Dict[str, int] = {}   # the pins that pass, -1 included: the set rules see them
         for name in fp.PIN_FIELDS:
             pin = table.get(name)
             if name in lacking or not isinstance(pin, int) or pin == -1:
+                if pin == -1 and name not in lacking:
+                    fine[name] = pin
                 continue
             if pin not in chip.gpios:
                 bad(name, f"{chip.title} has no GPIO{pin}; accepted: -1 (unused) or {chip.describe_gpios()}")
+            elif pins.refusal(chip, pin, module_name):
+                bad(name, pins.refusal(chip, pin, module_name))
             elif name in fp.OUTPUT_PIN_FIELDS and pin in chip.input_only_gpios:
                 bad(name, f"GPIO{pin} is input-only on {chip.title} and cannot drive this output; "
                           f"input-only: {describe_ranges(sorted(chip.input_only_gpios))}")
@@ -246,4 +255,6 @@ def check_table(c, chip, at_version: Optional[str] = None) -> Dict[str, object]:
                 bad(name, f"GPIO{pin} is already factory_param.{used[pin]}; each GPIO may serve one function")
             else:
                 used[pin] = name
+                fine[name] = pin
+        pins.check_set(c, chip, fine, bad)
     return values
