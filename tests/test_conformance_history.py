@@ -245,9 +245,27 @@ def test_ble_data_of_python3_runs_is_malformed(history, record):
 
 # --- an image of ESP-AT 2.0 or 2.1: inspect reads it, extract writes a board that rebuilds it ---------
 
-@pytest.mark.parametrize("tag, family, release", [("v2.0.0.0_esp32", "module_esp32_default", "2.0"),
-                                                  ("v2.1.0.0_esp32s2", "module_esp32s2_default", "2.1")])
-def test_extract_of_an_old_image_rebuilds_it(history, reference, capsys, tmp_path, tag, family, release):
+def _as_published(image: bytes, board, variant: str) -> bytes:
+    """The image as published images come: ESP8266 sizes written with the ESP32 table by
+    Espressif's combine script, and cut after the last written byte."""
+    from atfactory.chips import CHIPS
+
+    out = bytearray(image)
+    if "combine script" in variant:
+        boot = board.chip.bootloader_offset
+        out[boot + 3] = CHIPS["esp32"].flash_sizes[board.flash_size] | (out[boot + 3] & 0x0F)
+    return bytes(out).rstrip(b"\xff") if "cut short" in variant else bytes(out)
+
+
+@pytest.mark.parametrize("tag, family, release, variant", [
+    ("v2.0.0.0_esp32", "module_esp32_default", "2.0", "as built"),
+    ("v2.1.0.0_esp32s2", "module_esp32s2_default", "2.1", "as built"),
+    ("v2.0.0.0_esp8266", "module_esp8266_default", "2.0", "as built"),
+    ("v2.0.0.0_esp8266", "module_esp8266_default", "2.0", "combine script, cut short"),
+    ("v2.1.0.0_esp8266", "module_esp8266_default", "2.1", "combine script"),
+    ("v2.1.0.0_esp8266", "module_esp8266_default", "2.1", "cut short"),
+])
+def test_extract_of_an_old_image_rebuilds_it(history, reference, capsys, tmp_path, tag, family, release, variant):
     from firmware_factory import make_release
     from helpers import run_cli, run_scons, write
 
@@ -263,7 +281,9 @@ def test_extract_of_an_old_image_rebuilds_it(history, reference, capsys, tmp_pat
     firmware = make_release(tmp_path / "fw", board)
     r = run_scons(f"board={path}", f"firmware={firmware}", "build_dir=img", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    image = next((tmp_path / "img" / "old" / "factory").glob("factory_*.bin"))
+    built_image = next((tmp_path / "img" / "old" / "factory").glob("factory_*.bin"))
+    image = tmp_path / "published.bin"
+    image.write_bytes(_as_published(built_image.read_bytes(), board, variant))
 
     code, out, err = run_cli(capsys, "inspect", str(image))
     assert code == 0, err
@@ -274,10 +294,11 @@ def test_extract_of_an_old_image_rebuilds_it(history, reference, capsys, tmp_pat
     extracted = Path(out.split("wrote ", 1)[1].splitlines()[0])
     text = extracted.read_text()
     assert f'at_version = "{release}"' in text and "module_id = " in text and "[module]\nchip = " in text
+    assert f'size = "{board.flash_size}"' in text   # the real size, whatever the header says
     r = run_scons(f"board={extracted}", f"firmware={image}", "build_dir=rb", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rebuilt = next((tmp_path / "rb" / extracted.stem / "factory").glob("factory_*.bin"))
-    assert rebuilt.read_bytes() == image.read_bytes()
+    assert rebuilt.read_bytes() == built_image.read_bytes()   # the image as esptool merges it
 
 
 def test_inspect_decodes_an_old_factory_param(history, capsys):
