@@ -239,3 +239,41 @@ def test_no_output_path_leaves_the_release_folder_whatever_names_it():
     with pytest.raises(AtFactoryError, match=r"the output 'customized_partitions/../../escape.bin' has an empty, "
                                              r"'.' or '..' component"):
         art.plan_board(board, None, formats)
+
+
+def test_device_ids_that_differ_only_in_case_are_one_folder_somewhere(tmp_path):
+    write(tmp_path / "devices.csv", "device_id,uart_baudrate\nDev-1,115200\ndev-1,57600\n")
+    r = run_scons("board=WROOM-32", "devices=devices.csv", "build_dir=out", cwd=tmp_path)
+    lines = _refused(r, tmp_path)
+    assert any("line 3, device_id = \"dev-1\": differs only in case from 'Dev-1' on line 2" in line
+               for line in lines), lines
+    assert not (tmp_path / "out/WROOM-32/devices").exists()
+
+
+# --- a bounded fuzz run: mutated images through every read-back verb ----------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(edits=st.lists(st.tuples(st.integers(0, 0x40000 - 1), st.integers(0, 255)), min_size=1, max_size=12),
+       cut=st.one_of(st.none(), st.integers(0x1000, 0x400000)))
+def test_mutated_images_never_crash_a_verb(built, capsys, tmp_path, edits, cut):
+    """Bytes changed where the bootloader, the tables and the AT partitions are, the image cut
+    anywhere: every verb answers with 0, 1 or 2 and one-line messages, never a traceback."""
+    from helpers import image_of, run_cli
+
+    data = bytearray(image_of(built, "WROOM-32").read_bytes())
+    for offset, value in edits:
+        data[offset] = value
+    path = tmp_path / "mutated.bin"
+    path.write_bytes(bytes(data[:cut] if cut else data))
+    original = str(image_of(built, "WROOM-32"))
+    for argv in (["inspect", str(path)], ["inspect", str(path), "--json"], ["verify", str(path), "--board", "WROOM-32"],
+                 ["diff", original, str(path)]):
+        code, out, err = run_cli(capsys, *argv)
+        assert code in (0, 1, 2), (argv, code)
+        assert "internal error" not in err and "Traceback" not in err, (argv, err)
+        assert "\x1b" not in out + err

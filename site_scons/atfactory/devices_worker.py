@@ -147,7 +147,7 @@ def check_batch(csv_path: str, ledgers: Sequence[str]) -> Tuple[int, List[Proble
     """(rows, problems) of the merged ledgers: each row's own problems, and what only the whole
     batch shows (an id used twice, a certificate or key reused across devices)."""
     problems: List[Problem] = []
-    ids: Dict[str, int] = {}
+    ids: Dict[str, Tuple[str, int]] = {}   # lower-cased id -> (id, line)
     seen: Dict[str, Tuple[int, str]] = {}
     rows = 0
     for entry in merged_entries(ledgers):
@@ -157,11 +157,14 @@ def check_batch(csv_path: str, ledgers: Sequence[str]) -> Tuple[int, List[Proble
             problems += [_problem(p) for p in entry["problems"]]
             continue
         device_id = entry["device_id"]
-        if device_id in ids:
-            problems.append(Problem(csv_path, f"line {line}, device_id", f"already used on line {ids[device_id]}; "
+        folded = device_id.lower()   # ids name folders: "A1" and "a1" are one folder on a case-insensitive disk
+        if folded in ids:
+            other_id, other_line = ids[folded]
+            same = "already used" if other_id == device_id else f"differs only in case from {other_id!r}"
+            problems.append(Problem(csv_path, f"line {line}, device_id", f"{same} on line {other_line}; "
                                     "each device needs an id of its own", device_id))
         else:
-            ids[device_id] = line
+            ids[folded] = (device_id, line)
         for name, (digest, cell) in sorted(entry["digests"].items()):
             if name.endswith("_ca"):
                 continue   # a CA is shared by design
