@@ -190,3 +190,24 @@ def test_bad_device_cells_for_own_keys(tmp_path, header, row, words):
     r = run_scons(f"board={tmp_path / 'acme.toml'}", "devices=devices.csv", "build_dir=out", cwd=tmp_path)
     assert r.returncode == 2 and words in r.stderr, r.stderr
     assert not (tmp_path / "out/acme/devices").exists()
+
+
+def test_verify_checks_certificate_pairs_and_dates_inside_mfg_nvs(tmp_path, capsys):
+    """verify's own checks (keys belong to their certificates, certificates in date) read the
+    certificate namespaces of mfg_nvs as they read v2 certificate partitions."""
+    assert run_scons("board=WROOM-32-V5", "build_dir=out", cwd=tmp_path).returncode == 0
+    release = tmp_path / "out/WROOM-32-V5"
+    image = release / "customized_partitions/mfg_nvs.bin"
+    data = image.read_bytes()
+    items = [(ns, list(i)) for ns, i in nvs.decode_nvs(data).namespace_items()]
+    values = {ns: i for ns, i in items}
+    swapped = [(ns, values["client_key"] if ns == "server_key" else i) for ns, i in items]
+    swapped = [(ns, [("server_key", t, v) for _, t, v in i] if ns == "server_key" else i) for ns, i in swapped]
+    image.write_bytes(nvs.encode_nvs(swapped, len(data), "B"))
+    code, out, err = run_cli(capsys, "verify", str(release), "--board", "WROOM-32-V5")
+    assert code == 1, out + err
+    assert "server_key item 0 does not belong to server_cert item 0" in out
+    from atfactory.formats.mfg_nvs import MfgNvsFormat
+    certs = MfgNvsFormat().image_certificates("mfg_nvs", {}, data)
+    assert {(c.use, c.role, c.id) for c in certs} >= {("server", "cert", 0), ("client", "cert", 0),
+                                                     ("client", "key", 0), ("mqtt", "key", 0)}

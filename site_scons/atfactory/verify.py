@@ -126,16 +126,18 @@ def _self_checks(data: bytes, doc: dict, board, report: Report, now, formats: Fo
         if hi is not None and not (lo < part["offset"] and part["offset"] + part["size"] <= hi):
             report.differences.append(f"at_customize: {part['name']} (0x{part['offset']:x}) lies outside the "
                                       f"at_customize region 0x{lo:x}-0x{hi:x}")
-        content = part.get("content", {})
-        for item in content.get("items", []):
-            cert = item.get("certificate")
-            if not cert:
+        for label, cert in _certificates_of(part):
+            try:
+                not_after = datetime.datetime.strptime(cert["not_after"], "%Y-%m-%dT%H:%M:%SZ").replace(
+                    tzinfo=datetime.timezone.utc)
+            except ValueError:
+                report.warnings.append(f"{label}: certificate {cert['subject']} has an end date atfactory cannot "
+                                       f"read ({cert['not_after']})")
                 continue
-            not_after = datetime.datetime.strptime(cert["not_after"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
             if not_after < now:
-                report.warnings.append(f"{part['name']} item {item['id']}: certificate {cert['subject']} expired on {cert['not_after']}")
+                report.warnings.append(f"{label}: certificate {cert['subject']} expired on {cert['not_after']}")
             elif not_after - now < datetime.timedelta(days=EXPIRY_WARNING_DAYS):
-                report.warnings.append(f"{part['name']} item {item['id']}: certificate {cert['subject']} expires on "
+                report.warnings.append(f"{label}: certificate {cert['subject']} expires on "
                                        f"{cert['not_after']}, within {EXPIRY_WARNING_DAYS} days")
     _check_pairs_in_image(data, at.get("partitions", []), report, formats)
 
@@ -155,6 +157,19 @@ def _check_application(doc: dict, report: Report) -> None:
                                   "to every application it builds")
 
 
+def _certificates_of(part: dict):
+    """(label, decoded certificate) of every certificate a decoded AT partition holds: the items
+    of a v2 certificate partition, the blobs of mfg_nvs's certificate namespaces."""
+    content = part.get("content") or {}
+    for item in content.get("items", []):
+        if item.get("certificate"):
+            yield f"{part['name']} item {item['id']}", item["certificate"]
+    for ns, keys in (content.get("namespaces") or {}).items():
+        for key, entry in keys.items():
+            if isinstance(entry, dict) and entry.get("certificate"):
+                yield f"{part['name']} {ns}.{key}", entry["certificate"]
+
+
 def _check_pairs_in_image(data: bytes, parts: list, report: Report, formats: FormatRegistry) -> None:
     """Each key in the image must belong to the certificate of its set with the same id."""
     stored = {}
@@ -169,7 +184,7 @@ def _check_pairs_in_image(data: bytes, parts: list, report: Report, formats: For
                 stored.setdefault((item.use, item.role), {})[item.id] = item
         except FormatError:
             continue   # shown as invalid content already
-    for use in CERTIFICATE_USES:
+    for use in dict.fromkeys(list(CERTIFICATE_USES) + [u for u, _ in stored]):   # mfg_nvs adds https, wss
         certs, keys = stored.get((use, "cert")), stored.get((use, "key"))
         if not certs or not keys:
             continue

@@ -18,7 +18,7 @@ from .. import nvs, vendor_nvs
 from ..at_releases import AT_RELEASES, MFG_NVS, MFG_NVS_ROLES, MFG_NVS_SETS, MFG_NVS_USES
 from ..errors import ContentError, ExtractError, FormatError
 from ..fsutil import read_input, write_atomic
-from . import CertificateFile, Content, ModuleSettings, PartitionFormat, ReadContext
+from . import CertificateFile, Content, ImageCertificate, ModuleSettings, PartitionFormat, ReadContext
 from .pki import describe_certificate, read_certificate_files
 
 PARTITION = "mfg_nvs"
@@ -299,6 +299,20 @@ class MfgNvsFormat(PartitionFormat):
                 else:
                     notes.append(f"{ns}.{key} is {gvalue!r} ({gtype}), the board says {wvalue!r} ({wtype})")
         return "; ".join(notes) or "the same keys and values, laid out differently (another generator family?)"
+
+    def image_certificates(self, name: str, doc: dict, raw: bytes) -> List[ImageCertificate]:
+        """The blobs of the certificate namespaces: ``<set>`` is item 0, ``<set>.<n>`` item n."""
+        out = []
+        for item in nvs.decode_nvs(raw).items:
+            if item.namespace not in SET_NAMES or item.type != "blob":
+                continue
+            use, role = item.namespace.rsplit("_", 1)
+            suffix = item.key[len(item.namespace) + 1:] if item.key.startswith(item.namespace + ".") else None
+            if item.key == item.namespace:
+                out.append(ImageCertificate(use, role, 0, item.value))
+            elif suffix is not None and suffix.isdigit():
+                out.append(ImageCertificate(use, role, int(suffix), item.value))
+        return out
 
     def module_settings(self, doc: dict) -> Optional[ModuleSettings]:
         fp = doc["namespaces"].get("factory_param")

@@ -81,7 +81,9 @@ def describe_certificate(content: bytes) -> dict:
 
 def _utc(cert, attr: str) -> str:
     value = getattr(cert, attr + "_utc", None) or getattr(cert, attr)
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # not strftime: its %Y drops the zeros of a year before 1000, which no parser reads back
+    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:{value.minute:02d}:"
+            f"{value.second:02d}Z")
 
 
 def _key_summary(public_key) -> dict:
