@@ -28,7 +28,7 @@ import pytest
 from helpers import REPO
 from firmware_factory import make_release
 
-PARTS = ("SConstruct", "site_scons", "boards", "plugins")
+PARTS = ("SConstruct", "site_scons", "plugins")
 IGNORE = shutil.ignore_patterns("__pycache__", "build", ".venv", ".git", "tests")
 FIXED_ENV_KEYS = ("PYTHONHASHSEED", "TZ", "LC_ALL", "LANG", "LC_CTYPE", "LANGUAGE", "SOURCE_DATE_EPOCH")
 
