@@ -232,9 +232,15 @@ def _content_lines(c: dict, formats) -> List[str]:
 # --- verify -----------------------------------------------------------------------------------
 
 def _host_and_registry(extra_dirs: str):
+    """The plugins and boards of a command: the stock ones, those of the atfactory project this
+    runs in (atfactory.toml here or in a folder above), and the folders of --plugins."""
     from .plugins import make_session
+    from .project import find_project, load_project
 
-    return make_session([d for d in extra_dirs.split(",") if d.strip()])
+    found = find_project(os.getcwd())
+    project = load_project(found) if found else None
+    return make_session((list(project.plugin_dirs) if project else []) + [d for d in extra_dirs.split(",") if d.strip()],
+                        board_dirs=project.board_dirs if project else ())
 
 
 def cmd_verify(args) -> int:
