@@ -142,6 +142,8 @@ def load_project(path: str) -> Project:
     board_dirs = folders("boards", DEFAULT_BOARDS)
     plugin_dirs = folders("plugins", DEFAULT_PLUGINS)
     default_board = text("default_board")
+    if default_board is not None and (default_board.endswith(".toml") or "/" in default_board or os.sep in default_board):
+        default_board = resolved(default_board)   # a path: relative to the project, not to where a build starts
     build_dir = resolved(text("build_dir")) or os.path.join(root, "build")
     sign_key = resolved(text("sign_key"))
     sandbox = data.get("sandbox", False)

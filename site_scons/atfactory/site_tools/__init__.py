@@ -4,7 +4,12 @@ SCons loads the tool from this folder; the rest of the library never imports SCo
 
     import atfactory.site_tools
     env = Environment(tools=["atfactory_build"], toolpath=[atfactory.site_tools.TOOLPATH])
+    host, registry = env.AtfSession(["plugins"], board_dirs=["boards"])
+    env.AtfBuild(host, registry, ["ACME-1"], "build", sign_key="release.key")
+
+``project.SConstruct`` is the SConstruct of atfactory projects, which ``atfactory build`` runs.
 """
 import os
 
 TOOLPATH = os.path.dirname(os.path.abspath(__file__))
+PROJECT_SCONSTRUCT = os.path.join(TOOLPATH, "project.SConstruct")   # what `atfactory build` runs

@@ -316,11 +316,15 @@ def make_session(env, extra_dirs, board_dirs=(), optional_dirs=()):
 
     ``extra_dirs``: plugin folders, each of which must exist; ``optional_dirs``: plugin folders
     loaded where they exist (a ``plugins/`` beside the SConstruct); ``board_dirs``: a project's
-    boards folders, whose boards join the stock ones and the plugins'."""
+    boards folders, whose boards join the stock ones and the plugins'.  Relative paths are
+    relative to the folder scons was started in."""
     from atfactory.plugins import make_session as make
 
-    plugin_dirs = [os.path.abspath(d) for d in optional_dirs if os.path.isdir(d)] + [os.path.abspath(d) for d in extra_dirs]
-    board_dirs = [os.path.abspath(d) for d in board_dirs]
+    def absolute(folders):
+        return [os.path.join(env.GetLaunchDir(), d) for d in folders]
+
+    plugin_dirs = [d for d in absolute(optional_dirs) if os.path.isdir(d)] + absolute(extra_dirs)
+    board_dirs = absolute(board_dirs)
     host, registry = make(plugin_dirs, board_dirs=board_dirs)
     _ACTIONS["session"] = (plugin_dirs, board_dirs)
     use_session(env, host)
@@ -343,6 +347,8 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
     use_input_cache(os.path.join(build_dir, ".atfactory", "inputs.json"))
     boards = load_boards(env, board, registry, host, firmware=firmware or None, sandbox=sandbox,
                          default_firmware=default_firmware)
+    if devices and len(boards) != 1:
+        stop(env, "devices= builds the devices of one board; name it with board=ID")
     sign_key = os.path.join(launch, sign_key) if sign_key else None
     if sign_key:
         check_sign_key(env, sign_key)
@@ -351,8 +357,6 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
     env.SConsignFile(os.path.join(build_dir, ".sconsign"))
     # No Decider() call: SCons's default content decider.  "content-timestamp" trusts whole-second
     # mtimes and misses a file changed within the second of the previous build (seen in the tests).
-    if devices and len(boards) != 1:
-        stop(env, "devices= builds the devices of one board; name it with board=ID")
     targets = []
     for prepared in boards:
         alias = declare_board(env, prepared, build_dir, host, sign_key)
@@ -363,6 +367,37 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
     env.Default(targets)
     save_input_cache()
     return targets
+
+
+@stop_on_error
+def project_of(env, path=""):
+    """The atfactory project of this build: ``path`` (its atfactory.toml, or its folder; relative
+    to where scons was started), else the project of the SConstruct's folder (or one above it)."""
+    from atfactory.project import PROJECT_FILE, find_project, load_project
+
+    found = os.path.join(env.GetLaunchDir(), path) if path else find_project(env.Dir("#").abspath)
+    if not found:
+        raise AtFactoryError(f"no {PROJECT_FILE} in {display_path(env.Dir('#').abspath)} or a folder above it; "
+                             f"accepted: project=PATH of an {PROJECT_FILE}, or a project folder to build in")
+    return load_project(found)
+
+
+@stop_on_error
+def project_boards(env, project, registry, refs):
+    """What a project build builds: ``refs`` (ids and paths), else the project's default_board,
+    else (and for 'all') every board of the project's own."""
+    project.check_against(registry)
+    refs = list(refs) or [project.default_board or "all"]
+    if any(r.lower() == "all" for r in refs):
+        if len(refs) > 1:
+            raise AtFactoryError(f"board = {','.join(refs)}: 'all' (every board of the project) comes alone; "
+                                 "accepted: 'all', or board ids and .toml paths")
+        refs = project.own_boards(registry)
+        if not refs:
+            raise AtFactoryError(f"{display_path(project.path)}: the project has no boards of its own yet (none in "
+                                 f"boards = {[display_path(d) for d in project.board_dirs]}); "
+                                 "`atfactory new ID --extends WROOM-32` writes one, or name a stock board")
+    return refs
 
 
 def declare_variables(env, args, board_help, plugins_help, defaults=None, extra=()):
@@ -436,6 +471,8 @@ def generate(env):
     env.AddMethod(make_session, "AtfSession")
     env.AddMethod(build, "AtfBuild")
     env.AddMethod(declare_variables, "AtfVariables")
+    env.AddMethod(project_of, "AtfProject")
+    env.AddMethod(project_boards, "AtfProjectBoards")
     env.AddMethod(check_sign_key, "AtfCheckSignKey")
     env.AddMethod(declare_board, "AtfBoard")
     env.AddMethod(load_boards, "AtfLoadBoards")
