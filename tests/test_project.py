@@ -92,7 +92,7 @@ def test_new_refuses_an_existing_file_and_overwrites_nothing(tmp_path, capsys, m
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     code, out, err = run_cli(capsys, "new", "ACME-1", "--extends", "WROOM-02")
     assert code == 2 and out == ""
-    assert err == f"atfactory: error: boards/ACME-1.toml: exists; nothing was overwritten; accepted: an id without " \
+    assert err == "atfactory: error: boards/ACME-1.toml: exists; nothing was overwritten; accepted: an id without " \
                   "a board file in that folder\n"
     # case-insensitive ids: another spelling of a project's board or a stock board is taken too
     code, out, err = run_cli(capsys, "new", "wroom-32", "--extends", "WROOM-02")

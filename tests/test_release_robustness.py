@@ -230,7 +230,8 @@ def full_build(boards, releases, tmp_path_factory):
             rel = Path(board.path).resolve().relative_to(REPO)
         except ValueError:
             continue   # a board from an installed plugin: built without firmware
-        with open(checkout / rel, "a") as f:
+        part = next(part for part in PARTS if rel.as_posix().startswith(part))   # where the copy has it
+        with open(checkout / PARTS[part] / rel.relative_to(part), "a") as f:
             f.write(f'\n[firmware]\nrelease = "{releases[bid]}"\n')
         with_firmware.append(bid)
     args = ("-j2", "board=all")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import STOCK_DIR, REPO, run_scons, write
+from helpers import STOCK_DIR, run_scons, write
 
 WROOM32_FILES = sorted(
     ["at_customize.bin", "download.config", "flash_map.svg", "manifest.json"]

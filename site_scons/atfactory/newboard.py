@@ -65,7 +65,7 @@ def _certificate_lines(board_id: str, base) -> List[str]:
         return [f"# {base.id} has no certificate or key partitions."]
     lines = ["# Certificates and keys (PEM) of your own, in place of the stock development ones, whose private",
              "# keys are public: uncomment the entry of each one you ship and put the file at its path",
-             f"# (relative to this file). Keys are written owner-readable only; never commit them."]
+             "# (relative to this file). Keys are written owner-readable only; never commit them."]
     in_nvs = any(f.key.startswith("mfg_nvs.") for files in sets.values() for f in files)
     if in_nvs:
         lines.append("# [mfg_nvs]")
