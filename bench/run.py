@@ -7,7 +7,8 @@
     .venv/bin/python bench/run.py --figures 1,3        # only some figures (setup is always done)
 
 This is not a test: it prints a table and writes ``bench/.cache/last-run.json``.  Nothing in
-the repository is modified: the SConstruct, site_scons/, boards/ and plugins/ are copied into a
+the repository is modified: the SConstruct, site_scons/ (the stock boards included) and the example plugin
+(examples/acme/plugins/, as the copy's plugins/) are copied into a
 temporary folder (removed at the end unless ``--keep``), and every build writes there.  The
 per-device certificates of figure 4 and the server certificates of figure 3 are made once with
 ``cryptography`` (EC P-256) and cached in ``bench/.cache/`` (ignored by git).
@@ -78,6 +79,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 CACHE = BENCH / ".cache"
 PY = sys.executable
+STOCK = Path("site_scons/atfactory/boards")   # the stock boards, in a copy of the repository
 SCONS = str(Path(PY).parent / "scons") if (Path(PY).parent / "scons").exists() else shutil.which("scons")
 sys.path[:0] = [str(REPO / "site_scons"), str(REPO / "tests")]
 
@@ -317,10 +319,10 @@ def code_version():
     def git(*args):
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout
     head = git("rev-parse", "--short", "HEAD").strip() or "?"
-    changed = [l[3:] for l in git("status", "--porcelain", "--", "SConstruct", "site_scons", "boards", "plugins").splitlines()]
+    changed = [l[3:] for l in git("status", "--porcelain", "--", "SConstruct", "site_scons", "examples/acme").splitlines()]
     if not changed:
         return head
-    digest = hashlib.sha256(git("diff", "HEAD", "--", "SConstruct", "site_scons", "boards", "plugins").encode()).hexdigest()[:8]
+    digest = hashlib.sha256(git("diff", "HEAD", "--", "SConstruct", "site_scons", "examples/acme").encode()).hexdigest()[:8]
     return f"{head} + uncommitted changes to {len(changed)} files (diff {digest}: {', '.join(changed)})"
 
 
@@ -492,15 +494,16 @@ def copy_repo(dst: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     dst.mkdir(parents=True)
     shutil.copy2(REPO / "SConstruct", dst / "SConstruct")
-    for d in ("site_scons", "boards", "plugins"):
-        shutil.copytree(REPO / d, dst / d, ignore=ignore)
+    shutil.copytree(REPO / "site_scons", dst / "site_scons", ignore=ignore)
+    # the example vendor plugin, in the plugins/ folder the SConstruct searches, as every build had it
+    shutil.copytree(REPO / "examples" / "acme" / "plugins", dst / "plugins", ignore=ignore)
     return dst
 
 
 def registry_for(root: Path):
     from atfactory.board import BoardRegistry
     registry = BoardRegistry()
-    registry.add_folder(str(root / "boards"))
+    registry.add_folder(str(root / STOCK))
     for p in sorted((root / "plugins" / "boards").glob("*.toml")):
         registry.add(str(p))
     return registry
@@ -559,10 +562,10 @@ def setup(work: Path):
         boards[board_id] = load(board_id, registry).chip.name
     for size in ("16MB", "4MB"):
         append(fw / "bench_boards" / f"BENCH-{size}.toml", f'[firmware]\nrelease = "{releases[f"BENCH-{size}"]}"\n')
-    append(fw / "boards" / "WROOM-32.toml",
+    append(fw / STOCK / "WROOM-32.toml",
            '# figure 3: a server certificate/key pair of the benchmark\n'
-           '[[at_customize.partitions]]\nname = "server_cert"\nsource = ["../bench_certs/server.crt"]\n\n'
-           '[[at_customize.partitions]]\nname = "server_key"\nsource = ["../bench_certs/server.key"]\n')
+           '[[at_customize.partitions]]\nname = "server_cert"\nsource = ["../../../bench_certs/server.crt"]\n\n'
+           '[[at_customize.partitions]]\nname = "server_key"\nsource = ["../../../bench_certs/server.key"]\n')
     (work / "empty").mkdir()
     (work / "empty" / "SConstruct").write_text("")
     return plain, fw, boards, pairs

@@ -3,7 +3,7 @@
 
 A self-signed CA, and server, client, MQTT-client and WPA2-client certificates it signs, each
 with an RSA-2048 key (the key type every ESP-AT release supports).  The output is committed
-in boards/data/certs/ so that builds are reproducible; running this again makes new keys.
+in site_scons/atfactory/boards/data/certs/ so that builds are reproducible; running this again makes new keys.
 
 These keys are public: they exist so that a stock build has something valid in every
 certificate partition.  Never ship them in a product; put your own files in your board.
@@ -89,4 +89,4 @@ def main(out_dir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "boards", "data", "certs"))
+    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "site_scons", "atfactory", "boards", "data", "certs"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import IMAGE_BOARDS, reference_dir, run_scons, stock_registry  # first: it puts site_scons on sys.path
+from helpers import ACME, IMAGE_BOARDS, WITH_ACME, reference_dir, run_scons, stock_registry  # first: it puts site_scons on sys.path
 
 from atfactory.board import BoardRegistry, load_board  # noqa: E402
 
@@ -32,10 +32,11 @@ def registry() -> BoardRegistry:
 
 @pytest.fixture(scope="session")
 def plugin_host():
-    """The plugin host of a build: the built-in plugin and plugins/, no installed entry points."""
+    """The plugin host of a build with the example plugin: the built-in plugin and
+    examples/acme/plugins, no installed entry points."""
     from atfactory.plugins import make_plugin_host
 
-    return make_plugin_host(entry_points=False)
+    return make_plugin_host([str(ACME)], entry_points=False)
 
 
 @pytest.fixture(scope="session")
@@ -58,17 +59,17 @@ def board_of(plugin_host, plugin_registry):
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, registry) -> Path:
-    """Every shipped board built (release folders without firmware in out/) and factory images
-    for IMAGE_BOARDS (in img/), once for the session."""
+    """Every shipped board (the stock ones and the example plugin's) built (release folders
+    without firmware in out/) and factory images for IMAGE_BOARDS (in img/), once for the session."""
     from firmware_factory import make_release
 
     root = tmp_path_factory.mktemp("built")
-    r = run_scons("board=all", "-j2", "build_dir=out", cwd=root)
+    r = run_scons("board=all", "-j2", "build_dir=out", WITH_ACME, cwd=root)
     assert r.returncode == 0, r.stderr
     for board_id in IMAGE_BOARDS:
         board = load_board("WROOM-32" if board_id == "ACME-W32" else board_id, registry)
         release = make_release(root / "fw" / board_id, board)
-        r = run_scons(f"board={board_id}", f"firmware={release}", "build_dir=img", cwd=root)
+        r = run_scons(f"board={board_id}", f"firmware={release}", "build_dir=img", WITH_ACME, cwd=root)
         assert r.returncode == 0, r.stderr
     return root
 

@@ -23,7 +23,9 @@ if sys.path[:1] != [str(REPO / "site_scons")]:
 from atfactory.board import BoardRegistry, load_board  # noqa: E402
 from atfactory.errors import BoardError, Problem, display_path, format_value  # noqa: E402
 
-CERTS = REPO / "boards" / "data" / "certs"
+STOCK_DIR = REPO / "site_scons" / "atfactory" / "boards"   # the stock boards: package data
+ACME = REPO / "examples" / "acme" / "plugins"   # the example vendor plugin: loaded only where a test asks for it
+CERTS = STOCK_DIR / "data" / "certs"
 BOARD_NAME = "test-board.toml"
 GATT_COLUMNS = "index,uuid_len,uuid,perm,val_max_len,val_cur_len,value"
 FP_REQUIRED = ("tx_max_power", "uart_port", "start_channel", "channel_num", "country_code", "uart_baudrate",
@@ -54,9 +56,9 @@ def run_scons(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comp
 
 
 def stock_registry() -> BoardRegistry:
-    """The registry of boards/ alone, as a build without plugins sees it."""
+    """The registry of the stock boards alone, as a build without plugins sees it."""
     reg = BoardRegistry()
-    reg.add_folder(str(REPO / "boards"), origin="boards/")
+    reg.add_folder(str(STOCK_DIR), origin="boards/")
     return reg
 
 
@@ -306,8 +308,9 @@ def esptool_merge(release: Path, board) -> bytes:
 
 # --- boards built once, and the command line on them ------------------------------------------
 
-SHIPPED = sorted(p.stem for p in list((REPO / "boards").glob("*.toml")) + list((REPO / "plugins/boards").glob("*.toml")))
+SHIPPED = sorted(p.stem for p in list(STOCK_DIR.glob("*.toml")) + list((ACME / "boards").glob("*.toml")))
 IMAGE_BOARDS = ["WROOM-32", "ESP32C3-MINI-1", "ESP32S2-WROOM", "WROOM-02", "ESP8266_1MB", "ACME-W32"]
+WITH_ACME = f"plugins={ACME}"   # the scons variable that loads it
 
 
 def image_of(built: Path, board_id: str) -> Path:

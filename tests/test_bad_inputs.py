@@ -34,7 +34,7 @@ from typing import List
 
 import pytest
 
-from helpers import (ANY, BOARD_NAME, FP_REQUIRED, GATT_COLUMNS, REPO, assert_no_key_material, assert_refused,
+from helpers import (STOCK_DIR, ANY, BOARD_NAME, FP_REQUIRED, GATT_COLUMNS, REPO, assert_no_key_material, assert_refused,
                      board_from_bytes, board_from_text, edit, extending, minimal, only_problem, part_toml,
                      problems_of, run_scons, to_toml, write)
 
@@ -42,7 +42,7 @@ from atfactory import ble_data, pki
 from atfactory.artifacts import render_artifact as render
 from atfactory.errors import BoardError, Problem
 
-GATT = REPO / "boards" / "data" / "ble" / "gatt_services.csv"
+GATT = STOCK_DIR / "data" / "ble" / "gatt_services.csv"
 # What cryptography's own messages look like; none of it may reach the user.
 CRYPTOGRAPHY_INTERNALS = ("ParseError", "Utf8Error", "https://", "{", "Could not deserialize")
 # The esp32 starting board of tests/helpers.py without its partitions.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (ANY, AT_VERSION_OF, BOARD_NAME, CERTS, CHIPS, FP_REQUIRED, GATT_COLUMNS, NO_VALUE, REPO,
+from helpers import (STOCK_DIR, ANY, AT_VERSION_OF, BOARD_NAME, CERTS, CHIPS, FP_REQUIRED, GATT_COLUMNS, NO_VALUE, REPO,
                      assert_no_key_material, assert_refused, board, board_from_text, check, edit, extending, minimal, only_problem,
                      part_toml, problems_of, run_scons, to_toml, write)
 
@@ -615,7 +615,7 @@ def test_partition_past_the_flash_of_an_esp8266_board(tmp_path):
     # the ESP8266 default layout (region 0xF0000-0x110000) needs more than 1MB
     text = extending('[flash]\nsize = "1MB"\n', base="WROOM-02")
     problems = problems_of(tmp_path, text)
-    layout = REPO / "boards" / "layouts" / "module_esp8266_default.toml"
+    layout = STOCK_DIR / "layouts" / "module_esp8266_default.toml"
     check(problems[0], layout, "at_customize.size", 0x20000,
           "the region 0xf0000-0x110000 ends past the 1M (0x100000) flash")
     assert len(problems) > 1 and all("ends past the 1M (0x100000) flash" in str(p) for p in problems)
@@ -819,7 +819,7 @@ def test_certificate_replaced_without_its_key(tmp_path):
     text = extending(part_toml(name="server_cert", source=str(CERTS / "client.crt")))
     p = only_problem(tmp_path, text, "at_customize.partitions[server_key].source", NO_VALUE,
                      "key 0 (server.key) does not belong to certificate 0 of server_cert (client.crt)",
-                     file=REPO / "boards" / "layouts" / "module_esp32_default.toml")
+                     file=STOCK_DIR / "layouts" / "module_esp32_default.toml")
     assert p.file.endswith("module_esp32_default.toml")
 
 
@@ -837,7 +837,7 @@ def test_more_certificates_than_keys(tmp_path):
     text = extending(part_toml(name="client_cert", source=[str(CERTS / "client.crt"), str(CERTS / "server.crt")]))
     only_problem(tmp_path, text, "at_customize.partitions[client_key].source", NO_VALUE,
                  "1 key(s) for 2 certificate(s) in client_cert",
-                 file=REPO / "boards" / "layouts" / "module_esp32_default.toml")
+                 file=STOCK_DIR / "layouts" / "module_esp32_default.toml")
 
 
 def test_matching_pairs_in_file_name_order_are_accepted(tmp_path):
@@ -1171,7 +1171,7 @@ def test_offsets_and_sizes_are_shown_as_written(tmp_path):
 def test_an_inherited_offset_is_shown_as_its_file_wrote_it(tmp_path):
     """The stock layout writes ble_data's offset 0x21000; the overlap names it so, in that file."""
     lines = _lines(tmp_path, extending(part_toml(name="user_z", type=0x40, subtype=0x44, offset=0x21000, size="4K")))
-    layout = display_path(REPO / "boards" / "layouts" / "module_esp32_default.toml")
+    layout = display_path(STOCK_DIR / "layouts" / "module_esp32_default.toml")
     assert f"{layout}: at_customize.partitions[ble_data].offset = 0x21000: 0x21000-0x24000 overlaps partition " \
            "user_z (0x21000-0x22000)" in lines
 

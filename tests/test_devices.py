@@ -16,7 +16,7 @@ from atfactory import pki
 from atfactory.board import load_board
 from atfactory.download_config import decode_download_config
 from atfactory.factory_param import decode_factory_param
-from helpers import run_scons
+from helpers import WITH_ACME, run_scons
 from firmware_factory import make_release
 
 T0, T1 = datetime.datetime(2026, 1, 1), datetime.datetime(2036, 1, 1)
@@ -186,7 +186,7 @@ def test_device_images_and_plugin_columns(device_pki, tmp_path, registry):
     release = make_release(tmp_path / "fw", load_board("WROOM-32", registry))
     rows = rows_for(3, device_pki, tmp_path, lambda i: f",rev-{i}")
     csv = write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key,vendor.hw_revision", rows)
-    r = run_scons("board=ACME-W32", f"devices={csv.name}", f"firmware={release}", "device_images=yes",
+    r = run_scons("board=ACME-W32", WITH_ACME, f"devices={csv.name}", f"firmware={release}", "device_images=yes",
                   "build_dir=out", "-j2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     root = tmp_path / "out/ACME-W32/devices"

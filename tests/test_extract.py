@@ -48,8 +48,7 @@ def test_extract_image_then_scons_rebuild_is_byte_identical(built, capsys, tmp_p
     assert code == 0, err
     board_file = Path(out.split("wrote ", 1)[1].splitlines()[0])
     # The extracted board is plain: plugin partitions (ACME's device_info) come back as raw data.
-    r = run_scons(f"board={board_file}", f"firmware={image}", "build_dir=rb", cwd=tmp_path,
-                  env={"ATFACTORY_DISABLE_PLUGINS": "acme_vendor"})
+    r = run_scons(f"board={board_file}", f"firmware={image}", "build_dir=rb", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rebuilt = next((tmp_path / "rb" / board_file.stem / "factory").glob("factory_*.bin"))
     assert rebuilt.read_bytes() == image.read_bytes()

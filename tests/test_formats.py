@@ -10,7 +10,7 @@ from atfactory import builtin_plugin
 from atfactory.errors import PluginError
 from atfactory.formats import FormatRegistry, PartitionFormat, stock_formats, stock_registry
 from atfactory.plugins import make_plugin_host
-from helpers import CERTS, board_from_text, extending, part_toml, run_cli, run_scons, write
+from helpers import ACME, CERTS, WITH_ACME, board_from_text, extending, part_toml, run_cli, run_scons, write
 
 STOCK = ["factory_param", "pki", "ble_data", "mfg_nvs", "at_customize", "plugin", "raw"]
 
@@ -92,7 +92,7 @@ def _plugin(folder: Path, name: str, kind: str) -> Path:
 def test_two_plugins_registering_one_kind_stop_the_session_naming_both(tmp_path):
     _plugin(tmp_path / "p", "alpha", "label")
     _plugin(tmp_path / "p", "beta", "label")
-    host = make_plugin_host([str(tmp_path / "p")], disabled=["acme_vendor"], entry_points=False)
+    host = make_plugin_host([str(tmp_path / "p")], entry_points=False)
     with pytest.raises(PluginError) as err:
         host.formats()
     message = str(err.value)
@@ -103,14 +103,14 @@ def test_two_plugins_registering_one_kind_stop_the_session_naming_both(tmp_path)
 
 def test_a_plugin_cannot_take_a_stock_kind(tmp_path):
     _plugin(tmp_path / "p", "rogue", "pki")
-    host = make_plugin_host([str(tmp_path / "p")], disabled=["acme_vendor"], entry_points=False)
+    host = make_plugin_host([str(tmp_path / "p")], entry_points=False)
     with pytest.raises(PluginError, match="^plugin rogue: atfactory_register_formats: format 'pki' is already "
                                           "registered by plugin atfactory"):
         host.formats()
 
 
 def test_the_builtin_plugin_registers_the_stock_formats_through_the_hook():
-    host = make_plugin_host([], disabled=["acme_vendor"], entry_points=False)
+    host = make_plugin_host([], entry_points=False)
     assert [f.kind for f in host.formats()] == STOCK
     assert {host.formats().owner(k) for k in STOCK} == {builtin_plugin.NAME}
 
@@ -128,14 +128,15 @@ def _acme_board(tmp_path: Path, data: bytes) -> Path:
         name="device_info", type="0x40", subtype="0x60", offset="0x3D000", size="4K", source="info.bin")))
 
 
-def test_a_plugin_format_builds_reads_back_and_explains(tmp_path, capsys):
+def test_a_plugin_format_builds_reads_back_and_explains(tmp_path, capsys, monkeypatch):
     info = _device_info({"module": "X", "product": "lamp"})
     board = _acme_board(tmp_path, info)
-    r = run_scons(f"board={board}", "build_dir=out", cwd=tmp_path)
+    r = run_scons(f"board={board}", "build_dir=out", WITH_ACME, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "ACDI   out/info-board/customized_partitions/device_info.bin" in r.stdout
     built = tmp_path / "out/info-board/customized_partitions/device_info.bin"
     assert built.read_bytes() == info
+    monkeypatch.chdir(ACME.parent)   # the example's project folder: the command loads its plugins
 
     code, out, err = run_cli(capsys, "inspect", str(built))
     assert code == 0, err
@@ -157,7 +158,7 @@ def test_a_plugin_format_builds_reads_back_and_explains(tmp_path, capsys):
 
 def test_a_plugin_format_checks_its_inputs(tmp_path):
     board = _acme_board(tmp_path, b"not a device info")
-    r = run_scons(f"board={board}", "build_dir=out", cwd=tmp_path)
+    r = run_scons(f"board={board}", "build_dir=out", WITH_ACME, cwd=tmp_path)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert (f"{tmp_path}/info-board.toml: at_customize.partitions[device_info].source = \"{tmp_path}/info.bin\": "
@@ -168,7 +169,7 @@ def test_a_plugin_format_checks_its_inputs(tmp_path):
 def test_without_the_plugin_the_partition_is_plain_data(tmp_path):
     info = _device_info({"module": "X"})
     board = _acme_board(tmp_path, info)
-    r = run_scons(f"board={board}", "build_dir=out", cwd=tmp_path, env={"ATFACTORY_DISABLE_PLUGINS": "acme_vendor"})
+    r = run_scons(f"board={board}", "build_dir=out", WITH_ACME, cwd=tmp_path, env={"ATFACTORY_DISABLE_PLUGINS": "acme_vendor"})
     assert r.returncode == 0, r.stderr
     assert "RAW    out/info-board/customized_partitions/device_info.bin" in r.stdout
 

@@ -182,7 +182,7 @@ def test_an_input_changed_between_check_and_build_is_not_built(tmp_path):
 
     from helpers import REPO
 
-    sys.path.insert(0, str(REPO / "site_scons/site_tools"))
+    sys.path.insert(0, str(REPO / "site_scons/atfactory/site_tools"))
     import SCons.Errors
     import atfactory_build as tool
     from atfactory import artifacts as art

@@ -14,7 +14,7 @@ from atfactory import hookspecs
 from atfactory import partition_table as pt
 from atfactory.factory_param import decode_factory_param
 from atfactory.plugins import make_plugin_host
-from helpers import REPO, run_scons, write
+from helpers import ACME, REPO, WITH_ACME, run_scons, write
 from firmware_factory import make_release
 
 
@@ -31,17 +31,38 @@ def test_every_hook_is_documented_and_every_documented_hook_exists():
 
 
 def test_scons_plugins_lists_origin_and_hooks(tmp_path):
-    r = run_scons("plugins", cwd=tmp_path)
+    r = run_scons("plugins", WITH_ACME, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "atfactory 0.1.0  from built-in" in r.stdout
-    assert "acme_vendor 1.0.0  from plugins/acme_vendor.py" in r.stdout
+    assert "acme_vendor 1.0.0  from examples/acme/plugins/acme_vendor.py" in r.stdout   # relative to the SConstruct
     listed = r.stdout.split("acme_vendor", 1)[1].splitlines()[1]
     for hook in hook_names():
         assert hook in listed
 
 
-def test_vendor_plugin_board_builds_with_every_hook(tmp_path):
+def test_the_example_plugin_loads_only_where_asked_for(tmp_path):
+    r = run_scons("plugins", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1:] == ["Plugins (the last listed runs first within a hook):",
+                                     "  atfactory 0.1.0  from built-in",
+                                     "      hooks: atfactory_register_boards, atfactory_register_formats"]
     r = run_scons("board=ACME-W32", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 2 and 'board = "ACME-W32": no board with this id' in r.stderr
+    # A plugins/ folder beside the SConstruct is still searched: a copy of the checkout with one.
+    import shutil
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copy(REPO / "SConstruct", checkout / "SConstruct")
+    shutil.copytree(REPO / "site_scons", checkout / "site_scons", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ACME, checkout / "plugins")
+    r = subprocess.run([sys.executable, "-m", "SCons", "-C", str(checkout), "-Q", "plugins"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "acme_vendor 1.0.0  from plugins/acme_vendor.py" in r.stdout
+
+
+def test_vendor_plugin_board_builds_with_every_hook(tmp_path):
+    r = run_scons("board=ACME-W32", "build_dir=out", WITH_ACME, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "out/ACME-W32"
     # configure_board: the US channel plan; the board's own pins.
@@ -63,22 +84,22 @@ def test_vendor_plugin_board_builds_with_every_hook(tmp_path):
     names = zipfile.ZipFile(archive).namelist()
     assert "ACME-W32/customized_partitions/device_info.bin" in names
     # Nothing changed: nothing built, hooks not run again.
-    again = run_scons("board=ACME-W32", "build_dir=out", cwd=tmp_path)
+    again = run_scons("board=ACME-W32", "build_dir=out", WITH_ACME, cwd=tmp_path)
     assert "HOOKS" not in again.stdout and "PLUGIN" not in again.stdout
     # A vendor value the partition reads: only device_info is rebuilt, and the hooks run again.
     board = write(tmp_path / "ACME-W33.toml", 'extends = "ACME-W32"\n[module]\nname = "ACME-W32"\n'
                   '[vendor]\nhw_revision = "1.1"\n')
-    r = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
+    r = run_scons(f"board={board.name}", "build_dir=out", WITH_ACME, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     second = (tmp_path / "out/ACME-W33-release.zip").read_bytes()
     assert second != first
-    r = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
+    r = run_scons(f"board={board.name}", "build_dir=out", WITH_ACME, cwd=tmp_path)
     assert "HOOKS" not in r.stdout
     board.write_text(board.read_text().replace('"1.1"', '"1.2"'))
-    r = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
+    r = run_scons(f"board={board.name}", "build_dir=out", WITH_ACME, cwd=tmp_path)
     assert re.findall(r"^(PLUGIN|HOOKS)\s", r.stdout, re.M) == ["PLUGIN", "HOOKS"]
     # Reproducible: the same board in another build folder gives the same archive.
-    assert run_scons("board=ACME-W32", "build_dir=elsewhere", cwd=tmp_path).returncode == 0
+    assert run_scons("board=ACME-W32", "build_dir=elsewhere", WITH_ACME, cwd=tmp_path).returncode == 0
     assert (tmp_path / "elsewhere/ACME-W32-release.zip").read_bytes() == first
 
 
@@ -90,7 +111,7 @@ def test_pre_merge_removes_dev_certificates_from_production_images(registry, tmp
         [vendor]
         production = true
         """)
-    r = run_scons(f"board={board.name}", f"firmware={release}", "build_dir=out", cwd=tmp_path)
+    r = run_scons(f"board={board.name}", f"firmware={release}", "build_dir=out", WITH_ACME, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     image = (tmp_path / "out/prod/factory/factory_ACME-W32.bin").read_bytes()
     assert image[0x24000:0x26000] == b"\xff" * 0x2000          # server_cert left out
@@ -177,20 +198,20 @@ def atfactory_pre_merge(board, images):
 
 def test_blocked_plugin(tmp_path):
     env = {"ATFACTORY_DISABLE_PLUGINS": "acme_vendor"}
-    listing = run_scons("plugins", cwd=tmp_path, env=env)
+    listing = run_scons("plugins", WITH_ACME, cwd=tmp_path, env=env)
     assert listing.returncode == 0 and "acme_vendor" not in listing.stdout
-    r = run_scons("board=ACME-W32", "build_dir=out", cwd=tmp_path, env=env)
+    r = run_scons("board=ACME-W32", "build_dir=out", WITH_ACME, cwd=tmp_path, env=env)
     assert r.returncode == 2
     assert 'board = "ACME-W32": no board with this id' in r.stderr
     # Without the plugin, its [vendor] table is an unknown key again.
     board = write(tmp_path / "v.toml", 'extends = "WROOM-32"\n[vendor]\nname = "x"\n')
-    r = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path, env=env)
+    r = run_scons(f"board={board.name}", "build_dir=out", WITH_ACME, cwd=tmp_path, env=env)
     assert r.returncode == 2 and "v.toml: vendor: unknown key" in r.stderr
 
 
 def test_plugin_table_is_checked(tmp_path):
     board = write(tmp_path / "v.toml", 'extends = "WROOM-32"\n[vendor]\nnmae = "x"\n')
-    r = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
+    r = run_scons(f"board={board.name}", "build_dir=out", WITH_ACME, cwd=tmp_path)
     assert r.returncode == 2
     assert "v.toml: vendor: unknown key 'nmae'; accepted: name, product, hw_revision, country, production" in r.stderr
     assert "v.toml: vendor: name: missing" in r.stderr

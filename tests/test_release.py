@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from atfactory.board import load_board
 from atfactory.cli import main
 from atfactory.manifest import sha256_file
-from helpers import REPO, run_scons, write
+from helpers import STOCK_DIR, REPO, WITH_ACME, run_scons, write
 from firmware_factory import make_release
 
 
@@ -43,7 +43,9 @@ def keys(tmp_path_factory):
 def signed(tmp_path_factory, keys, registry):
     root = tmp_path_factory.mktemp("signed")
     release = make_release(root / "fw", load_board("WROOM-32", registry))
-    r = run_scons("board=WROOM-32", f"firmware={release}", f"sign_key={keys / 'release.key'}", "build_dir=out", cwd=root)
+    # with the example plugin, which takes part in the build without touching WROOM-32's outputs
+    r = run_scons("board=WROOM-32", f"firmware={release}", f"sign_key={keys / 'release.key'}", "build_dir=out",
+                  WITH_ACME, cwd=root)
     assert r.returncode == 0, r.stderr
     return root / "out" / "WROOM-32"
 
@@ -68,7 +70,7 @@ def test_manifest_lists_every_output_and_input(signed):
     assert {"name": "acme_vendor", "version": "1.0.0"} in manifest["plugins"]
     text = (signed / "manifest.json").read_text()
     assert str(REPO) not in text and str(signed) not in text   # no absolute paths: reproducible
-    for key in (REPO / "boards/data/certs").glob("*.key"):
+    for key in (STOCK_DIR / "data/certs").glob("*.key"):
         for line in key.read_text().splitlines()[1:-1]:
             assert line not in text
 
@@ -258,8 +260,8 @@ def test_sandbox_follows_symlinks(tmp_path):
 def test_sandbox_allows_inside_files_stock_boards_and_command_line_paths(tmp_path, registry):
     folder = tmp_path / "incoming"
     (folder / "certs").mkdir(parents=True)
-    shutil.copy(REPO / "boards/data/certs/client.crt", folder / "certs/client.crt")
-    shutil.copy(REPO / "boards/data/certs/client.key", folder / "certs/client.key")
+    shutil.copy(STOCK_DIR / "data/certs/client.crt", folder / "certs/client.crt")
+    shutil.copy(STOCK_DIR / "data/certs/client.key", folder / "certs/client.key")
     board = write(folder / "their.toml", 'extends = "WROOM-32"\n'
                   '[[at_customize.partitions]]\nname = "client_cert"\nsource = "certs/client.crt"\n'
                   '[[at_customize.partitions]]\nname = "client_key"\nsource = "certs/client.key"\n')

@@ -28,7 +28,8 @@ import pytest
 from helpers import REPO
 from firmware_factory import make_release
 
-PARTS = ("SConstruct", "site_scons", "boards", "plugins")
+# what a build reads -> where the copy has it (the example plugin in the plugins/ beside the SConstruct)
+PARTS = {"SConstruct": "SConstruct", "site_scons": "site_scons", "examples/acme/plugins": "plugins"}
 IGNORE = shutil.ignore_patterns("__pycache__", "build", ".venv", ".git", "tests")
 FIXED_ENV_KEYS = ("PYTHONHASHSEED", "TZ", "LC_ALL", "LANG", "LC_CTYPE", "LANGUAGE", "SOURCE_DATE_EPOCH")
 
@@ -42,13 +43,13 @@ def copy_checkout(dest: Path, reverse: bool = False) -> Path:
     (newest first in name order), instead of copytree's order and the original mtimes.
     """
     if not reverse:
-        for part in PARTS:
+        for part, there in PARTS.items():
             src = REPO / part
             if src.is_dir():
-                shutil.copytree(src, dest / part, ignore=IGNORE)
+                shutil.copytree(src, dest / there, ignore=IGNORE)
             else:
                 dest.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dest / part)
+                shutil.copy2(src, dest / there)
         return dest
     staging = dest.parent / (dest.name + ".staging")
     copy_checkout(staging)
@@ -229,7 +230,8 @@ def full_build(boards, releases, tmp_path_factory):
             rel = Path(board.path).resolve().relative_to(REPO)
         except ValueError:
             continue   # a board from an installed plugin: built without firmware
-        with open(checkout / rel, "a") as f:
+        part = next(part for part in PARTS if rel.as_posix().startswith(part))   # where the copy has it
+        with open(checkout / PARTS[part] / rel.relative_to(part), "a") as f:
             f.write(f'\n[firmware]\nrelease = "{releases[bid]}"\n')
         with_firmware.append(bid)
     args = ("-j2", "board=all")

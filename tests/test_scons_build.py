@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, run_scons, write
+from helpers import STOCK_DIR, run_scons, write
 
 WROOM32_FILES = sorted(
     ["at_customize.bin", "download.config", "flash_map.svg", "manifest.json"]
@@ -72,7 +72,7 @@ def _vendor_board(tmp_path: Path) -> Path:
     certs = tmp_path / "certs"
     certs.mkdir()
     for name in ("server.crt", "server.key"):
-        shutil.copy(REPO / "boards/data/certs" / name, certs / name)
+        shutil.copy(STOCK_DIR / "data/certs" / name, certs / name)
     return write(tmp_path / "ACME-1.toml", """
         extends = "WROOM-32"
 
@@ -107,8 +107,8 @@ def test_board_by_path_and_incremental_rebuilds(tmp_path):
     assert built(run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path).stdout) == []
 
     # Another certificate (with its key) rebuilds exactly those two partitions.
-    shutil.copy(REPO / "boards/data/certs/client.crt", cert)
-    shutil.copy(REPO / "boards/data/certs/client.key", tmp_path / "certs/server.key")
+    shutil.copy(STOCK_DIR / "data/certs/client.crt", cert)
+    shutil.copy(STOCK_DIR / "data/certs/client.key", tmp_path / "certs/server.key")
     r = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert built(r.stdout) == ["customized_partitions/server_cert.bin", "customized_partitions/server_key.bin",
@@ -140,7 +140,7 @@ def test_clean_removes_outputs(tmp_path):
 def test_all_boards_build_in_parallel_and_then_rest(tmp_path):
     r = run_scons("board=all", "-j2", "build_dir=out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    ids = sorted(p.stem for p in list((REPO / "boards").glob("*.toml")) + list((REPO / "plugins/boards").glob("*.toml")))
+    ids = sorted(p.stem for p in STOCK_DIR.glob("*.toml"))   # the stock boards: no plugin is loaded by default
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir() and not p.name.startswith(".")) == ids
     for board_id in ids:
         assert (tmp_path / "out" / board_id / "at_customize.bin").stat().st_size == 3072
@@ -155,7 +155,7 @@ def test_help_lists_boards_and_variables(tmp_path):
     assert r.returncode == 0, r.stderr
     for word in ("board:", "build_dir:", "VERBOSE:"):
         assert word in r.stdout
-    for board in (REPO / "boards").glob("*.toml"):
+    for board in STOCK_DIR.glob("*.toml"):
         assert re.search(rf"^\s+{re.escape(board.stem)}\s+\S", r.stdout, re.M), board.stem
     assert re.search(r"^\s+ESP32C6-4MB-V5\s+esp32c6\s+AT 5.0\s+ESP32-C6", r.stdout, re.M)
     assert re.search(r"^\s+WROOM-32\s+esp32\s+AT 2.4\s+ESP32-WROOM-32", r.stdout, re.M)

@@ -10,19 +10,19 @@ from __future__ import annotations
 import pytest
 
 from atfactory import partition_table as pt
-from helpers import IMAGE_BOARDS, SHIPPED, image_of, run_cli, tampered
+from helpers import ACME, IMAGE_BOARDS, SHIPPED, image_of, run_cli, tampered
 
 
 @pytest.mark.parametrize("board_id", SHIPPED)
 def test_verify_every_shipped_build(built, capsys, board_id):
-    code, out, _ = run_cli(capsys, "verify", str(built / "out" / board_id), "--board", board_id)
+    code, out, _ = run_cli(capsys, "verify", str(built / "out" / board_id), "--board", board_id, "--plugins", str(ACME))
     assert code == 0, out
     assert "result: matches the board" in out
 
 
 @pytest.mark.parametrize("board_id", IMAGE_BOARDS)
 def test_verify_factory_images(built, capsys, board_id):
-    code, out, _ = run_cli(capsys, "verify", str(image_of(built, board_id)), "--board", board_id)
+    code, out, _ = run_cli(capsys, "verify", str(image_of(built, board_id)), "--board", board_id, "--plugins", str(ACME))
     assert code == 0, out
 
 

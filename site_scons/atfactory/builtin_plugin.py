@@ -6,7 +6,8 @@ import os
 from .hookspecs import hookimpl
 
 NAME = "atfactory"
-STOCK_BOARDS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "boards")
+# The stock boards are package data: atfactory/boards/ in a checkout (site_scons/) and in an installed wheel alike.
+STOCK_BOARDS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "boards")
 
 
 @hookimpl(tryfirst=True)
@@ -20,5 +21,5 @@ def atfactory_register_formats(registry):
 
 @hookimpl(tryfirst=True)
 def atfactory_register_boards(registry):
-    """The stock boards of boards/ (subfolders such as boards/layouts/ hold no boards)."""
+    """The stock boards of atfactory/boards/ (subfolders such as layouts/ hold no boards)."""
     registry.add_folder(STOCK_BOARDS)

@@ -1,4 +1,5 @@
-"""``atfactory``: read any AT binary back — inspect, verify, extract, diff.
+"""``atfactory``: read any AT binary back — inspect, verify, extract, diff — and, in a project
+folder (atfactory.toml), build its boards and write new ones: build, new.
 
 Exit status: 0 success (verify: the image matches; diff: no differences), 1 verify found
 differences or diff found some, 2 bad input (one line on stderr, no traceback) and anything
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("diff", help="what differs between two images or folders")
     d.add_argument("a")
     d.add_argument("b")
+    _add_project_commands(sub)
     return p
 
 
@@ -79,7 +81,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"inspect": cmd_inspect, "verify": cmd_verify, "extract": cmd_extract, "diff": cmd_diff}[args.command](args)
+        return {"inspect": cmd_inspect, "verify": cmd_verify, "extract": cmd_extract, "diff": cmd_diff,
+                "build": cmd_build, "new": cmd_new}[args.command](args)
     except BoardError as err:
         for problem in err.problems:
             _print_err(str(problem))
@@ -232,9 +235,15 @@ def _content_lines(c: dict, formats) -> List[str]:
 # --- verify -----------------------------------------------------------------------------------
 
 def _host_and_registry(extra_dirs: str):
+    """The plugins and boards of a command: the stock ones, those of the atfactory project this
+    runs in (atfactory.toml here or in a folder above), and the folders of --plugins."""
     from .plugins import make_session
+    from .project import find_project, load_project
 
-    return make_session([d for d in extra_dirs.split(",") if d.strip()])
+    found = find_project(os.getcwd())
+    project = load_project(found) if found else None
+    return make_session((list(project.plugin_dirs) if project else []) + [d for d in extra_dirs.split(",") if d.strip()],
+                        board_dirs=project.board_dirs if project else ())
 
 
 def cmd_verify(args) -> int:
@@ -359,6 +368,93 @@ def cmd_diff(args) -> int:
 
 def _show(v) -> str:
     return _hex(v) if isinstance(v, int) and not isinstance(v, bool) and v > 255 else repr(v) if isinstance(v, str) else str(v)
+
+
+# --- build, new: an atfactory project ---------------------------------------------------------
+
+def _add_project_commands(sub) -> None:
+    b = sub.add_parser("build", help="build boards of the atfactory project this runs in (atfactory.toml)")
+    b.add_argument("boards", nargs="*", metavar="BOARD",
+                   help="board ids or .toml paths, or 'all' (the project's own boards); default: the project's "
+                        "default_board, or all of its own boards")
+    b.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N", help="build N targets (device chunks) at once")
+    b.add_argument("--firmware", help="ESP-AT release folder or factory image for every board built")
+    b.add_argument("--devices", metavar="CSV", help="per-device values: one set of AT partitions per row")
+    b.add_argument("--device-images", action="store_true", help="with --devices: a full factory image per device")
+    b.add_argument("--sign-key", metavar="KEY", help="Ed25519 private key: sign every manifest.json")
+    b.add_argument("--sandbox", action="store_true", help="refuse paths a board names outside its own folder")
+    b.add_argument("--clean", action="store_true", help="remove the outputs of these boards instead")
+    b.add_argument("--verbose", action="store_true", help="show the inputs of every target")
+    n = sub.add_parser("new", help="write a board file of your own that extends a stock board")
+    n.add_argument("id", metavar="ID", help="the new board's id: its file name and module name")
+    n.add_argument("--extends", required=True, metavar="BASE", help="the id of the board it extends (WROOM-32)")
+    n.add_argument("--dir", help="folder of the board file (default: the project's boards folder, or boards/)")
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"-j {text!r}: expected a number of jobs, 1 or more")
+    return value
+
+
+def cmd_build(args) -> int:
+    """The project's SCons build, run as python -m SCons with the SConstruct atfactory ships:
+    incremental, into the project's build folder.  SCons's own status is passed on as 0 or 2."""
+    import subprocess
+
+    from .project import PROJECT_FILE, find_project, load_project
+    from .site_tools import PROJECT_SCONSTRUCT
+
+    here = os.getcwd()
+    found = find_project(here)
+    if found is None:
+        raise AtFactoryError(f"no {PROJECT_FILE} in {here} or a folder above it: atfactory build runs in a project "
+                             "folder; `atfactory new ID --extends WROOM-32` makes one")
+    load_project(found)   # its problems now, one line each, before SCons starts
+
+    def absolute(path: str) -> str:
+        return os.path.abspath(os.path.join(here, os.path.expanduser(path)))
+
+    boards = []
+    for ref in args.boards:
+        if "," in ref:
+            raise AtFactoryError(f"BOARD = {ref!r}: one board per argument; accepted: board ids and .toml paths "
+                                 "without ',', or 'all'")
+        boards.append(absolute(ref) if ref.endswith(".toml") or os.sep in ref or "/" in ref else ref)
+    if args.device_images and not args.devices:
+        raise AtFactoryError("--device-images makes a factory image per device of --devices CSV; give --devices")
+    command = [sys.executable, "-m", "SCons", "-Q", "-f", PROJECT_SCONSTRUCT,
+               f"-j{args.jobs}", f"project={found}"]
+    if boards:
+        command.append("board=" + ",".join(boards))
+    for name, value in (("firmware", args.firmware), ("devices", args.devices), ("sign_key", args.sign_key)):
+        if value:
+            command.append(f"{name}={absolute(value)}")
+    command += [f"{name}=yes" for name, on in (("sandbox", args.sandbox), ("device_images", args.device_images),
+                                                ("VERBOSE", args.verbose)) if on]
+    if args.clean:
+        command.append("-c")
+    environ = dict(os.environ)   # SCons imports this atfactory, wherever it is installed or checked out
+    site = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environ["PYTHONPATH"] = site + (os.pathsep + environ["PYTHONPATH"] if environ.get("PYTHONPATH") else "")
+    sys.stdout.flush()
+    return 0 if subprocess.run(command, cwd=os.path.dirname(found), env=environ).returncode == 0 else 2
+
+
+def cmd_new(args) -> int:
+    from .newboard import new_board
+
+    path, project_file, notes = new_board(args.id, args.extends, args.dir, os.getcwd())
+    if project_file:
+        print(f"wrote {project_file} (a new atfactory project)")
+    print(f"wrote {path}: extends {args.extends}; uncomment and set what differs, then: atfactory build {args.id}")
+    for note in notes:
+        print(f"note: {note}")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -270,6 +270,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--chunks", type=int, required=True)
     p.add_argument("--firmware", default="")
     p.add_argument("--plugins", default="")
+    p.add_argument("--boards", action="append", default=[], help="a project's boards folder (repeatable)")
     p.add_argument("--sandbox", action="store_true")
     p.add_argument("--images", action="store_true")
     p.add_argument("--input-cache", default="")
@@ -279,7 +280,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
 
         use_input_cache(args.input_cache)   # read only here: the scons process owns the file
     try:
-        host, registry = make_session([d for d in args.plugins.split(",") if d])
+        host, registry = make_session([d for d in args.plugins.split(",") if d], board_dirs=args.boards)
         tables = host.board_tables()
         prepared = prepare_board(args.board, registry, host, relative_to=args.relative_to,
                                  firmware_override=args.firmware or None, extra_tables=tables, sandbox=args.sandbox)

@@ -251,9 +251,11 @@ def _image_customized(data: bytes, table: pt.DecodedTable):
     return at_table, tuple((e.name, bytes(data[e.offset:e.end])) for e in at_table.entries if e.end <= len(data))
 
 
-def check_firmware(board, firmware: Firmware, where: str, formats=None, warnings: Optional[List[str]] = None) -> List[Problem]:
-    """Cross-check a loaded board against its firmware.  ``where`` names the firmware setting;
-    ``warnings`` collects what does not stop the build (the firmware's own AT release)."""
+def check_firmware(board, firmware: Firmware, where: str, formats=None, warnings: Optional[List[str]] = None,
+                   where_file: Optional[str] = None) -> List[Problem]:
+    """Cross-check a loaded board against its firmware.  ``where`` names the firmware setting,
+    ``where_file`` the file that has it (a project's atfactory.toml; None: the command line or the
+    board); ``warnings`` collects what does not stop the build (the firmware's own AT release)."""
     problems: List[Problem] = []
     origin = display_path(firmware.origin)
     _check_generation(board, firmware, where, formats, problems, warnings if warnings is not None else [])
@@ -263,7 +265,7 @@ def check_firmware(board, firmware: Firmware, where: str, formats=None, warnings
 
     at = [e for e in firmware.table.entries if e.type == pt.AT_CUSTOMIZE_TYPE and e.subtype == pt.AT_CUSTOMIZE_SUBTYPE]
     if not at:
-        fail(None, where, "the firmware's partition table has no at_customize entry (type 0x40, subtype 0): "
+        fail(where_file, where, "the firmware's partition table has no at_customize entry (type 0x40, subtype 0): "
                           "it is not an ESP-AT firmware", origin)
     else:
         entry = at[0]
@@ -274,7 +276,7 @@ def check_firmware(board, firmware: Firmware, where: str, formats=None, warnings
                  "[at_customize] to the firmware's")
     chip = board.chip
     if firmware.bootloader_offset != chip.bootloader_offset:
-        fail(None, where, f"the bootloader is at 0x{firmware.bootloader_offset:x}, but {chip.title} boots from "
+        fail(where_file, where, f"the bootloader is at 0x{firmware.bootloader_offset:x}, but {chip.title} boots from "
                           f"0x{chip.bootloader_offset:x}: this firmware is for another chip", origin)
     else:
         header = decode_header(firmware.bootloader_header)
@@ -282,10 +284,10 @@ def check_firmware(board, firmware: Firmware, where: str, formats=None, warnings
             chip_id = header.chip_id if header else None
             if chip_id != chip.image_chip_id:
                 other = next((c.title for c in CHIPS.values() if c.image_chip_id == chip_id), f"chip id {chip_id}")
-                fail(None, where, f"the firmware is for {other}, the board for {chip.title} (module.chip = "
+                fail(where_file, where, f"the firmware is for {other}, the board for {chip.title} (module.chip = "
                                   f"\"{chip.name}\")", origin)
         elif header is not None and header.wp_pin == ESP32_FAMILY_WP_PIN:
-            fail(None, where, f"the bootloader has an ESP32-family image header; the board is for {chip.title}",
+            fail(where_file, where, f"the bootloader has an ESP32-family image header; the board is for {chip.title}",
                  origin)
     need = max([firmware.flash_size or 0] + [e.end for e in firmware.table.entries])
     if need > board.flash_size_bytes:

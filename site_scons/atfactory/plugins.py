@@ -1,9 +1,9 @@
 """Finding plugins, calling their hooks, and the registries they contribute through.
 
 ``make_plugin_host`` builds the pluggy manager: hook specs, the built-in plugin (the stock
-boards), installed packages of the entry-point group ``atfactory``, every module of the
-repository's plugins/ folder and of any folder given with ``plugins=DIR1,DIR2``, less the
-names in ``ATFACTORY_DISABLE_PLUGINS``.  Every hook call goes through :meth:`PluginHost.call`,
+boards), installed packages of the entry-point group ``atfactory``, every module of each folder
+it is given (the SConstruct's ``plugins/`` where there is one, ``plugins=DIR1,DIR2``, a
+project's ``plugins``), less the names in ``ATFACTORY_DISABLE_PLUGINS``.  Every hook call goes through :meth:`PluginHost.call`,
 which names the plugin and the hook when one fails.
 """
 from __future__ import annotations
@@ -22,7 +22,6 @@ from .registry import BoardRegistry
 
 ENTRY_POINT_GROUP = "atfactory"
 DISABLE_ENV = "ATFACTORY_DISABLE_PLUGINS"
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclass
@@ -212,8 +211,6 @@ def disabled_plugins(environ=os.environ) -> List[str]:
     return [n.strip() for n in environ.get(DISABLE_ENV, "").split(",") if n.strip()]
 
 
-def plugin_folders(extra: Sequence[str] = ()) -> List[str]:
-    return [os.path.join(REPO_ROOT, "plugins")] + [os.path.abspath(d) for d in extra]
 
 
 def make_plugin_host(extra_dirs: Sequence[str] = (), disabled: Optional[Sequence[str]] = None,
@@ -244,11 +241,9 @@ def make_plugin_host(extra_dirs: Sequence[str] = (), disabled: Optional[Sequence
             name = pm.get_name(plugin)
             infos[name] = PluginInfo(name, f"entry point of {dist.project_name} {dist.version}", str(dist.version))
 
-    for folder in plugin_folders(extra_dirs):
+    for folder in dict.fromkeys(os.path.abspath(d) for d in extra_dirs):
         if not os.path.isdir(folder):
-            if folder != plugin_folders()[0]:
-                raise PluginError(f"plugins={display_path(folder)}: no such folder")
-            continue
+            raise PluginError(f"plugins={display_path(folder)}: no such folder")
         for entry in sorted(os.listdir(folder)):
             path = os.path.join(folder, entry)
             if entry.startswith(("_", ".")):
@@ -274,11 +269,15 @@ def make_plugin_host(extra_dirs: Sequence[str] = (), disabled: Optional[Sequence
     return PluginHost(pm, infos)
 
 
-def make_session(extra_dirs: Sequence[str] = (), disabled: Optional[Sequence[str]] = None):
-    """(plugin host, board registry): the plugins of a session and every board they know."""
+def make_session(extra_dirs: Sequence[str] = (), disabled: Optional[Sequence[str]] = None,
+                 board_dirs: Sequence[str] = ()):
+    """(plugin host, board registry): the plugins of a session and every board they know, and
+    the boards of ``board_dirs`` (a project's boards folders) after them."""
     host = make_plugin_host(extra_dirs, disabled)
     registry = BoardRegistry()
     host.register_boards(registry)
+    for folder in board_dirs:
+        registry.add_folder(os.path.abspath(folder), origin=f"project {display_path(folder)}")
     return host, registry
 
 

@@ -4,7 +4,8 @@
 2. ``atfactory_configure_board``: plugins' adjustments are laid over it and it is checked again;
 3. ``atfactory_register_partitions``: plugin partitions are built once, to know their size, and
    the board is checked again with them;
-4. the firmware (``firmware=`` or ``[firmware] release``) is read and cross-checked.
+4. the firmware (``firmware=``, else ``[firmware] release``, else the project's firmware for
+   the board or its chip) is read and cross-checked.
 Every problem is collected into one BoardError.
 """
 from __future__ import annotations
@@ -29,8 +30,14 @@ class PreparedBoard:
     plugin_builders: Dict[str, Tuple[Callable, Board]] = field(default_factory=dict)
 
 
+# What a project says a board's firmware is, when neither the command line nor the board does:
+# board -> (path, the file that says so, its key), or None.
+DefaultFirmware = Callable[[Board], Optional[Tuple[str, str, str]]]
+
+
 def prepare_board(ref: str, registry: BoardRegistry, host=None, *, relative_to: Optional[str] = None,
-                  firmware_override: Optional[str] = None, extra_tables=None, sandbox: bool = False) -> PreparedBoard:
+                  firmware_override: Optional[str] = None, extra_tables=None, sandbox: bool = False,
+                  default_firmware: Optional[DefaultFirmware] = None) -> PreparedBoard:
     """``host``: the session's plugin host (its formats read the board); None: stock formats only."""
     from .formats import stock_registry
 
@@ -48,21 +55,24 @@ def prepare_board(ref: str, registry: BoardRegistry, host=None, *, relative_to: 
             builders = {p.name: (p.build, board) for p in added}
             board = load_board(ref, registry, overlays=overlays, extra_partitions=extras, **kwargs)
     prepared = PreparedBoard(board, plugin_builders=builders)
+    said_by = None   # the file whose setting names the firmware; None: the command line
     if firmware_override:
         path = os.path.abspath(os.path.join(relative_to or os.getcwd(), firmware_override))
         prepared.firmware_setting = "firmware"
     elif board.firmware:
-        path = board.firmware
+        path, said_by = board.firmware, board.path
         prepared.firmware_setting = "firmware.release"
+    elif default_firmware is not None and (chosen := default_firmware(board)) is not None:
+        path, said_by, prepared.firmware_setting = chosen
     else:
         return prepared
     try:
         prepared.firmware = load_firmware(path, board.chip.name, board.at_version, confined=sandbox)
     except FirmwareError as err:
-        raise BoardError([Problem(None if firmware_override else board.path, prepared.firmware_setting,
-                                  str(err), display_path(path))]) from None
+        raise BoardError([Problem(said_by, prepared.firmware_setting, str(err), display_path(path))]) from None
     warnings = list(prepared.firmware.warnings)
-    problems = check_firmware(board, prepared.firmware, prepared.firmware_setting, formats, warnings)
+    problems = check_firmware(board, prepared.firmware, prepared.firmware_setting, formats, warnings,
+                              said_by if said_by != board.path else None)
     if problems:
         raise BoardError(problems)
     if warnings:
@@ -78,16 +88,18 @@ class PreparedBoards:
     notes: List[str] = field(default_factory=list)   # how firmware was read, each once
 
 
-def prepare_boards(ref: str, registry: BoardRegistry, host=None, *, relative_to: Optional[str] = None,
-                   firmware_override: Optional[str] = None, sandbox: bool = False) -> PreparedBoards:
-    """The boards ``board=`` names ("all", an id, a path), prepared; one BoardError lists every problem."""
-    refs = registry.ids() if ref.lower() == "all" else [ref]
+def prepare_boards(ref, registry: BoardRegistry, host=None, *, relative_to: Optional[str] = None,
+                   firmware_override: Optional[str] = None, sandbox: bool = False,
+                   default_firmware: Optional[DefaultFirmware] = None) -> PreparedBoards:
+    """The boards ``board=`` names ("all", an id, a path; or a list of ids and paths), prepared;
+    one BoardError lists every problem."""
+    refs = list(ref) if not isinstance(ref, str) else registry.ids() if ref.lower() == "all" else [ref]
     tables = host.board_tables() if host is not None else None
     prepared, problems = [], []
     for r in refs:
         try:
-            prepared.append(prepare_board(r, registry, host, relative_to=relative_to,
-                                          firmware_override=firmware_override, extra_tables=tables, sandbox=sandbox))
+            prepared.append(prepare_board(r, registry, host, relative_to=relative_to, firmware_override=firmware_override,
+                                          extra_tables=tables, sandbox=sandbox, default_firmware=default_firmware))
         except BoardError as err:
             problems += err.problems
         except AtFactoryError as err:

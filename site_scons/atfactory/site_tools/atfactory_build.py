@@ -218,12 +218,13 @@ def _declare_post_build(env, out_dir, board, nodes, host):
 
 
 @stop_on_error
-def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False):
-    """The boards ``board=`` names ("all", an id, a path), prepared; StopError lists every problem."""
+def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False, default_firmware=None):
+    """The boards ``board=`` names ("all", an id, a path, or a list of ids and paths), prepared;
+    StopError lists every problem."""
     from atfactory.prepare import prepare_boards
 
     result = prepare_boards(ref, registry, host, relative_to=env.GetLaunchDir(), firmware_override=firmware,
-                            sandbox=sandbox)
+                            sandbox=sandbox, default_firmware=default_firmware)
     for warning in result.warnings:
         sys.stderr.write(f"atfactory: warning: {warning}\n")
     for note in result.notes:
@@ -291,31 +292,139 @@ def reject_unknown_variables(variables) -> None:
         raise SCons.Errors.StopError(f"unknown variable {words}; accepted: {accepted} (see scons -h)")
 
 
-def device_args(env) -> list:
-    """The options a device chunk process needs to prepare the board exactly as this build did."""
-    from atfactory.help_text import split_list
-
+def device_args(prepared, sandbox=False, images=False) -> list:
+    """The options a device chunk process needs to prepare the board exactly as this build did:
+    this session's plugin and board folders, and the firmware unless the board itself names it."""
+    plugin_dirs, board_dirs = _ACTIONS["session"]
     args = []
-    if env["firmware"]:
-        args += ["--firmware", env["firmware"]]
-    if env["plugins"]:
-        launch = env.GetLaunchDir()
-        args += ["--plugins", ",".join(os.path.join(launch, d) for d in split_list(env["plugins"]))]
-    if env["sandbox"]:
+    if prepared.firmware is not None and prepared.firmware_setting != "firmware.release":
+        args += ["--firmware", prepared.firmware.origin]
+    if plugin_dirs:
+        args += ["--plugins", ",".join(plugin_dirs)]
+    for folder in board_dirs:
+        args += ["--boards", folder]
+    if sandbox:
         args.append("--sandbox")
-    if env["device_images"]:
+    if images:
         args.append("--images")
     return args
 
 
 @stop_on_error
-def make_session(env, extra_dirs):
-    """(plugin host, board registry) of this build, with this session's format builders installed."""
+def make_session(env, extra_dirs, board_dirs=(), optional_dirs=()):
+    """(plugin host, board registry) of this build, with this session's format builders installed.
+
+    ``extra_dirs``: plugin folders, each of which must exist; ``optional_dirs``: plugin folders
+    loaded where they exist (a ``plugins/`` beside the SConstruct); ``board_dirs``: a project's
+    boards folders, whose boards join the stock ones and the plugins'.  Relative paths are
+    relative to the folder scons was started in."""
     from atfactory.plugins import make_session as make
 
-    host, registry = make(extra_dirs)
+    def absolute(folders):
+        return [os.path.join(env.GetLaunchDir(), d) for d in folders]
+
+    plugin_dirs = [d for d in absolute(optional_dirs) if os.path.isdir(d)] + absolute(extra_dirs)
+    board_dirs = absolute(board_dirs)
+    host, registry = make(plugin_dirs, board_dirs=board_dirs)
+    _ACTIONS["session"] = (plugin_dirs, board_dirs)
     use_session(env, host)
     return host, registry
+
+
+@stop_on_error
+def build(env, host, registry, board, build_dir="build", firmware=None, sign_key=None, sandbox=False, devices=None,
+          device_images=False, default_firmware=None):
+    """Declare every target of ``board`` ("all", an id, a path, or a list of ids and paths) under
+    ``build_dir``/<ID>/ and make them the default targets; return them.
+
+    Relative paths are relative to the folder scons was started in.  ``firmware`` overrides every
+    board's; ``default_firmware(board)`` gives (path, file, key) for a board that names none.
+    ``devices``: a CSV of per-device values for the one board named."""
+    from atfactory.input_cache import save_input_cache, use_input_cache
+
+    launch = env.GetLaunchDir()
+    build_dir = os.path.join(launch, build_dir)
+    use_input_cache(os.path.join(build_dir, ".atfactory", "inputs.json"))
+    boards = load_boards(env, board, registry, host, firmware=firmware or None, sandbox=sandbox,
+                         default_firmware=default_firmware)
+    if devices and len(boards) != 1:
+        stop(env, "devices= builds the devices of one board; name it with board=ID")
+    sign_key = os.path.join(launch, sign_key) if sign_key else None
+    if sign_key:
+        check_sign_key(env, sign_key)
+    lock_build_dir(env, build_dir)   # before the first byte is written into it
+    os.makedirs(build_dir, exist_ok=True)
+    env.SConsignFile(os.path.join(build_dir, ".sconsign"))
+    # No Decider() call: SCons's default content decider.  "content-timestamp" trusts whole-second
+    # mtimes and misses a file changed within the second of the previous build (seen in the tests).
+    targets = []
+    for prepared in boards:
+        alias = declare_board(env, prepared, build_dir, host, sign_key)
+        targets.append(alias)
+        if devices:
+            targets.append(declare_devices(env, prepared, build_dir, os.path.join(launch, devices), host, alias,
+                                           device_args(prepared, sandbox, device_images), sign_key))
+    env.Default(targets)
+    save_input_cache()
+    return targets
+
+
+@stop_on_error
+def project_of(env, path=""):
+    """The atfactory project of this build: ``path`` (its atfactory.toml, or its folder; relative
+    to where scons was started), else the project of the SConstruct's folder (or one above it)."""
+    from atfactory.project import PROJECT_FILE, find_project, load_project
+
+    found = os.path.join(env.GetLaunchDir(), path) if path else find_project(env.Dir("#").abspath)
+    if not found:
+        raise AtFactoryError(f"no {PROJECT_FILE} in {display_path(env.Dir('#').abspath)} or a folder above it; "
+                             f"accepted: project=PATH of an {PROJECT_FILE}, or a project folder to build in")
+    return load_project(found)
+
+
+@stop_on_error
+def project_boards(env, project, registry, refs):
+    """What a project build builds: ``refs`` (ids and paths), else the project's default_board,
+    else (and for 'all') every board of the project's own."""
+    project.check_against(registry)
+    refs = list(refs) or [project.default_board or "all"]
+    if any(r.lower() == "all" for r in refs):
+        if len(refs) > 1:
+            raise AtFactoryError(f"board = {','.join(refs)}: 'all' (every board of the project) comes alone; "
+                                 "accepted: 'all', or board ids and .toml paths")
+        refs = project.own_boards(registry)
+        if not refs:
+            raise AtFactoryError(f"{display_path(project.path)}: the project has no boards of its own yet (none in "
+                                 f"boards = {[display_path(d) for d in project.board_dirs]}); "
+                                 "`atfactory new ID --extends WROOM-32` writes one, or name a stock board")
+    return refs
+
+
+def declare_variables(env, args, board_help, plugins_help, defaults=None, extra=()):
+    """The command-line variables of an atfactory SConstruct, read from ``args`` (ARGUMENTS) into
+    ``env``; an unknown one stops the build.  ``extra``: more variables, listed first."""
+    from SCons.Variables import BoolVariable, Variables
+
+    from atfactory.registry import DEFAULT_BOARD
+
+    defaults = dict({"board": DEFAULT_BOARD, "build_dir": "build", "sign_key": "", "sandbox": False}, **(defaults or {}))
+    variables = Variables(None, args)
+    variables.AddVariables(
+        *extra,
+        ("board", board_help, defaults["board"]),
+        ("build_dir", "where release folders go: <build_dir>/<board id>/", defaults["build_dir"]),
+        ("firmware", "ESP-AT release folder or factory image to customize (overrides [firmware] release)", ""),
+        ("plugins", plugins_help, ""),
+        ("sign_key", "Ed25519 private key: sign manifest.json into manifest.json.sig", defaults["sign_key"]),
+        BoolVariable("sandbox", "refuse paths a board file names outside its own folder (for boards you did not write)",
+                     defaults["sandbox"]),
+        ("devices", "CSV of per-device values: one set of AT partitions per row, under <ID>/devices/", ""),
+        BoolVariable("device_images", "with devices=: also a full factory image per device", False),
+        BoolVariable("VERBOSE", "show the inputs of every target", False),
+    )
+    variables.Update(env)
+    reject_unknown_variables(variables)
+    return variables
 
 
 @stop_on_error
@@ -360,12 +469,14 @@ def generate(env):
     env["BUILDERS"]["AtfManifest"] = Builder(action=Action(_build_manifest, strfunction=_show_one("LIST")))
     env["BUILDERS"]["AtfSignature"] = Builder(action=Action(_build_signature, strfunction=_show_one("SIGN")))
     env.AddMethod(make_session, "AtfSession")
+    env.AddMethod(build, "AtfBuild")
+    env.AddMethod(declare_variables, "AtfVariables")
+    env.AddMethod(project_of, "AtfProject")
+    env.AddMethod(project_boards, "AtfProjectBoards")
     env.AddMethod(check_sign_key, "AtfCheckSignKey")
     env.AddMethod(declare_board, "AtfBoard")
     env.AddMethod(load_boards, "AtfLoadBoards")
     env.AddMethod(declare_devices, "AtfDevices")
-    env.AddMethod(lambda env, variables: reject_unknown_variables(variables), "AtfRejectUnknownVariables")
-    env.AddMethod(device_args, "AtfDeviceArgs")
     env.AddMethod(stop, "AtfStop")
     env.AddMethod(lock_build_dir, "AtfLockBuildDir")
 

@@ -1,12 +1,14 @@
 """ACME's vendor plugin: a real example of every atfactory hook.
 
+Loaded only where asked for: ``scons plugins=examples/acme/plugins board=ACME-W32``.
+
 - ``[vendor]`` is a board table of ACME's (name, product, hw_revision, country, production);
-- the ACME-W32 board (plugins/boards/ACME-W32.toml) extends the stock WROOM-32 with other pins;
+- the ACME-W32 board (boards/ACME-W32.toml beside this module) extends the stock WROOM-32 with other pins;
 - a board with ``vendor.country = "US"`` gets the US channel plan (1 to 11) in factory_param;
 - a ``device_info`` AT partition holds the vendor table as JSON, readable with AT+SYSFLASH;
   its format (``DeviceInfoFormat``) lets ``atfactory inspect``, ``verify`` and the flash map read it;
 - a production board's factory image leaves out partitions still holding the development
-  certificates of boards/data/certs (they are provisioned per device instead);
+  certificates of the stock boards (they are provisioned per device instead);
 - after a build, ``<build_dir>/<ID>-release.zip`` archives the release folder, reproducibly.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import zipfile
 
 from atfactory import hookimpl
+from atfactory.builtin_plugin import STOCK_BOARDS
 from atfactory.errors import ContentError, FormatError
 from atfactory.formats import Content
 from atfactory.formats.raw import RawFormat
@@ -26,7 +29,7 @@ __version__ = "1.0.0"
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VENDOR_KEYS = {"name": str, "product": str, "hw_revision": str, "country": str, "production": bool}
-DEV_CERTS = os.path.normpath(os.path.join(HERE, "..", "boards", "data", "certs"))
+DEV_CERTS = os.path.join(STOCK_BOARDS, "data", "certs")
 DEVICE_INFO_MAGIC = b"ACDI"          # ACME device info, format 1
 DEVICE_INFO_SUBTYPE = 0x60
 CHANNEL_PLANS = {"US": (1, 11), "CA": (1, 11), "JP": (1, 14)}
