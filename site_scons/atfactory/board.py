@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import partition_table as pt
 from .chips import Chip, flash_size_bytes
-from .errors import BoardError, Problem, display_path
+from .errors import BoardError, Problem, did_you_mean, display_path
 from .formats import CertificateFile, Content, FormatRegistry, certificate_sets
 from .layout import first_free
 from .numbers import format_size, parse_int, parse_size
@@ -242,7 +242,8 @@ def _load_chain(path: str, registry: BoardRegistry, problems: List[Problem], sta
         if base is None:
             ids = ", ".join(registry.ids()) or "(none)"
             problems.append(Problem(path, "extends", f"no board with this id and no such file; accepted: a board "
-                                                     f"id ({ids}) or a .toml path relative to this file", ext))
+                                                     f"id ({ids}) or a .toml path relative to this file"
+                                                     + did_you_mean(ext, registry.ids()), ext))
             return []
         by_id = registry.get(ext) is not None and registry.get(ext).path == base
         base_root = sandbox_root

@@ -34,7 +34,7 @@ from . import artifacts as art
 from . import factory_param as fp
 from . import vendor_nvs
 from .checks import Checker
-from .errors import BoardError, ContentError, Problem, display_path
+from .errors import BoardError, ContentError, Problem, did_you_mean, display_path
 from .formats import CERTIFICATE_USES, ReadContext, public_keys
 from .formats.factory_param import check_table
 from .fsutil import read_input
@@ -152,9 +152,10 @@ def read_columns(path: str, board, plugin_tables, cert_columns: Dict[str, str]) 
             table, key = name.split(".", 1)
             cols.plugin.append((name, table, key))
         else:
-            accepted = ", ".join(["device_id"] + fp_fields + cert_names + list(vendor_keys)
-                                 + [f"{t}.<key>" for t in (plugin_tables or {})])
-            problems.append(Problem(path, f"line 1, column {name!r}", f"unknown column; accepted: {accepted}"))
+            known = ["device_id"] + fp_fields + cert_names + list(vendor_keys)
+            accepted = ", ".join(known + [f"{t}.<key>" for t in (plugin_tables or {})])
+            problems.append(Problem(path, f"line 1, column {name!r}", f"unknown column; accepted: {accepted}"
+                                    + did_you_mean(name, known)))
     if len(set(header)) != len(header):
         problems.append(Problem(path, "line 1", "a column is named twice"))
     if problems:

@@ -20,7 +20,7 @@ from SCons.Action import Action
 from SCons.Builder import Builder
 
 from atfactory import artifacts as art
-from atfactory.errors import AtFactoryError, BoardError, display_path
+from atfactory.errors import AtFactoryError, BoardError, did_you_mean, display_path
 from atfactory.fsutil import write_atomic
 from atfactory.manifest import MANIFEST, SIGNATURE, board_inputs, manifest_spec, render_manifest, sign_manifest
 
@@ -288,7 +288,11 @@ def reject_unknown_variables(variables) -> None:
     if unknown:
         accepted = ", ".join(variables.keys())
         words = ", ".join(f"{k}={v}" for k, v in unknown.items())
-        raise SCons.Errors.StopError(f"unknown variable {words}; accepted: {accepted} (see scons -h)")
+        # one unknown variable: "; did you mean board?"; several: each hint names its variable
+        hints = "".join(did_you_mean(k, variables.keys()).replace("did you mean", f"{k}=: did you mean" if
+                                                                  len(unknown) > 1 else "did you mean")
+                        for k in unknown)
+        raise SCons.Errors.StopError(f"unknown variable {words}; accepted: {accepted} (see scons -h){hints}")
 
 
 def device_args(env) -> list:
