@@ -302,6 +302,8 @@ class DeviceMaker:
             data = content.data if content.data is not None else fmt.render(content.spec, content.sources)
             for name in (part.name,) + tuple(fmt.extra_targets(part.name, board.module_name)):
                 files[art.partition_path(name)] = (data, content.secret)
+            if sets and self.prepared.release:
+                self._refuse_development(content, sets, row, fail)
             for set_name, sources in (sets or {}).items():
                 # Same files, same digest: the duplicate check compares these.
                 digest = hashlib.sha256()
@@ -321,6 +323,18 @@ class DeviceMaker:
                 fail(key if key in row_keys else cert, f"does not pair with {cert if key in row_keys else key} "
                      "(each key must belong to the certificate of the same position)",
                      row.cells.get(key) or row.cells.get(cert))
+
+    @staticmethod
+    def _refuse_development(content, sets, row: Row, fail) -> None:
+        """release=yes: a row's certificate or key that is atfactory's development material (or a copy)."""
+        from .dev_certs import describe, development_match
+
+        for cert in content.certificates:
+            stem = development_match(None, cert.public_key) if cert.set_name in sets else None
+            if stem is not None:
+                fail(cert.set_name, f"{display_path(cert.path)} is {describe(stem, cert.role)}; release=yes refuses "
+                                    "development certificates and keys: accepted: certificates and keys of your own",
+                     row.cells.get(cert.set_name, ""))
 
     def _vendor_tables(self, row: Row, fail) -> Optional[dict]:
         """The board's tables with the row's mfg_nvs namespace keys laid over them; None when it gives none."""

@@ -268,6 +268,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--firmware", default="")
     p.add_argument("--plugins", default="")
     p.add_argument("--sandbox", action="store_true")
+    p.add_argument("--release", action="store_true")
     p.add_argument("--images", action="store_true")
     p.add_argument("--input-cache", default="")
     args = p.parse_args(argv)
@@ -279,7 +280,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         host, registry = make_session([d for d in args.plugins.split(",") if d])
         tables = host.board_tables()
         prepared = prepare_board(args.board, registry, host, relative_to=args.relative_to,
-                                 firmware_override=args.firmware or None, extra_tables=tables, sandbox=args.sandbox)
+                                 firmware_override=args.firmware or None, extra_tables=tables, sandbox=args.sandbox,
+                                 release=args.release)
         maker = DeviceMaker(prepared, args.devices, tables, formats=host.formats())
         write_chunk(maker, args.staging, args.chunk, args.chunks, args.images, args.ledger)
     except BoardError as err:

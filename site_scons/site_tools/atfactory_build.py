@@ -218,13 +218,16 @@ def _declare_post_build(env, out_dir, board, nodes, host):
 
 
 @stop_on_error
-def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False):
-    """The boards ``board=`` names ("all", an id, a path), prepared; StopError lists every problem."""
-    from atfactory.prepare import prepare_boards
+def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False, release=False):
+    """The boards ``board=`` names ("all", an id, a path), prepared; StopError lists every problem.
+    ``release`` (release=yes): development certificates and keys are refused; without it a build
+    that ships them says so in one warning."""
+    from atfactory.prepare import development_warning, prepare_boards
 
     result = prepare_boards(ref, registry, host, relative_to=env.GetLaunchDir(), firmware_override=firmware,
-                            sandbox=sandbox)
-    for warning in result.warnings:
+                            sandbox=sandbox, release=release)
+    development = development_warning(result.boards)
+    for warning in result.warnings + ([development] if development else []):
         sys.stderr.write(f"atfactory: warning: {warning}\n")
     for note in result.notes:
         sys.stdout.write(f"atfactory: note: {note}\n")
@@ -307,6 +310,8 @@ def device_args(env) -> list:
         args += ["--plugins", ",".join(os.path.join(launch, d) for d in split_list(env["plugins"]))]
     if env["sandbox"]:
         args.append("--sandbox")
+    if env["release"]:
+        args.append("--release")
     if env["device_images"]:
         args.append("--images")
     return args
