@@ -192,11 +192,17 @@ def test_device_images_and_plugin_columns(device_pki, tmp_path, registry):
     root = tmp_path / "out/ACME-W32/devices"
     infos = [json.loads((root / f"D0000{i}/customized_partitions/device_info.bin").read_bytes()[6:]) for i in range(3)]
     assert [i["hw_revision"] for i in infos] == ["rev-0", "rev-1", "rev-2"]
-    image = (root / "D00001/factory/factory_ACME-W32.bin").read_bytes()
+    image = (root / "D00001/factory/factory_ACME-W32_D00001.bin").read_bytes()
     assert len(image) == 4 << 20
     assert image[0x2A000:0x2A000 + 8] == (root / "D00001/customized_partitions/client_cert.bin").read_bytes()[:8]
     assert image[0x24000:0x24008] == (tmp_path / "out/ACME-W32/customized_partitions/server_cert.bin").read_bytes()[:8]
-    assert (root / "D00001/factory/factory_ACME-W32.bin").stat().st_mode & 0o077 == 0
+    assert (root / "D00001/factory/factory_ACME-W32_D00001.bin").stat().st_mode & 0o077 == 0
+    # each image is named for its device (factory_<MODULE>_<device_id>.bin), in its folder and the ledger
+    ledger = json.loads((tmp_path / "out/ACME-W32/devices.json").read_text())
+    for n, entry in enumerate(ledger["devices"]):
+        name = f"factory/factory_ACME-W32_D0000{n}.bin"
+        assert [str(p.relative_to(root / entry["device_id"])) for p in (root / entry["device_id"] / "factory").iterdir()] == [name]
+        assert entry["outputs"][name] == hashlib.sha256((root / entry["device_id"] / name).read_bytes()).hexdigest()
 
 
 def test_devices_need_one_board(tmp_path):
@@ -244,7 +250,7 @@ def test_a_device_image_holding_only_the_boards_keys_is_owner_only(tmp_path, reg
     assert r.returncode == 0, r.stderr
     folder = tmp_path / "out/WROOM-32/devices/D1"
     assert not (folder / "customized_partitions/server_key.bin").exists()   # shared with the board
-    image = folder / "factory/factory_WROOM-32.bin"
+    image = folder / "factory/factory_WROOM-32_D1.bin"
     key = (tmp_path / "out/WROOM-32/customized_partitions/server_key.bin").read_bytes()
     assert key.rstrip(b"\xff") and image.read_bytes()[0x26000:0x26000 + len(key)] == key
     assert image.stat().st_mode & 0o077 == 0

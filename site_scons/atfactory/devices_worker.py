@@ -115,7 +115,7 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
         if images and maker.prepared.firmware is not None:
             image = merge_factory_image(board.chip.name, board.flash_mode, board.flash_freq, board.flash_size,
                                         board.flash_size_bytes, merge_list)
-            rel = art.factory_image_path(board)
+            rel = art.device_image_path(board, device_id)
             os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
             _create(os.path.join(folder, rel), image, image_secret)
             hashes[rel] = hashlib.sha256(image).hexdigest()
