@@ -254,3 +254,75 @@ def test_a_device_image_holding_only_the_boards_keys_is_owner_only(tmp_path, reg
     key = (tmp_path / "out/WROOM-32/customized_partitions/server_key.bin").read_bytes()
     assert key.rstrip(b"\xff") and image.read_bytes()[0x26000:0x26000 + len(key)] == key
     assert image.stat().st_mode & 0o077 == 0
+
+
+# --- verify IMAGE --board B --device CSV:ID ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def device_batch(device_pki, tmp_path_factory, registry):
+    """WROOM-32 with firmware, three devices (the second with its own baud rate) and their images."""
+    root = tmp_path_factory.mktemp("device_batch")
+    release = make_release(root / "fw", load_board("WROOM-32", registry))
+    write_csv(root / "devices.csv", "device_id,client_cert,client_key,uart_baudrate",
+              rows_for(3, device_pki, root, lambda i: ",921600" if i == 1 else ","))
+    r = run_scons("board=WROOM-32", "devices=devices.csv", f"firmware={release}", "device_images=yes",
+                  "build_dir=out", cwd=root)
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+def test_verify_a_device_image_against_its_row(device_batch, capsys, monkeypatch):
+    from helpers import run_cli
+
+    monkeypatch.chdir(device_batch)
+    image = "out/WROOM-32/devices/D00001/factory/factory_WROOM-32_D00001.bin"
+    code, out, err = run_cli(capsys, "verify", image, "--board", "WROOM-32", "--device", "devices.csv:D00001")
+    assert (code, err) == (0, ""), out
+    lines = out.splitlines()
+    assert lines[0] == f"verify {image} against board WROOM-32, device D00001 (devices.csv line 3):"
+    assert "  ok       partition client_cert (device D00001)" in lines
+    assert "  ok       partition client_key (device D00001)" in lines
+    assert "  ok       partition factory_param (device D00001)" in lines   # its row sets uart_baudrate
+    assert "  ok       partition server_cert" in lines                      # the board's
+    assert lines[-1] == "result: matches the board"
+    # the image of another device, or the board alone, differs where the rows differ
+    code, out, _ = run_cli(capsys, "verify", image, "--board", "WROOM-32", "--device", "devices.csv:D00002")
+    assert code == 1
+    assert [line for line in out.splitlines() if "DIFFERS" in line] == [
+        "  DIFFERS  partition client_cert (device D00002) at 0x2a000: item 0 (type 2 in the image and from the board) "
+        "differs in content",
+        "  DIFFERS  partition client_key (device D00002) at 0x2c000: item 0 (type 3 in the image and from the board) "
+        "differs in content",
+        "  DIFFERS  partition factory_param at 0x30000: factory_param.uart_baudrate is 921600, the board says 115200"]
+    code, out, _ = run_cli(capsys, "verify", image, "--board", "WROOM-32")
+    assert code == 1 and out.endswith("result: 3 difference(s)\n")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--board", "WROOM-32", "--device", "devices.csv:D00009"],
+     'devices.csv: device_id = "D00009": no row has this device id (3 rows); did you mean D00002?'),
+    (["--board", "WROOM-32", "--device", "devices.csv"],
+     "--device devices.csv: expected CSV:DEVICE_ID, such as devices.csv:A0001"),
+    (["--board", "WROOM-32", "--device", "nope.csv:D1"], 'devices = "nope.csv": no such file'),
+    (["--pubkey", "x.pub", "--device", "devices.csv:D00001"],
+     "--device devices.csv:D00001: needs --board, the board the devices CSV was built for"),
+])
+def test_verify_device_bad_input(device_batch, capsys, monkeypatch, argv, message):
+    from helpers import run_cli
+
+    monkeypatch.chdir(device_batch)
+    code, out, err = run_cli(capsys, "verify", "out/WROOM-32/devices/D00001/factory/factory_WROOM-32_D00001.bin", *argv)
+    assert (code, out, err) == (2, "", f"atfactory: error: {message}\n")
+
+
+def test_verify_device_row_checked_like_a_build(device_batch, capsys, monkeypatch):
+    """A row that would not build is reported as the build reports it, exit 2."""
+    from helpers import run_cli
+
+    monkeypatch.chdir(device_batch)
+    (device_batch / "bad.csv").write_text("device_id,uart_tx_pin\nD1,40\n")
+    code, out, err = run_cli(capsys, "verify", "out/WROOM-32/factory/factory_WROOM-32.bin", "--board", "WROOM-32",
+                             "--device", "bad.csv:D1")
+    assert (code, out) == (2, "")
+    assert err == "atfactory: error: bad.csv: line 2, factory_param.uart_tx_pin = 40: ESP32 has no GPIO40; " \
+                  "accepted: -1 (unused) or 0-19, 21-23, 25-27, 32-39\n"

@@ -41,12 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--board", help="board id or .toml file (required unless --pubkey is given)")
     v.add_argument("--pubkey", help="Ed25519 public key: check manifest.json.sig and every hash first")
     v.add_argument("--plugins", default="", help="more plugin folders, comma-separated")
+    v.add_argument("--device", metavar="CSV:ID", help="check one device's image: the board's partitions with the "
+                                                      "values of this row of a devices CSV")
+    v.add_argument("--json", action="store_true", help="print one JSON document (docs/json.md)")
     e = sub.add_parser("extract", help="write a board file and its sources from an image or release folder")
     e.add_argument("path")
     e.add_argument("-o", "--output", required=True, help="folder for <ID>.toml and its sources")
     d = sub.add_parser("diff", help="what differs between two images or folders")
     d.add_argument("a")
     d.add_argument("b")
+    d.add_argument("--json", action="store_true", help="print one JSON document (docs/json.md)")
     return p
 
 
@@ -238,44 +242,86 @@ def _host_and_registry(extra_dirs: str):
 
 
 def cmd_verify(args) -> int:
+    result = verify_result(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_verify(result)
+    return 0 if result["ok"] else 1
+
+
+def verify_result(args) -> dict:
+    """What ``verify`` found, as the JSON document ``--json`` prints (docs/json.md)."""
     from .prepare import prepare_board
     from .readback import read_flash
     from .verify import verify_flash
 
     if not args.board and not args.pubkey:
         raise AtFactoryError("verify needs --board ID|FILE, --pubkey KEY, or both")
+    if args.device and not args.board:
+        raise AtFactoryError(f"--device {args.device}: needs --board, the board the devices CSV was built for")
+    result = {"command": "verify", "path": args.path, "board": None, "device": None, "signature": None,
+              "matches": [], "notes": [], "warnings": [], "differences": [], "ok": True}
     if args.pubkey:
         from .manifest import check_release
         folder, problems, manifest = check_release(args.path, args.pubkey)
-        print(f"signature and hashes of {folder}:")
-        for line in problems:
-            print(f"  DIFFERS  {line}")
-        if problems:
-            print(f"result: {len(problems)} difference(s); the release cannot be trusted")
-            return 1
-        print(f"  ok       manifest.json signed by this key; {len(manifest['outputs'])} outputs match their SHA-256")
-        if manifest.get("device_outputs_checked"):
-            print(f"  ok       devices.json signed by this key; {manifest['device_outputs_checked']} device outputs "
-                  "match their SHA-256")
-        print("  ok       no file in the folder outside the signed lists")
-        if not args.board:
-            print("result: matches the signed manifest")
-            return 0
+        result["signature"] = {"folder": folder, "ok": not problems, "differences": problems,
+                               "outputs": len(manifest.get("outputs", [])),
+                               "device_outputs": manifest.get("device_outputs_checked", 0)}
+        if problems or not args.board:
+            result["ok"] = not problems
+            return result
     host, registry = _host_and_registry(args.plugins)
     prepared = prepare_board(args.board, registry, host, extra_tables=host.board_tables())
+    device = _device_outputs(args.device, prepared, host) if args.device else None
     data, doc = read_flash(args.path, host.formats())
-    report = verify_flash(data, doc, prepared, formats=host.formats())
-    print(f"verify {args.path} against board {prepared.board.id}:")
-    for line in report.matches:
-        print(f"  ok       {line}")
-    for line in report.notes:
-        print(f"  note     {line}")
-    for line in report.warnings:
-        print(f"  warning  {line}")
-    for line in report.differences:
-        print(f"  DIFFERS  {line}")
-    print("result: " + ("matches the board" if report.ok else f"{len(report.differences)} difference(s)"))
-    return 0 if report.ok else 1
+    report = verify_flash(data, doc, prepared, formats=host.formats(), device=device)
+    result.update(board=prepared.board.id, matches=report.matches, notes=report.notes, warnings=report.warnings,
+                  differences=report.differences, ok=report.ok)
+    if device is not None:
+        result["device"] = {"csv": args.device.rpartition(":")[0], "id": device[0], "line": device[2],
+                            "partitions": sorted(device[1])}
+    return result
+
+
+def _device_outputs(spec: str, prepared, host):
+    """``CSV:DEVICE_ID`` -> (device id, {release path: bytes} of the partitions its row changes,
+    CSV line), made by DeviceMaker as the devices build makes them."""
+    from .devices import DeviceMaker
+
+    csv_path, _, device_id = spec.rpartition(":")
+    if not csv_path or not device_id:
+        raise AtFactoryError(f"--device {spec}: expected CSV:DEVICE_ID, such as devices.csv:A0001")
+    maker = DeviceMaker(prepared, csv_path, host.board_tables(), formats=host.formats())
+    row = maker.row_of(device_id)
+    made_id, files, _digests = maker.make(row)
+    return made_id, {rel: data for rel, (data, _secret) in files.items()}, row.line
+
+
+def _print_verify(result: dict) -> None:
+    signature = result["signature"]
+    if signature is not None:
+        print(f"signature and hashes of {signature['folder']}:")
+        for line in signature["differences"]:
+            print(f"  DIFFERS  {line}")
+        if signature["differences"]:
+            print(f"result: {len(signature['differences'])} difference(s); the release cannot be trusted")
+            return
+        print(f"  ok       manifest.json signed by this key; {signature['outputs']} outputs match their SHA-256")
+        if signature["device_outputs"]:
+            print(f"  ok       devices.json signed by this key; {signature['device_outputs']} device outputs "
+                  "match their SHA-256")
+        print("  ok       no file in the folder outside the signed lists")
+        if result["board"] is None:
+            print("result: matches the signed manifest")
+            return
+    device = result["device"]
+    which = f", device {device['id']} ({device['csv']} line {device['line']})" if device else ""
+    print(f"verify {result['path']} against board {result['board']}{which}:")
+    for word, key in (("ok", "matches"), ("note", "notes"), ("warning", "warnings"), ("DIFFERS", "differences")):
+        for line in result[key]:
+            print(f"  {word:<8} {line}")
+    print("result: " + ("matches the board" if result["ok"] else f"{len(result['differences'])} difference(s)"))
 
 
 # --- extract ----------------------------------------------------------------------------------
@@ -315,41 +361,58 @@ def _keyed(items: list) -> dict:
 
 def diff_documents(a, b, path: str = "") -> List[str]:
     """One line per difference, partition by partition and field by field."""
+    return [_field_line(d) for d in field_differences(a, b, path)]
+
+
+def field_differences(a, b, path: str = "") -> List[dict]:
+    """One record per difference of two decoded documents: ``field`` (its dotted path), ``first``
+    and ``second`` (the values), or ``only_in`` ("first", "second") and that side's value."""
     if isinstance(a, list) and isinstance(b, list):
         a, b = _keyed(a), _keyed(b)
     if isinstance(a, dict) and isinstance(b, dict):
-        lines = []
+        found = []
         for key in list(a) + [k for k in b if k not in a]:
             if (key == "path" and not path) or key == "warnings":   # where the inputs are; said on stderr
                 continue
             sub = f"{path}[{key}]" if isinstance(key, int) or " " in str(key) or path.endswith("partitions") \
                 else (f"{path}.{key}" if path else str(key))
             if key not in b:
-                lines.append(f"{sub}: only in the first")
+                found.append({"field": sub, "only_in": "first", "first": a[key]})
             elif key not in a:
-                lines.append(f"{sub}: only in the second")
+                found.append({"field": sub, "only_in": "second", "second": b[key]})
             else:
-                lines += diff_documents(a[key], b[key], sub)
-        return lines
+                found += field_differences(a[key], b[key], sub)
+        return found
     if a != b:
-        return [f"{path}: {_show(a)} -> {_show(b)}"]
+        return [{"field": path, "first": a, "second": b}]
     return []
+
+
+def _field_line(d: dict) -> str:
+    if "only_in" in d:
+        return f"{d['field']}: only in the {d['only_in']}"
+    return f"{d['field']}: {_show(d['first'])} -> {_show(d['second'])}"
 
 
 def cmd_diff(args) -> int:
     """Field by field where the documents differ, then every region whose bytes differ: exit 0
     only when every byte is equal."""
-    from .compare import byte_differences, flash_regions, whole_file
+    from .compare import flash_regions, region_differences, region_line, whole_file
     from .readback import read_any
 
     formats = _formats(args)
     (a, doc_a), (b, doc_b) = (read_any(path, formats, invalid_ok=True) for path in (args.a, args.b))
     for doc in (doc_a, doc_b):
         _say_warnings(doc)
-    lines = diff_documents(doc_a, doc_b)
-    regions = [flash_regions(d) if d["kind"] in ("image", "release") else whole_file(d, len(data))
-               for d, data in ((doc_a, a), (doc_b, b))]
-    lines += byte_differences(a, regions[0], b, regions[1])
+    fields = field_differences(doc_a, doc_b)
+    spans = [flash_regions(d) if d["kind"] in ("image", "release") else whole_file(d, len(data))
+             for d, data in ((doc_a, a), (doc_b, b))]
+    regions = region_differences(a, spans[0], b, spans[1])
+    if args.json:
+        print(json.dumps({"command": "diff", "first": args.a, "second": args.b, "equal": not (fields or regions),
+                          "fields": fields, "regions": regions}, indent=2))
+        return 1 if fields or regions else 0
+    lines = [_field_line(d) for d in fields] + [region_line(r) for r in regions]
     for line in lines:
         print(line)
     if not lines:

@@ -197,6 +197,17 @@ class DeviceMaker:
     def rows(self):
         return _rows(self.csv_path)
 
+    def row_of(self, device_id: str) -> Row:
+        """The row of ``device_id`` (the first, as the batch's duplicate check keeps it)."""
+        ids = []
+        for row in self.rows():
+            cell = row.cells.get("device_id", "")
+            if cell == device_id:
+                return row
+            ids.append(cell)
+        raise BoardError([Problem(self.csv_path, "device_id", f"no row has this device id ({len(ids)} rows)"
+                                  + did_you_mean(device_id, ids), device_id)])
+
     def make(self, row: Row):
         """(device_id, {release path: (bytes, secret)}, {set name: digest for duplicate checks})."""
         problems: List[Problem] = []
