@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -326,3 +327,104 @@ def test_verify_device_row_checked_like_a_build(device_batch, capsys, monkeypatc
     assert (code, out) == (2, "")
     assert err == "atfactory: error: bad.csv: line 2, factory_param.uart_tx_pin = 40: ESP32 has no GPIO40; " \
                   "accepted: -1 (unused) or 0-19, 21-23, 25-27, 32-39\n"
+
+
+# --- progress on a terminal, nothing elsewhere ---------------------------------------------------
+
+class FakeTerminal:
+    def __init__(self, tty=True):
+        self.text, self.tty = "", tty
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_line():
+    from atfactory.devices_worker import Progress
+
+    times = iter([100.0, 100.1, 104.0, 105.0, 135.0])
+    done = iter([50, 100, 300])
+    term = FakeTerminal()
+    p = Progress(term, 300, lambda: next(done), clock=lambda: next(times), every=0.25)   # shown at once
+    p.tick()                      # 0.1 s after the start: too soon, nothing asked or shown
+    p.tick()                      # 4 s: 50 rows
+    p.tick()                      # 5 s: 100 rows
+    p.finish()                    # 35 s: all 300
+    assert term.text.split("\r")[1:] == [
+        "devices: 0/300 (0%)",
+        "devices: 50/300 (16%), 12/s, 0:20 left",
+        "devices: 100/300 (33%), 20/s, 0:10 left",
+        "devices: 300/300 (100%), 8.6/s, done in 0:35\n"]
+    slow = FakeTerminal()
+    q = Progress(slow, 5000, iter([4000, 5000]).__next__, clock=iter([0.0, 1000.0, 4000.0]).__next__)
+    q.tick()
+    q.finish()                    # hours when it takes them
+    assert slow.text == ("\rdevices: 0/5000 (0%)\rdevices: 4000/5000 (80%), 4.0/s, 4:10 left"
+                         "\rdevices: 5000/5000 (100%), 1.2/s, done in 1:06:40\n")
+
+
+def test_progress_only_on_a_terminal(device_pki, tmp_path, registry):
+    """build_batch shows progress on a TTY stream and writes nothing to any other."""
+    from atfactory.devices import DeviceMaker
+    from atfactory.devices_worker import build_batch
+    from atfactory.prepare import prepare_board
+
+    csv = write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key", rows_for(3, device_pki, tmp_path))
+    prepared = prepare_board("WROOM-32", registry)
+    release = tmp_path / "release"
+    release.mkdir()
+    for tty in (True, False):
+        term = FakeTerminal(tty)
+        maker = DeviceMaker(prepared, str(csv))
+        assert build_batch(maker, str(release), [], 1, False, str(release / "devices.json"), progress=term) == 3
+        if tty:
+            assert term.text.startswith("\rdevices: 0/3 (0%)")
+            assert re.search(r"\rdevices: 3/3 \(100%\), \d+/s, done in 0:\d\d\n$", term.text), term.text
+        else:
+            assert term.text == ""
+
+
+def test_scons_shows_progress_on_a_terminal_only(tmp_path):
+    """-j2 (a worker process writes half the rows) under a pseudo-terminal, and in a pipe as CI runs it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    from helpers import REPO
+
+    write_csv(tmp_path / "devices.csv", "device_id,uart_baudrate", [f"X{i},921600" for i in range(40)])
+    argv = [sys.executable, "-m", "SCons", "-C", str(REPO), "-Q", "board=WROOM-32", "devices=devices.csv", "-j2"]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv + ["build_dir=tty"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen = []
+
+    def read():
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:   # EIO: the child side closed
+                return
+            if not data:
+                return
+            seen.append(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    proc.communicate(timeout=300)
+    reader.join(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0
+    terminal = b"".join(seen).decode()
+    assert re.search(r"\rdevices: 40/40 \(100%\), \d+/s, done in 0:\d\d *\r\n", terminal), terminal
+    piped = run_scons("board=WROOM-32", "devices=devices.csv", "-j2", "build_dir=pipe", cwd=tmp_path)
+    assert piped.returncode == 0 and "DEVICES WROOM-32: 40 devices" in piped.stdout
+    assert "devices:" not in piped.stderr and "\r" not in piped.stderr + piped.stdout

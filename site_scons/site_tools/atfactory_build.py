@@ -244,7 +244,7 @@ def _build_devices(target, source, env):
     maker, release, command, images, environ = _ACTIONS[target[0].abspath]
     workers = max(1, int(env.GetOption("num_jobs") or 1))
     try:
-        count = build_batch(maker, release, command, workers, images, target[0].abspath, environ)
+        count = build_batch(maker, release, command, workers, images, target[0].abspath, environ, progress=sys.stderr)
     except AtFactoryError as err:
         raise _build_error(target, err)
     sys.stdout.write(f"{'DEVICES':<6} {maker.board.id}: {count} devices\n")
