@@ -1,7 +1,8 @@
-"""``atfactory``: read any AT binary back — inspect, verify, extract, diff.
+"""``atfactory``: read any AT binary back — inspect, verify, extract, diff — and flash a release.
 
 Exit status: 0 success (verify: the image matches; diff: no differences), 1 verify found
-differences or diff found some, 2 bad input (one line on stderr, no traceback) and anything
+differences or diff found some, 2 bad input (one line on stderr, no traceback), esptool failing
+to flash, and anything
 unexpected: a bug is reported in one line with a hint, never with status 1, which means
 "differs".
 """
@@ -51,7 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("a")
     d.add_argument("b")
     d.add_argument("--json", action="store_true", help="print one JSON document (docs/json.md)")
+    _add_flash_parser(sub)
     return p
+
+
+def _add_flash_parser(sub) -> None:
+    from .flashing import DEFAULT_BAUD
+
+    f = sub.add_parser("flash", help="write a release folder or factory image to a device with esptool")
+    f.add_argument("path", help="a release folder (as its download.config says), a device's folder, or a factory image")
+    f.add_argument("--port", required=True, help="the device's serial port: /dev/ttyUSB0, COM3, ...")
+    f.add_argument("--baud", type=_baud, default=DEFAULT_BAUD, help=f"baud rate while writing (default {DEFAULT_BAUD})")
+    f.add_argument("--erase", action="store_true", help="erase the whole flash first (esptool write-flash --erase-all)")
+    f.add_argument("--dry-run", action="store_true", help="print the esptool command line instead of running it")
+
+
+def _baud(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer such as 115200 or 460800")
+    return value
 
 
 # Every character an image or file can hold may reach the terminal: control characters (ESC
@@ -83,7 +106,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"inspect": cmd_inspect, "verify": cmd_verify, "extract": cmd_extract, "diff": cmd_diff}[args.command](args)
+        return {"inspect": cmd_inspect, "verify": cmd_verify, "extract": cmd_extract, "diff": cmd_diff,
+                "flash": cmd_flash}[args.command](args)
     except BoardError as err:
         for problem in err.problems:
             _print_err(str(problem))
@@ -339,6 +363,22 @@ def cmd_extract(args) -> int:
     print(f"wrote {board_path}")
     for note in notes:
         print(f"note: {note}")
+    return 0
+
+
+# --- flash ------------------------------------------------------------------------------------
+
+def cmd_flash(args) -> int:
+    """Check everything first, then write with esptool (or, with --dry-run, print its command line)."""
+    from .flashing import command_line, esptool_args, plan_flash, run_esptool
+
+    if not args.port.strip():
+        raise AtFactoryError("--port '': expected a serial port such as /dev/ttyUSB0 or COM3")
+    argv = esptool_args(plan_flash(args.path, _formats(args)), args.port, args.baud, args.erase)
+    if args.dry_run:
+        print(command_line(argv))
+        return 0
+    run_esptool(argv)
     return 0
 
 
