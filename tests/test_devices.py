@@ -297,6 +297,12 @@ def test_verify_a_device_image_against_its_row(device_batch, capsys, monkeypatch
         "  DIFFERS  partition factory_param at 0x30000: factory_param.uart_baudrate is 921600, the board says 115200"]
     code, out, _ = run_cli(capsys, "verify", image, "--board", "WROOM-32")
     assert code == 1 and out.endswith("result: 3 difference(s)\n")
+    code, out, _ = run_cli(capsys, "verify", image, "--board", "WROOM-32", "--device", "devices.csv:D00001", "--json")
+    doc = json.loads(out)
+    assert (code, doc["ok"], doc["differences"]) == (0, True, [])
+    assert doc["device"] == {"csv": "devices.csv", "id": "D00001", "line": 3, "partitions": [
+        "customized_partitions/client_cert.bin", "customized_partitions/client_key.bin",
+        "customized_partitions/factory_param.bin", "customized_partitions/factory_param_WROOM-32.bin"]}
 
 
 @pytest.mark.parametrize("argv, message", [
