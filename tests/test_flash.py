@@ -260,3 +260,13 @@ def test_a_device_folder_reads_back_like_a_release_folder(batch, capsys, monkeyp
     assert (code, out.splitlines()[-1]) == (0, "result: matches the board")
     code, out, _ = run_cli(capsys, "verify", "out/WROOM-32/devices/D1", "--board", "WROOM-32")
     assert code == 1 and "factory_param.uart_baudrate is 921600, the board says 115200" in out
+
+
+def test_a_release_folder_cannot_name_files_above_it(built, capsys, tmp_path, no_esptool):
+    """Only a device's folder may name ../../ files, and only those of its own release folder."""
+    folder = _copy(built / "out/WROOM-32", tmp_path / "rel")
+    config = (folder / "download.config").read_text()
+    (folder / "download.config").write_text(config.replace("at_customize.bin", "../at_customize.bin"))
+    assert refused(capsys, str(folder), "--port", PORT) == (
+        f"{folder}: download.config: the entry at 0x20000 names '../at_customize.bin', which leads out of the "
+        "release folder; accepted: a path relative to the release folder, '/'-separated, without '..'")

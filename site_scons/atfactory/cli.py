@@ -2,9 +2,8 @@
 
 Exit status: 0 success (verify: the image matches; diff: no differences), 1 verify found
 differences or diff found some, 2 bad input (one line on stderr, no traceback), esptool failing
-to flash, and anything
-unexpected: a bug is reported in one line with a hint, never with status 1, which means
-"differs".
+to flash, and anything unexpected: a bug is reported in one line with a hint, never with
+status 1, which means "differs".
 """
 from __future__ import annotations
 

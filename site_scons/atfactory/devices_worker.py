@@ -143,8 +143,9 @@ def write_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
 class Progress:
     """``done/total (pct), rate/s, M:SS left`` of a batch, rewritten in place on a terminal.
 
-    ``stream``: where to show it; when it is not a TTY, nothing is shown and nothing is counted.
-    ``count()``: the rows done so far; it is asked at most every ``every`` seconds."""
+    ``stream``: where to show it; ``build_batch`` makes one only where ``wanted(stream)`` (a TTY),
+    so that elsewhere nothing is shown and nothing is counted.  ``count()``: the rows done so
+    far; it is asked at most every ``every`` seconds."""
 
     def __init__(self, stream, total: int, count, clock=time.monotonic, every: float = 0.25):
         self.stream = stream

@@ -76,7 +76,8 @@ def read_release(folder: str, wanted: Callable[[str], bool] = lambda rel: True, 
         if problem:
             raise ReleaseError(f"{CONFIG}: the entry at 0x{offset:x} names {rel!r}, which {problem}; accepted: a "
                                "path relative to the release folder, '/'-separated, without '..'"
-                               + (" but to the shared files of a device's release folder" if root else ""))
+                               + (" but to the shared files of a device's release folder"
+                                  if root and os.path.abspath(root) != os.path.abspath(folder) else ""))
         other = folded.setdefault(rel.lower(), rel)
         if other != rel:
             raise ReleaseError(f"{CONFIG}: {other!r} and {rel!r} differ only in case, one file on a case-insensitive "
