@@ -148,6 +148,15 @@ def _copy(src, dst):
     return dst
 
 
+def _edit_config(folder, *replacements):
+    """``folder``'s download.config with each (old, new) replaced in it."""
+    text = (folder / "download.config").read_text()
+    for old, new in replacements:
+        text = text.replace(old, new)
+    (folder / "download.config").write_text(text)
+    return folder
+
+
 def test_refused_before_esptool_runs(built, batch, capsys, tmp_path, no_esptool):
     folder = _copy(built / "out/WROOM-32", tmp_path / "rel")
     (folder / "customized_partitions/ble_data.bin").unlink()
@@ -162,22 +171,18 @@ def test_refused_before_esptool_runs(built, batch, capsys, tmp_path, no_esptool)
         f"{folder}: download.config: 'customized_partitions/ble_data.bin' resolves outside the release folder; "
         "accepted: files inside it, symbolic links included only when they point inside it")
 
-    device = _copy(batch / "out/WROOM-32", tmp_path / "batch") / "devices/D1"
-    config = (device / "download.config").read_text()
-    (device / "download.config").write_text(config.replace("../../esp-at.bin", "../../../esp-at.bin"))
+    device = _edit_config(_copy(batch / "out/WROOM-32", tmp_path / "batch") / "devices/D1",
+                          ("../../esp-at.bin", "../../../esp-at.bin"))
     assert refused(capsys, str(device), "--port", PORT) == (
         f"{device}: download.config: the entry at 0x100000 names '../../../esp-at.bin', which leads out of the "
         "release folder; accepted: a path relative to the release folder, '/'-separated, without '..' but to the "
         "shared files of a device's release folder")
 
-    folder = _copy(built / "out/WROOM-32", tmp_path / "size")
-    config = (folder / "download.config").read_text()
-    (folder / "download.config").write_text(config.replace("--flash_size 4MB", "--flash_size 3MB"))
+    folder = _edit_config(_copy(built / "out/WROOM-32", tmp_path / "size"), ("--flash_size 4MB", "--flash_size 3MB"))
     assert refused(capsys, str(folder), "--port", PORT) == (
         f"{folder / 'download.config'}: flash_size '3MB' is no ESP32 setting; accepted: 1MB, 2MB, 4MB, 8MB, 16MB, "
         "32MB, 64MB, 128MB")
-    (folder / "download.config").write_text(config.replace("--flash_size 4MB", "--flash_size 1MB")
-                                            .replace("0x3b000 ", "0x100000 "))
+    _edit_config(folder, ("--flash_size 3MB", "--flash_size 1MB"), ("0x3b000 ", "0x100000 "))
     assert refused(capsys, str(folder), "--port", PORT) == (
         f"{folder / 'download.config'}: 0x100000 customized_partitions/mqtt_ca.bin ends at 0x10050c, past the 1MB "
         "flash (--flash_size 1MB); accepted: files that fit the flash")
@@ -264,9 +269,7 @@ def test_a_device_folder_reads_back_like_a_release_folder(batch, capsys, monkeyp
 
 def test_a_release_folder_cannot_name_files_above_it(built, capsys, tmp_path, no_esptool):
     """Only a device's folder may name ../../ files, and only those of its own release folder."""
-    folder = _copy(built / "out/WROOM-32", tmp_path / "rel")
-    config = (folder / "download.config").read_text()
-    (folder / "download.config").write_text(config.replace("at_customize.bin", "../at_customize.bin"))
+    folder = _edit_config(_copy(built / "out/WROOM-32", tmp_path / "rel"), ("at_customize.bin", "../at_customize.bin"))
     assert refused(capsys, str(folder), "--port", PORT) == (
         f"{folder}: download.config: the entry at 0x20000 names '../at_customize.bin', which leads out of the "
         "release folder; accepted: a path relative to the release folder, '/'-separated, without '..'")
