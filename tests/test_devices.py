@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -192,11 +193,17 @@ def test_device_images_and_plugin_columns(device_pki, tmp_path, registry):
     root = tmp_path / "out/ACME-W32/devices"
     infos = [json.loads((root / f"D0000{i}/customized_partitions/device_info.bin").read_bytes()[6:]) for i in range(3)]
     assert [i["hw_revision"] for i in infos] == ["rev-0", "rev-1", "rev-2"]
-    image = (root / "D00001/factory/factory_ACME-W32.bin").read_bytes()
+    image = (root / "D00001/factory/factory_ACME-W32_D00001.bin").read_bytes()
     assert len(image) == 4 << 20
     assert image[0x2A000:0x2A000 + 8] == (root / "D00001/customized_partitions/client_cert.bin").read_bytes()[:8]
     assert image[0x24000:0x24008] == (tmp_path / "out/ACME-W32/customized_partitions/server_cert.bin").read_bytes()[:8]
-    assert (root / "D00001/factory/factory_ACME-W32.bin").stat().st_mode & 0o077 == 0
+    assert (root / "D00001/factory/factory_ACME-W32_D00001.bin").stat().st_mode & 0o077 == 0
+    # each image is named for its device (factory_<MODULE>_<device_id>.bin), in its folder and the ledger
+    ledger = json.loads((tmp_path / "out/ACME-W32/devices.json").read_text())
+    for n, entry in enumerate(ledger["devices"]):
+        name = f"factory/factory_ACME-W32_D0000{n}.bin"
+        assert [str(p.relative_to(root / entry["device_id"])) for p in (root / entry["device_id"] / "factory").iterdir()] == [name]
+        assert entry["outputs"][name] == hashlib.sha256((root / entry["device_id"] / name).read_bytes()).hexdigest()
 
 
 def test_devices_need_one_board(tmp_path):
@@ -244,7 +251,186 @@ def test_a_device_image_holding_only_the_boards_keys_is_owner_only(tmp_path, reg
     assert r.returncode == 0, r.stderr
     folder = tmp_path / "out/WROOM-32/devices/D1"
     assert not (folder / "customized_partitions/server_key.bin").exists()   # shared with the board
-    image = folder / "factory/factory_WROOM-32.bin"
+    image = folder / "factory/factory_WROOM-32_D1.bin"
     key = (tmp_path / "out/WROOM-32/customized_partitions/server_key.bin").read_bytes()
     assert key.rstrip(b"\xff") and image.read_bytes()[0x26000:0x26000 + len(key)] == key
     assert image.stat().st_mode & 0o077 == 0
+
+
+# --- verify IMAGE --board B --device CSV:ID ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def device_batch(device_pki, tmp_path_factory, registry):
+    """WROOM-32 with firmware, three devices (the second with its own baud rate) and their images."""
+    root = tmp_path_factory.mktemp("device_batch")
+    release = make_release(root / "fw", load_board("WROOM-32", registry))
+    write_csv(root / "devices.csv", "device_id,client_cert,client_key,uart_baudrate",
+              rows_for(3, device_pki, root, lambda i: ",921600" if i == 1 else ","))
+    r = run_scons("board=WROOM-32", "devices=devices.csv", f"firmware={release}", "device_images=yes",
+                  "build_dir=out", cwd=root)
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+def test_verify_a_device_image_against_its_row(device_batch, capsys, monkeypatch):
+    from helpers import run_cli
+
+    monkeypatch.chdir(device_batch)
+    image = "out/WROOM-32/devices/D00001/factory/factory_WROOM-32_D00001.bin"
+    code, out, err = run_cli(capsys, "verify", image, "--board", "WROOM-32", "--device", "devices.csv:D00001")
+    assert (code, err) == (0, ""), out
+    lines = out.splitlines()
+    assert lines[0] == f"verify {image} against board WROOM-32, device D00001 (devices.csv line 3):"
+    assert "  ok       partition client_cert (device D00001)" in lines
+    assert "  ok       partition client_key (device D00001)" in lines
+    assert "  ok       partition factory_param (device D00001)" in lines   # its row sets uart_baudrate
+    assert "  ok       partition server_cert" in lines                      # the board's
+    assert lines[-1] == "result: matches the board"
+    # the image of another device, or the board alone, differs where the rows differ
+    code, out, _ = run_cli(capsys, "verify", image, "--board", "WROOM-32", "--device", "devices.csv:D00002")
+    assert code == 1
+    assert [line for line in out.splitlines() if "DIFFERS" in line] == [
+        "  DIFFERS  partition client_cert (device D00002) at 0x2a000: item 0 (type 2 in the image and from the board) "
+        "differs in content",
+        "  DIFFERS  partition client_key (device D00002) at 0x2c000: item 0 (type 3 in the image and from the board) "
+        "differs in content",
+        "  DIFFERS  partition factory_param at 0x30000: factory_param.uart_baudrate is 921600, the board says 115200"]
+    code, out, _ = run_cli(capsys, "verify", image, "--board", "WROOM-32")
+    assert code == 1 and out.endswith("result: 3 difference(s)\n")
+    code, out, _ = run_cli(capsys, "verify", image, "--board", "WROOM-32", "--device", "devices.csv:D00001", "--json")
+    doc = json.loads(out)
+    assert (code, doc["ok"], doc["differences"]) == (0, True, [])
+    assert doc["device"] == {"csv": "devices.csv", "id": "D00001", "line": 3, "partitions": [
+        "customized_partitions/client_cert.bin", "customized_partitions/client_key.bin",
+        "customized_partitions/factory_param.bin", "customized_partitions/factory_param_WROOM-32.bin"]}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--board", "WROOM-32", "--device", "devices.csv:D00009"],
+     'devices.csv: device_id = "D00009": no row has this device id (3 rows); did you mean D00002?'),
+    (["--board", "WROOM-32", "--device", "devices.csv"],
+     "--device devices.csv: expected CSV:DEVICE_ID, such as devices.csv:A0001"),
+    (["--board", "WROOM-32", "--device", "nope.csv:D1"], 'devices = "nope.csv": no such file'),
+    (["--pubkey", "x.pub", "--device", "devices.csv:D00001"],
+     "--device devices.csv:D00001: needs --board, the board the devices CSV was built for"),
+])
+def test_verify_device_bad_input(device_batch, capsys, monkeypatch, argv, message):
+    from helpers import run_cli
+
+    monkeypatch.chdir(device_batch)
+    code, out, err = run_cli(capsys, "verify", "out/WROOM-32/devices/D00001/factory/factory_WROOM-32_D00001.bin", *argv)
+    assert (code, out, err) == (2, "", f"atfactory: error: {message}\n")
+
+
+def test_verify_device_row_checked_like_a_build(device_batch, capsys, monkeypatch):
+    """A row that would not build is reported as the build reports it, exit 2."""
+    from helpers import run_cli
+
+    monkeypatch.chdir(device_batch)
+    (device_batch / "bad.csv").write_text("device_id,uart_tx_pin\nD1,40\n")
+    code, out, err = run_cli(capsys, "verify", "out/WROOM-32/factory/factory_WROOM-32.bin", "--board", "WROOM-32",
+                             "--device", "bad.csv:D1")
+    assert (code, out) == (2, "")
+    assert err == "atfactory: error: bad.csv: line 2, factory_param.uart_tx_pin = 40: ESP32 has no GPIO40; " \
+                  "accepted: -1 (unused) or 0-19, 21-23, 25-27, 32-39\n"
+
+
+# --- progress on a terminal, nothing elsewhere ---------------------------------------------------
+
+class FakeTerminal:
+    def __init__(self, tty=True):
+        self.text, self.tty = "", tty
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_line():
+    from atfactory.devices_worker import Progress
+
+    times = iter([100.0, 100.1, 104.0, 105.0, 135.0])
+    done = iter([50, 100, 300])
+    term = FakeTerminal()
+    p = Progress(term, 300, lambda: next(done), clock=lambda: next(times), every=0.25)   # shown at once
+    p.tick()                      # 0.1 s after the start: too soon, nothing asked or shown
+    p.tick()                      # 4 s: 50 rows
+    p.tick()                      # 5 s: 100 rows
+    p.finish()                    # 35 s: all 300
+    assert term.text.split("\r")[1:] == [
+        "devices: 0/300 (0%)",
+        "devices: 50/300 (16%), 12/s, 0:20 left",
+        "devices: 100/300 (33%), 20/s, 0:10 left",
+        "devices: 300/300 (100%), 8.6/s, done in 0:35\n"]
+    slow = FakeTerminal()
+    q = Progress(slow, 5000, iter([4000, 5000]).__next__, clock=iter([0.0, 1000.0, 4000.0]).__next__)
+    q.tick()
+    q.finish()                    # hours when it takes them
+    assert slow.text == ("\rdevices: 0/5000 (0%)\rdevices: 4000/5000 (80%), 4.0/s, 4:10 left"
+                         "\rdevices: 5000/5000 (100%), 1.2/s, done in 1:06:40\n")
+
+
+def test_progress_only_on_a_terminal(device_pki, tmp_path, registry):
+    """build_batch shows progress on a TTY stream and writes nothing to any other."""
+    from atfactory.devices import DeviceMaker
+    from atfactory.devices_worker import build_batch
+    from atfactory.prepare import prepare_board
+
+    csv = write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key", rows_for(3, device_pki, tmp_path))
+    prepared = prepare_board("WROOM-32", registry)
+    release = tmp_path / "release"
+    release.mkdir()
+    for tty in (True, False):
+        term = FakeTerminal(tty)
+        maker = DeviceMaker(prepared, str(csv))
+        assert build_batch(maker, str(release), [], 1, False, str(release / "devices.json"), progress=term) == 3
+        if tty:
+            assert term.text.startswith("\rdevices: 0/3 (0%)")
+            assert re.search(r"\rdevices: 3/3 \(100%\), \d+/s, done in 0:\d\d\n$", term.text), term.text
+        else:
+            assert term.text == ""
+
+
+def test_scons_shows_progress_on_a_terminal_only(tmp_path):
+    """-j2 (a worker process writes half the rows) under a pseudo-terminal, and in a pipe as CI runs it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    from helpers import REPO
+
+    write_csv(tmp_path / "devices.csv", "device_id,uart_baudrate", [f"X{i},921600" for i in range(40)])
+    argv = [sys.executable, "-m", "SCons", "-C", str(REPO), "-Q", "board=WROOM-32", "devices=devices.csv", "-j2"]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv + ["build_dir=tty"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen = []
+
+    def read():
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:   # EIO: the child side closed
+                return
+            if not data:
+                return
+            seen.append(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    proc.communicate(timeout=300)
+    reader.join(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0
+    terminal = b"".join(seen).decode()
+    assert re.search(r"\rdevices: 40/40 \(100%\), \d+/s, done in 0:\d\d *\r\n", terminal), terminal
+    piped = run_scons("board=WROOM-32", "devices=devices.csv", "-j2", "build_dir=pipe", cwd=tmp_path)
+    assert piped.returncode == 0 and "DEVICES WROOM-32: 40 devices" in piped.stdout
+    assert "devices:" not in piped.stderr and "\r" not in piped.stderr + piped.stdout

@@ -88,6 +88,12 @@ def factory_image_path(board: Board) -> str:
     return f"factory/factory_{board.module_name}.bin"
 
 
+def device_image_path(board: Board, device_id: str) -> str:
+    """A device's factory image (devices/<device_id>/factory/...): its name says whose it is, so a
+    copy taken out of its folder still does."""
+    return f"factory/factory_{board.module_name}_{device_id}.bin"
+
+
 def factory_image_artifact(board: Board, planned: Sequence[Artifact], release_dir: str, host=None,
                            display_base: Optional[str] = None) -> Artifact:
     """The factory image of a board: every flashed artifact, after ``atfactory_pre_merge``.

@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import partition_table as pt
 from .chips import Chip, flash_size_bytes
-from .errors import BoardError, Problem, display_path
+from .errors import BoardError, Problem, did_you_mean, display_path
 from .formats import CertificateFile, Content, FormatRegistry, certificate_sets
 from .layout import first_free
 from .numbers import format_size, parse_int, parse_size
@@ -62,6 +62,7 @@ class Board:
     warnings: Tuple[str, ...] = ()
     data: Dict[str, object] = field(default_factory=dict)   # the merged TOML, for plugins
     firmware: Optional[str] = None     # [firmware] release, resolved against its board file
+    development: Tuple[str, ...] = ()  # partitions holding atfactory's development certificates or keys
 
     @property
     def flash_size_bytes(self) -> int:
@@ -83,7 +84,7 @@ class Board:
 def load_board(ref: str, registry: BoardRegistry, *, board_id: Optional[str] = None,
                relative_to: Optional[str] = None, extra_tables: Optional[Dict[str, Callable]] = None,
                overlays: Sequence[Tuple[str, dict]] = (), extra_partitions: Sequence[dict] = (),
-               sandbox: bool = False, formats: Optional[FormatRegistry] = None) -> Board:
+               sandbox: bool = False, formats: Optional[FormatRegistry] = None, release: bool = False) -> Board:
     """Read, merge and check a board.  Raises BoardError with every problem found.
 
     ``ref`` is a board id or a .toml path (relative to ``relative_to``, default the cwd).
@@ -92,7 +93,8 @@ def load_board(ref: str, registry: BoardRegistry, *, board_id: Optional[str] = N
     dicts with name, type, subtype, size, offset (None: placed in free space), origin and
     content (a :class:`Content`).  ``sandbox``: paths the board file names (and files it extends by
     path name) must resolve inside the board file's folder.  ``formats``: the session's format
-    registry (default: the stock formats).
+    registry (default: the stock formats).  ``release`` (release=yes): atfactory's development
+    certificates and keys, and expired certificates, are refused.
     """
     from .checks import check_board
     from .formats import stock_registry
@@ -123,7 +125,7 @@ def load_board(ref: str, registry: BoardRegistry, *, board_id: Optional[str] = N
     if board_id is None:
         entry = registry.get(os.path.splitext(os.path.basename(path))[0])
         board_id = entry.id if entry and entry.path == path else os.path.splitext(os.path.basename(path))[0]
-    board = check_board(merged, path, board_id, files, problems, formats or stock_registry())
+    board = check_board(merged, path, board_id, files, problems, formats or stock_registry(), release)
     if problems:
         raise BoardError(problems)
     return board
@@ -242,7 +244,8 @@ def _load_chain(path: str, registry: BoardRegistry, problems: List[Problem], sta
         if base is None:
             ids = ", ".join(registry.ids()) or "(none)"
             problems.append(Problem(path, "extends", f"no board with this id and no such file; accepted: a board "
-                                                     f"id ({ids}) or a .toml path relative to this file", ext))
+                                                     f"id ({ids}) or a .toml path relative to this file"
+                                                     + did_you_mean(ext, registry.ids()), ext))
             return []
         by_id = registry.get(ext) is not None and registry.get(ext).path == base
         base_root = sandbox_root

@@ -61,7 +61,9 @@ class Checker:
 
 
 def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...], problems: List[Problem],
-                formats: FormatRegistry):
+                formats: FormatRegistry, release: bool = False):
+    """``release`` (release=yes): atfactory's development certificates and keys, and certificates
+    that have expired, are problems, not warnings."""
     from .board import Board
     from .formats.factory_param import check_table
 
@@ -125,7 +127,8 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
     partitions = _check_partitions(c, merged, formats, at_version, region, flash_bytes,
                                    values if factory_ok else None, warnings)
 
-    _check_certificate_dates(c, partitions, warnings)
+    _check_certificate_dates(c, partitions, warnings, release)
+    development = _development_material(c, partitions, release)
 
     firmware = None
     fw = merged.data.get("firmware") or {}
@@ -140,7 +143,7 @@ def check_board(merged: Merged, path: str, board_id: str, files: Tuple[str, ...]
         description=c.get("module", "description", ""), at_version=at_version, flash_mode=mode,
         flash_freq=freq, flash_size=size, factory_param=values, at_customize_offset=region[0],
         at_customize_size=region[1] - region[0], partitions=tuple(partitions), warnings=tuple(warnings),
-        data=merged.data, firmware=firmware,
+        data=merged.data, firmware=firmware, development=development,
     )
 
 
@@ -372,9 +375,9 @@ def _certificates(partitions):
                     cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
 
 
-def _check_certificate_dates(c: Checker, partitions, warnings: List[str]) -> None:
-    """A certificate that has expired by now builds with a warning; none may expire before
-    [release] valid_until."""
+def _check_certificate_dates(c: Checker, partitions, warnings: List[str], release: bool = False) -> None:
+    """A certificate that has expired by now builds with a warning (release=yes: it is refused);
+    none may expire before [release] valid_until."""
     raw = c.get("release", "valid_until")
     limit = None
     if raw is not None:
@@ -386,12 +389,45 @@ def _check_certificate_dates(c: Checker, partitions, warnings: List[str]) -> Non
     now = datetime.datetime.now(datetime.timezone.utc)
     for file, cert, expires in _certificates(partitions):
         where = f"certificate {cert.subject.rfc4514_string()} in {file.partition or file.key} ({os.path.basename(file.path)})"
-        if expires < now:
+        if expires < now and release:
+            _file_problem(c, file, f"{where} expired on {expires:%Y-%m-%d}; release=yes refuses expired "
+                                   "certificates: accepted: certificates valid today")
+        elif expires < now:
             warnings.append(f"{display_path(file.path)}: {where} expired on {expires:%Y-%m-%d}; it still builds, "
                             "but TLS peers that check dates will refuse it")
         if limit is not None and expires < limit:
             c.fail(("release", "valid_until"), f"{where} expires {expires:%Y-%m-%d}, before this date; replace it or "
                                                "move the date", until.isoformat())
+
+
+def _file_problem(c: Checker, file, message: str) -> None:
+    """A problem with one certificate or key file, named by the board key that lists it."""
+    _partition_problem(c, file.partition or None, file.key, message, display_path(file.path))
+
+
+def _development_material(c: Checker, partitions, release: bool) -> Tuple[str, ...]:
+    """The partitions that hold atfactory's development certificates or keys (``dev_certs``: by
+    content, so copies count); with ``release`` each such file is a problem."""
+    from .dev_certs import describe, development_match
+    from .fsutil import read_input
+
+    found = []
+    for p in partitions:
+        for file in p.content.certificates if p.content is not None else ():
+            data = None
+            if file.public_key is None:   # not parsed: compare the file's own bytes
+                try:
+                    data = read_input(file.path)
+                except ContentError:
+                    continue
+            stem = development_match(data, file.public_key)
+            if stem is None:
+                continue
+            found.append(p.name)
+            if release:
+                _file_problem(c, file, f"{describe(stem, file.role)}; release=yes refuses development certificates "
+                                       "and keys: accepted: certificates and keys of your own")
+    return tuple(dict.fromkeys(found))
 
 
 def check_pairs(sets, fail) -> None:

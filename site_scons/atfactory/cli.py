@@ -1,10 +1,10 @@
-"""``atfactory``: read any AT binary back — inspect, verify, extract, diff — and, in a project
-folder (atfactory.toml), build its boards and write new ones: build, new.
+"""``atfactory``: read any AT binary back — inspect, verify, extract, diff — flash a release, and,
+in a project folder (atfactory.toml), build its boards and write new ones: build, new.
 
 Exit status: 0 success (verify: the image matches; diff: no differences), 1 verify found
-differences or diff found some, 2 bad input (one line on stderr, no traceback) and anything
-unexpected: a bug is reported in one line with a hint, never with status 1, which means
-"differs".
+differences or diff found some, 2 bad input (one line on stderr, no traceback), esptool failing
+to flash, and anything unexpected: a bug is reported in one line with a hint, never with
+status 1, which means "differs".
 """
 from __future__ import annotations
 
@@ -42,14 +42,40 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--board", help="board id or .toml file (required unless --pubkey is given)")
     v.add_argument("--pubkey", help="Ed25519 public key: check manifest.json.sig and every hash first")
     v.add_argument("--plugins", default="", help="more plugin folders, comma-separated")
+    v.add_argument("--device", metavar="CSV:ID", help="check one device's image: the board's partitions with the "
+                                                      "values of this row of a devices CSV")
+    v.add_argument("--json", action="store_true", help="print one JSON document (docs/json.md)")
     e = sub.add_parser("extract", help="write a board file and its sources from an image or release folder")
     e.add_argument("path")
     e.add_argument("-o", "--output", required=True, help="folder for <ID>.toml and its sources")
     d = sub.add_parser("diff", help="what differs between two images or folders")
     d.add_argument("a")
     d.add_argument("b")
+    d.add_argument("--json", action="store_true", help="print one JSON document (docs/json.md)")
+    _add_flash_parser(sub)
     _add_project_commands(sub)
     return p
+
+
+def _add_flash_parser(sub) -> None:
+    from .flashing import DEFAULT_BAUD
+
+    f = sub.add_parser("flash", help="write a release folder or factory image to a device with esptool")
+    f.add_argument("path", help="a release folder (as its download.config says), a device's folder, or a factory image")
+    f.add_argument("--port", required=True, help="the device's serial port: /dev/ttyUSB0, COM3, ...")
+    f.add_argument("--baud", type=_baud, default=DEFAULT_BAUD, help=f"baud rate while writing (default {DEFAULT_BAUD})")
+    f.add_argument("--erase", action="store_true", help="erase the whole flash first (esptool write-flash --erase-all)")
+    f.add_argument("--dry-run", action="store_true", help="print the esptool command line instead of running it")
+
+
+def _baud(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer such as 115200 or 460800")
+    return value
 
 
 # Every character an image or file can hold may reach the terminal: control characters (ESC
@@ -82,7 +108,7 @@ def _main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"inspect": cmd_inspect, "verify": cmd_verify, "extract": cmd_extract, "diff": cmd_diff,
-                "build": cmd_build, "new": cmd_new}[args.command](args)
+                "build": cmd_build, "new": cmd_new, "flash": cmd_flash}[args.command](args)
     except BoardError as err:
         for problem in err.problems:
             _print_err(str(problem))
@@ -247,44 +273,86 @@ def _host_and_registry(extra_dirs: str):
 
 
 def cmd_verify(args) -> int:
+    result = verify_result(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_verify(result)
+    return 0 if result["ok"] else 1
+
+
+def verify_result(args) -> dict:
+    """What ``verify`` found, as the JSON document ``--json`` prints (docs/json.md)."""
     from .prepare import prepare_board
     from .readback import read_flash
     from .verify import verify_flash
 
     if not args.board and not args.pubkey:
         raise AtFactoryError("verify needs --board ID|FILE, --pubkey KEY, or both")
+    if args.device and not args.board:
+        raise AtFactoryError(f"--device {args.device}: needs --board, the board the devices CSV was built for")
+    result = {"command": "verify", "path": args.path, "board": None, "device": None, "signature": None,
+              "matches": [], "notes": [], "warnings": [], "differences": [], "ok": True}
     if args.pubkey:
         from .manifest import check_release
         folder, problems, manifest = check_release(args.path, args.pubkey)
-        print(f"signature and hashes of {folder}:")
-        for line in problems:
-            print(f"  DIFFERS  {line}")
-        if problems:
-            print(f"result: {len(problems)} difference(s); the release cannot be trusted")
-            return 1
-        print(f"  ok       manifest.json signed by this key; {len(manifest['outputs'])} outputs match their SHA-256")
-        if manifest.get("device_outputs_checked"):
-            print(f"  ok       devices.json signed by this key; {manifest['device_outputs_checked']} device outputs "
-                  "match their SHA-256")
-        print("  ok       no file in the folder outside the signed lists")
-        if not args.board:
-            print("result: matches the signed manifest")
-            return 0
+        result["signature"] = {"folder": folder, "ok": not problems, "differences": problems,
+                               "outputs": len(manifest.get("outputs", [])),
+                               "device_outputs": manifest.get("device_outputs_checked", 0)}
+        if problems or not args.board:
+            result["ok"] = not problems
+            return result
     host, registry = _host_and_registry(args.plugins)
     prepared = prepare_board(args.board, registry, host, extra_tables=host.board_tables())
+    device = _device_outputs(args.device, prepared, host) if args.device else None
     data, doc = read_flash(args.path, host.formats())
-    report = verify_flash(data, doc, prepared, formats=host.formats())
-    print(f"verify {args.path} against board {prepared.board.id}:")
-    for line in report.matches:
-        print(f"  ok       {line}")
-    for line in report.notes:
-        print(f"  note     {line}")
-    for line in report.warnings:
-        print(f"  warning  {line}")
-    for line in report.differences:
-        print(f"  DIFFERS  {line}")
-    print("result: " + ("matches the board" if report.ok else f"{len(report.differences)} difference(s)"))
-    return 0 if report.ok else 1
+    report = verify_flash(data, doc, prepared, formats=host.formats(), device=device)
+    result.update(board=prepared.board.id, matches=report.matches, notes=report.notes, warnings=report.warnings,
+                  differences=report.differences, ok=report.ok)
+    if device is not None:
+        result["device"] = {"csv": args.device.rpartition(":")[0], "id": device[0], "line": device[2],
+                            "partitions": sorted(device[1])}
+    return result
+
+
+def _device_outputs(spec: str, prepared, host):
+    """``CSV:DEVICE_ID`` -> (device id, {release path: bytes} of the partitions its row changes,
+    CSV line), made by DeviceMaker as the devices build makes them."""
+    from .devices import DeviceMaker
+
+    csv_path, _, device_id = spec.rpartition(":")
+    if not csv_path or not device_id:
+        raise AtFactoryError(f"--device {spec}: expected CSV:DEVICE_ID, such as devices.csv:A0001")
+    maker = DeviceMaker(prepared, csv_path, host.board_tables(), formats=host.formats())
+    row = maker.row_of(device_id)
+    made_id, files, _digests = maker.make(row)
+    return made_id, {rel: data for rel, (data, _secret) in files.items()}, row.line
+
+
+def _print_verify(result: dict) -> None:
+    signature = result["signature"]
+    if signature is not None:
+        print(f"signature and hashes of {signature['folder']}:")
+        for line in signature["differences"]:
+            print(f"  DIFFERS  {line}")
+        if signature["differences"]:
+            print(f"result: {len(signature['differences'])} difference(s); the release cannot be trusted")
+            return
+        print(f"  ok       manifest.json signed by this key; {signature['outputs']} outputs match their SHA-256")
+        if signature["device_outputs"]:
+            print(f"  ok       devices.json signed by this key; {signature['device_outputs']} device outputs "
+                  "match their SHA-256")
+        print("  ok       no file in the folder outside the signed lists")
+        if result["board"] is None:
+            print("result: matches the signed manifest")
+            return
+    device = result["device"]
+    which = f", device {device['id']} ({device['csv']} line {device['line']})" if device else ""
+    print(f"verify {result['path']} against board {result['board']}{which}:")
+    for word, key in (("ok", "matches"), ("note", "notes"), ("warning", "warnings"), ("DIFFERS", "differences")):
+        for line in result[key]:
+            print(f"  {word:<8} {line}")
+    print("result: " + ("matches the board" if result["ok"] else f"{len(result['differences'])} difference(s)"))
 
 
 # --- extract ----------------------------------------------------------------------------------
@@ -302,6 +370,22 @@ def cmd_extract(args) -> int:
     print(f"wrote {board_path}")
     for note in notes:
         print(f"note: {note}")
+    return 0
+
+
+# --- flash ------------------------------------------------------------------------------------
+
+def cmd_flash(args) -> int:
+    """Check everything first, then write with esptool (or, with --dry-run, print its command line)."""
+    from .flashing import command_line, esptool_args, plan_flash, run_esptool
+
+    if not args.port.strip():
+        raise AtFactoryError("--port '': expected a serial port such as /dev/ttyUSB0 or COM3")
+    argv = esptool_args(plan_flash(args.path, _formats(args)), args.port, args.baud, args.erase)
+    if args.dry_run:
+        print(command_line(argv))
+        return 0
+    run_esptool(argv)
     return 0
 
 
@@ -324,41 +408,58 @@ def _keyed(items: list) -> dict:
 
 def diff_documents(a, b, path: str = "") -> List[str]:
     """One line per difference, partition by partition and field by field."""
+    return [_field_line(d) for d in field_differences(a, b, path)]
+
+
+def field_differences(a, b, path: str = "") -> List[dict]:
+    """One record per difference of two decoded documents: ``field`` (its dotted path), ``first``
+    and ``second`` (the values), or ``only_in`` ("first", "second") and that side's value."""
     if isinstance(a, list) and isinstance(b, list):
         a, b = _keyed(a), _keyed(b)
     if isinstance(a, dict) and isinstance(b, dict):
-        lines = []
+        found = []
         for key in list(a) + [k for k in b if k not in a]:
             if (key == "path" and not path) or key == "warnings":   # where the inputs are; said on stderr
                 continue
             sub = f"{path}[{key}]" if isinstance(key, int) or " " in str(key) or path.endswith("partitions") \
                 else (f"{path}.{key}" if path else str(key))
             if key not in b:
-                lines.append(f"{sub}: only in the first")
+                found.append({"field": sub, "only_in": "first", "first": a[key]})
             elif key not in a:
-                lines.append(f"{sub}: only in the second")
+                found.append({"field": sub, "only_in": "second", "second": b[key]})
             else:
-                lines += diff_documents(a[key], b[key], sub)
-        return lines
+                found += field_differences(a[key], b[key], sub)
+        return found
     if a != b:
-        return [f"{path}: {_show(a)} -> {_show(b)}"]
+        return [{"field": path, "first": a, "second": b}]
     return []
+
+
+def _field_line(d: dict) -> str:
+    if "only_in" in d:
+        return f"{d['field']}: only in the {d['only_in']}"
+    return f"{d['field']}: {_show(d['first'])} -> {_show(d['second'])}"
 
 
 def cmd_diff(args) -> int:
     """Field by field where the documents differ, then every region whose bytes differ: exit 0
     only when every byte is equal."""
-    from .compare import byte_differences, flash_regions, whole_file
+    from .compare import flash_regions, region_differences, region_line, whole_file
     from .readback import read_any
 
     formats = _formats(args)
     (a, doc_a), (b, doc_b) = (read_any(path, formats, invalid_ok=True) for path in (args.a, args.b))
     for doc in (doc_a, doc_b):
         _say_warnings(doc)
-    lines = diff_documents(doc_a, doc_b)
-    regions = [flash_regions(d) if d["kind"] in ("image", "release") else whole_file(d, len(data))
-               for d, data in ((doc_a, a), (doc_b, b))]
-    lines += byte_differences(a, regions[0], b, regions[1])
+    fields = field_differences(doc_a, doc_b)
+    spans = [flash_regions(d) if d["kind"] in ("image", "release") else whole_file(d, len(data))
+             for d, data in ((doc_a, a), (doc_b, b))]
+    regions = region_differences(a, spans[0], b, spans[1])
+    if args.json:
+        print(json.dumps({"command": "diff", "first": args.a, "second": args.b, "equal": not (fields or regions),
+                          "fields": fields, "regions": regions}, indent=2))
+        return 1 if fields or regions else 0
+    lines = [_field_line(d) for d in fields] + [region_line(r) for r in regions]
     for line in lines:
         print(line)
     if not lines:
@@ -383,6 +484,8 @@ def _add_project_commands(sub) -> None:
     b.add_argument("--device-images", action="store_true", help="with --devices: a full factory image per device")
     b.add_argument("--sign-key", metavar="KEY", help="Ed25519 private key: sign every manifest.json")
     b.add_argument("--sandbox", action="store_true", help="refuse paths a board names outside its own folder")
+    b.add_argument("--release", action="store_true",
+                   help="production build: refuse atfactory's development certificates and keys, expired certificates")
     b.add_argument("--clean", action="store_true", help="remove the outputs of these boards instead")
     b.add_argument("--verbose", action="store_true", help="show the inputs of every target")
     n = sub.add_parser("new", help="write a board file of your own that extends a stock board")
@@ -434,8 +537,8 @@ def cmd_build(args) -> int:
     for name, value in (("firmware", args.firmware), ("devices", args.devices), ("sign_key", args.sign_key)):
         if value:
             command.append(f"{name}={absolute(value)}")
-    command += [f"{name}=yes" for name, on in (("sandbox", args.sandbox), ("device_images", args.device_images),
-                                                ("VERBOSE", args.verbose)) if on]
+    command += [f"{name}=yes" for name, on in (("sandbox", args.sandbox), ("release", args.release),
+                                                ("device_images", args.device_images), ("VERBOSE", args.verbose)) if on]
     if args.clean:
         command.append("-c")
     environ = dict(os.environ)   # SCons imports this atfactory, wherever it is installed or checked out

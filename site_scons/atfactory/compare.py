@@ -98,17 +98,26 @@ def count_differences(a: bytes, b: bytes, start: int, end: int) -> Tuple[int, in
     return count, first
 
 
-def byte_differences(a: bytes, a_spans: Sequence[Region], b: bytes, b_spans: Sequence[Region]) -> List[str]:
-    """One line per region whose bytes differ; nothing when every byte is equal."""
+def region_differences(a: bytes, a_spans: Sequence[Region], b: bytes, b_spans: Sequence[Region]) -> List[dict]:
+    """One record per region whose bytes differ: ``region`` (its name), ``start``, ``end``,
+    ``differing`` bytes and the ``first`` differing offset; bytes past the end of the shorter
+    input are a record with ``only_in`` ("first" or "second") instead of the last two."""
     shorter = min(len(a), len(b))
-    lines = []
+    found = []
     for region in _segments(a_spans, b_spans, shorter):
         count, first = count_differences(a, b, region.start, region.end)
         if count:
-            lines.append(f"{region.label} (0x{region.start:x}-0x{region.end:x}): {count} of "
-                         f"{region.end - region.start} bytes differ, the first at 0x{first:x}")
+            found.append({"region": region.label, "start": region.start, "end": region.end, "differing": count,
+                          "first": first})
     if len(a) != len(b):
         longer, short = ("first", "second") if len(a) > len(b) else ("second", "first")
-        lines.append(f"past the end of the {short} (0x{shorter:x}-0x{max(len(a), len(b)):x}): "
-                     f"{abs(len(a) - len(b))} bytes only in the {longer}")
-    return lines
+        found.append({"region": f"past the end of the {short}", "start": shorter, "end": max(len(a), len(b)),
+                      "only_in": longer})
+    return found
+
+
+def region_line(r: dict) -> str:
+    span = f"{r['region']} (0x{r['start']:x}-0x{r['end']:x})"
+    if "only_in" in r:
+        return f"{span}: {r['end'] - r['start']} bytes only in the {r['only_in']}"
+    return f"{span}: {r['differing']} of {r['end'] - r['start']} bytes differ, the first at 0x{r['first']:x}"

@@ -34,7 +34,7 @@ from . import artifacts as art
 from . import factory_param as fp
 from . import vendor_nvs
 from .checks import Checker
-from .errors import BoardError, ContentError, Problem, display_path
+from .errors import BoardError, ContentError, Problem, did_you_mean, display_path
 from .formats import CERTIFICATE_USES, ReadContext, public_keys
 from .formats.factory_param import check_table
 from .fsutil import read_input
@@ -152,9 +152,10 @@ def read_columns(path: str, board, plugin_tables, cert_columns: Dict[str, str]) 
             table, key = name.split(".", 1)
             cols.plugin.append((name, table, key))
         else:
-            accepted = ", ".join(["device_id"] + fp_fields + cert_names + list(vendor_keys)
-                                 + [f"{t}.<key>" for t in (plugin_tables or {})])
-            problems.append(Problem(path, f"line 1, column {name!r}", f"unknown column; accepted: {accepted}"))
+            known = ["device_id"] + fp_fields + cert_names + list(vendor_keys)
+            accepted = ", ".join(known + [f"{t}.<key>" for t in (plugin_tables or {})])
+            problems.append(Problem(path, f"line 1, column {name!r}", f"unknown column; accepted: {accepted}"
+                                    + did_you_mean(name, known)))
     if len(set(header)) != len(header):
         problems.append(Problem(path, "line 1", "a column is named twice"))
     if problems:
@@ -195,6 +196,17 @@ class DeviceMaker:
 
     def rows(self):
         return _rows(self.csv_path)
+
+    def row_of(self, device_id: str) -> Row:
+        """The row of ``device_id`` (the first, as the batch's duplicate check keeps it)."""
+        ids = []
+        for row in self.rows():
+            cell = row.cells.get("device_id", "")
+            if cell == device_id:
+                return row
+            ids.append(cell)
+        raise BoardError([Problem(self.csv_path, "device_id", f"no row has this device id ({len(ids)} rows)"
+                                  + did_you_mean(device_id, ids), device_id)])
 
     def make(self, row: Row):
         """(device_id, {release path: (bytes, secret)}, {set name: digest for duplicate checks})."""
@@ -301,6 +313,8 @@ class DeviceMaker:
             data = content.data if content.data is not None else fmt.render(content.spec, content.sources)
             for name in (part.name,) + tuple(fmt.extra_targets(part.name, board.module_name)):
                 files[art.partition_path(name)] = (data, content.secret)
+            if sets and self.prepared.release:
+                self._refuse_development(content, sets, row, fail)
             for set_name, sources in (sets or {}).items():
                 # Same files, same digest: the duplicate check compares these.
                 digest = hashlib.sha256()
@@ -320,6 +334,18 @@ class DeviceMaker:
                 fail(key if key in row_keys else cert, f"does not pair with {cert if key in row_keys else key} "
                      "(each key must belong to the certificate of the same position)",
                      row.cells.get(key) or row.cells.get(cert))
+
+    @staticmethod
+    def _refuse_development(content, sets, row: Row, fail) -> None:
+        """release=yes: a row's certificate or key that is atfactory's development material (or a copy)."""
+        from .dev_certs import describe, development_match
+
+        for cert in content.certificates:
+            stem = development_match(None, cert.public_key) if cert.set_name in sets else None
+            if stem is not None:
+                fail(cert.set_name, f"{display_path(cert.path)} is {describe(stem, cert.role)}; release=yes refuses "
+                                    "development certificates and keys: accepted: certificates and keys of your own",
+                     row.cells.get(cert.set_name, ""))
 
     def _vendor_tables(self, row: Row, fail) -> Optional[dict]:
         """The board's tables with the row's mfg_nvs namespace keys laid over them; None when it gives none."""

@@ -13,6 +13,10 @@ its CSV line, so nothing of the batch is written.  Otherwise the staging folder 
 
 Inside the staging folder every file is created new (``O_EXCL``), secrets with mode 0600 from
 the first byte; the folder as a whole is the unit of atomicity, so no per-file temporaries.
+
+On a terminal (``progress`` a stream that is a TTY) the batch shows how far it is: rows done of
+all rows, rows per second and the time left, one line rewritten in place; anywhere else (CI
+logs, pipes) nothing.  Done rows are counted from the chunk ledgers, which are line-buffered.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import artifacts as art
@@ -115,7 +120,7 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
         if images and maker.prepared.firmware is not None:
             image = merge_factory_image(board.chip.name, board.flash_mode, board.flash_freq, board.flash_size,
                                         board.flash_size_bytes, merge_list)
-            rel = art.factory_image_path(board)
+            rel = art.device_image_path(board, device_id)
             os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
             _create(os.path.join(folder, rel), image, image_secret)
             hashes[rel] = hashlib.sha256(image).hexdigest()
@@ -123,12 +128,106 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
         yield entry
 
 
-def write_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, images: bool, ledger: str) -> None:
-    # owner-only: the lines hold digests of the rows' key files
+def write_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, images: bool, ledger: str,
+                after_row=None) -> None:
+    """``after_row()``: called after each row's line is written (the batch's progress)."""
+    # owner-only: the lines hold digests of the rows' key files; line-buffered: progress counts them
     fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1) as out:
         for entry in build_chunk(maker, staging, chunk, chunks, images):
             out.write(json.dumps(entry, sort_keys=True) + "\n")
+            if after_row is not None:
+                after_row()
+
+
+class Progress:
+    """``done/total (pct), rate/s, M:SS left`` of a batch, rewritten in place on a terminal.
+
+    ``stream``: where to show it; ``build_batch`` makes one only where ``wanted(stream)`` (a TTY),
+    so that elsewhere nothing is shown and nothing is counted.  ``count()``: the rows done so
+    far; it is asked at most every ``every`` seconds."""
+
+    def __init__(self, stream, total: int, count, clock=time.monotonic, every: float = 0.25):
+        self.stream = stream
+        self.total = total
+        self.count = count
+        self.clock = clock
+        self.every = every
+        self.start = self.last = clock()
+        self.width = 0
+        self._show(0, self.start, final=False)
+
+    @staticmethod
+    def wanted(stream) -> bool:
+        try:
+            return stream is not None and stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def tick(self) -> None:
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.last = now
+            self._show(self.count(), now, final=False)
+
+    def finish(self) -> None:
+        self._show(self.count(), self.clock(), final=True)
+        self.stream.write("\n")
+        self.stream.flush()
+
+    def _show(self, done: int, now: float, final: bool) -> None:
+        elapsed = now - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        line = f"devices: {done}/{self.total} ({100 * done // max(self.total, 1)}%)"
+        if rate:
+            line += f", {rate:.0f}/s" if rate >= 10 else f", {rate:.1f}/s"
+        if final:
+            line += f", done in {_minutes(elapsed)}"
+        elif rate:
+            line += f", {_minutes((self.total - done) / rate)} left"
+        self.stream.write("\r" + line.ljust(self.width))
+        self.stream.flush()
+        self.width = len(line)
+
+
+def _minutes(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class _Counter:
+    """Rows done: those of this process, and the lines each worker's ledger holds so far."""
+
+    def __init__(self, ledgers: Sequence[str]):
+        self.mine = 0
+        self.seen = {path: [0, 0] for path in ledgers}   # path -> [bytes read, lines]
+
+    def row_done(self) -> None:
+        self.mine += 1
+
+    def __call__(self) -> int:
+        total = self.mine
+        for path, state in self.seen.items():
+            try:
+                with open(path, "rb") as f:
+                    f.seek(state[0])
+                    data = f.read()
+            except OSError:
+                continue   # not created yet
+            state[0] += len(data)
+            state[1] += data.count(b"\n")
+            total += state[1]
+        return total
+
+
+def _wait(proc, progress: Optional[Progress]) -> int:
+    while progress is not None:
+        try:
+            return proc.wait(timeout=progress.every)
+        except subprocess.TimeoutExpired:
+            progress.tick()
+    return proc.wait()
 
 
 def _entries(path: str) -> Iterator[dict]:
@@ -199,12 +298,12 @@ def _remove(path: str) -> None:
 
 
 def build_batch(maker: DeviceMaker, release: str, worker_command: Sequence[str], workers: int, images: bool,
-                out_path: str, environ: Optional[dict] = None) -> int:
+                out_path: str, environ: Optional[dict] = None, progress=None) -> int:
     """Build a whole batch (see the module's docstring); return the number of devices.
 
-    ``worker_command`` starts one worker process without its chunk arguments.  Raises
-    BoardError with every problem, and AtFactoryError when a worker fails; nothing of the batch
-    is left behind either way."""
+    ``worker_command`` starts one worker process without its chunk arguments.  ``progress``: a
+    stream (stderr) where a terminal shows the batch's progress.  Raises BoardError with every
+    problem, and AtFactoryError when a worker fails; nothing of the batch is left behind either way."""
     staging, retired, work = (os.path.join(release, name) for name in (STAGING, RETIRED, WORK))
     for path in (staging, retired, work):
         _remove(path)
@@ -219,17 +318,27 @@ def build_batch(maker: DeviceMaker, release: str, worker_command: Sequence[str],
             procs.append((subprocess.Popen(list(worker_command) + ["--staging", staging, "--chunk", str(c),
                                                                    "--chunks", str(chunks), "--ledger", ledgers[c]],
                                            stdout=subprocess.DEVNULL, stderr=err, env=environ), err))
+        shown, after_row = None, None
+        if Progress.wanted(progress):
+            counter = _Counter(ledgers[1:])
+            shown = Progress(progress, sum(1 for _ in maker.rows()), counter)
+
+            def after_row():
+                counter.row_done()
+                shown.tick()
         try:
-            write_chunk(maker, staging, 0, chunks, images, ledgers[0])
+            write_chunk(maker, staging, 0, chunks, images, ledgers[0], after_row)
         finally:
             failures = []
             for proc, err in procs:
-                code = proc.wait()
+                code = _wait(proc, shown)
                 err.seek(0)
                 text = err.read().decode("utf-8", "replace").strip()
                 err.close()
                 if code:
                     failures.append(text or f"a devices worker exited with status {code}")
+            if shown is not None:
+                shown.finish()
         if failures:
             lines = [line.replace("atfactory: error: ", "", 1) for text in failures for line in text.splitlines()]
             raise AtFactoryError("\n".join(dict.fromkeys(lines)))
@@ -272,6 +381,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--plugins", default="")
     p.add_argument("--boards", action="append", default=[], help="a project's boards folder (repeatable)")
     p.add_argument("--sandbox", action="store_true")
+    p.add_argument("--release", action="store_true")
     p.add_argument("--images", action="store_true")
     p.add_argument("--input-cache", default="")
     args = p.parse_args(argv)
@@ -283,7 +393,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         host, registry = make_session([d for d in args.plugins.split(",") if d], board_dirs=args.boards)
         tables = host.board_tables()
         prepared = prepare_board(args.board, registry, host, relative_to=args.relative_to,
-                                 firmware_override=args.firmware or None, extra_tables=tables, sandbox=args.sandbox)
+                                 firmware_override=args.firmware or None, extra_tables=tables, sandbox=args.sandbox,
+                                 release=args.release)
         maker = DeviceMaker(prepared, args.devices, tables, formats=host.formats())
         write_chunk(maker, args.staging, args.chunk, args.chunks, args.images, args.ledger)
     except BoardError as err:

@@ -163,6 +163,22 @@ class PluginError(AtFactoryError):
     """A plugin failed: the message names the plugin and the hook."""
 
 
+def did_you_mean(word, choices: Iterable[str]) -> str:
+    """"; did you mean X?" when one of ``choices`` is close to ``word`` (a typo), compared without
+    case; "" otherwise.  Appended to the one-line message that lists what is accepted."""
+    if not isinstance(word, str) or not word:
+        return ""
+    import difflib
+
+    by_folded = {}
+    for choice in choices:
+        by_folded.setdefault(choice.lower(), choice)
+    close = difflib.get_close_matches(word.lower(), list(by_folded), n=1)
+    if not close or by_folded[close[0]] == word:
+        return ""
+    return f"; did you mean {printable(by_folded[close[0]])}?"
+
+
 def display_path(path, base: Optional[str] = None) -> str:
     """A path as short as it can be shown unambiguously: relative to ``base`` (default: the
     working folder) when inside it, absolute otherwise."""

@@ -28,6 +28,7 @@ class PreparedBoard:
     firmware_setting: str = ""
     # partition name -> (build function, the board the plugin saw)
     plugin_builders: Dict[str, Tuple[Callable, Board]] = field(default_factory=dict)
+    release: bool = False   # release=yes: development certificates and keys refused (devices rows too)
 
 
 # What a project says a board's firmware is, when neither the command line nor the board does:
@@ -37,12 +38,13 @@ DefaultFirmware = Callable[[Board], Optional[Tuple[str, str, str]]]
 
 def prepare_board(ref: str, registry: BoardRegistry, host=None, *, relative_to: Optional[str] = None,
                   firmware_override: Optional[str] = None, extra_tables=None, sandbox: bool = False,
-                  default_firmware: Optional[DefaultFirmware] = None) -> PreparedBoard:
-    """``host``: the session's plugin host (its formats read the board); None: stock formats only."""
+                  default_firmware: Optional[DefaultFirmware] = None, release: bool = False) -> PreparedBoard:
+    """``host``: the session's plugin host (its formats read the board); None: stock formats only.
+    ``release``: production mode (release=yes), see ``load_board``."""
     from .formats import stock_registry
 
     formats = host.formats() if host is not None else stock_registry()
-    kwargs = dict(relative_to=relative_to, extra_tables=extra_tables, sandbox=sandbox, formats=formats)
+    kwargs = dict(relative_to=relative_to, extra_tables=extra_tables, sandbox=sandbox, formats=formats, release=release)
     board = load_board(ref, registry, **kwargs)
     builders: Dict[str, Tuple[Callable, Board]] = {}
     if host is not None:
@@ -54,7 +56,7 @@ def prepare_board(ref: str, registry: BoardRegistry, host=None, *, relative_to: 
             extras = [plugin_partition(board, p, formats) for p in added]
             builders = {p.name: (p.build, board) for p in added}
             board = load_board(ref, registry, overlays=overlays, extra_partitions=extras, **kwargs)
-    prepared = PreparedBoard(board, plugin_builders=builders)
+    prepared = PreparedBoard(board, plugin_builders=builders, release=release)
     said_by = None   # the file whose setting names the firmware; None: the command line
     if firmware_override:
         path = os.path.abspath(os.path.join(relative_to or os.getcwd(), firmware_override))
@@ -90,7 +92,7 @@ class PreparedBoards:
 
 def prepare_boards(ref, registry: BoardRegistry, host=None, *, relative_to: Optional[str] = None,
                    firmware_override: Optional[str] = None, sandbox: bool = False,
-                   default_firmware: Optional[DefaultFirmware] = None) -> PreparedBoards:
+                   default_firmware: Optional[DefaultFirmware] = None, release: bool = False) -> PreparedBoards:
     """The boards ``board=`` names ("all", an id, a path; or a list of ids and paths), prepared;
     one BoardError lists every problem."""
     refs = list(ref) if not isinstance(ref, str) else registry.ids() if ref.lower() == "all" else [ref]
@@ -99,7 +101,8 @@ def prepare_boards(ref, registry: BoardRegistry, host=None, *, relative_to: Opti
     for r in refs:
         try:
             prepared.append(prepare_board(r, registry, host, relative_to=relative_to, firmware_override=firmware_override,
-                                          extra_tables=tables, sandbox=sandbox, default_firmware=default_firmware))
+                                          extra_tables=tables, sandbox=sandbox, default_firmware=default_firmware,
+                                          release=release))
         except BoardError as err:
             problems += err.problems
         except AtFactoryError as err:
@@ -110,3 +113,16 @@ def prepare_boards(ref, registry: BoardRegistry, host=None, *, relative_to: Opti
     notes = list(dict.fromkeys(f"{display_path(p.firmware.origin)}: {note}" for p in prepared if p.firmware
                                for note in p.firmware.notes))
     return PreparedBoards(prepared, warnings, [p.board.id for p in prepared if p.firmware is None], notes)
+
+
+def development_warning(prepared: List[PreparedBoard]) -> Optional[str]:
+    """One line for a whole build that ships atfactory's development certificates or keys
+    (without release=yes, which refuses them); None when no board does."""
+    holding = [(p.board.id, p.board.development) for p in prepared if p.board.development]
+    if not holding:
+        return None
+    partitions = sum(len(names) for _, names in holding)
+    boards = holding[0][0] if len(holding) == 1 else f"{len(holding)} boards"
+    return (f"{partitions} partition{'s' if partitions != 1 else ''} of {boards} hold{'s' if partitions == 1 else ''} "
+            "atfactory's development certificates and keys (boards/data/certs or copies; their private keys are "
+            "public): fine for development, never for a product; release=yes refuses them")

@@ -22,7 +22,7 @@ from .esp_image import (ESP32_FAMILY_WP_PIN, decode_header, header_flash_size, r
                         size_taken_note)
 from .formats import FormatRegistry, stock_registry
 from .fsutil import read_input
-from .release import read_release
+from .release import read_release, release_root
 
 TABLE_OFFSET = pt.MAIN_TABLE_OFFSET
 _MODE_NAMES = {v: k for k, v in FLASH_MODES.items()}
@@ -96,8 +96,9 @@ def read_flash(path: str, formats: Optional[FormatRegistry] = None) -> Tuple[byt
 
 def read_release_folder(folder: str, formats: Optional[FormatRegistry] = None) -> Tuple[bytes, dict]:
     """A release folder as the flash its download.config describes: (flash bytes, document)."""
+    root = release_root(folder)
     try:
-        release = read_release(folder)
+        release = read_release(folder, root=root if root != folder else None)
     except ReleaseError as err:
         raise ReadError(f"{folder}: {err}") from None
     config = release.config
@@ -116,7 +117,7 @@ def read_release_folder(folder: str, formats: Optional[FormatRegistry] = None) -
     doc["files"] = [{"offset": o, "path": rel, "length": len(d)} for o, d, rel in pieces]
     if release.warnings:
         doc["warnings"] = list(release.warnings)
-    chip = _manifest_chip(folder)
+    chip = _manifest_chip(root)
     if chip is not None:
         doc["manifest_chip"] = chip
     return bytes(flash), doc

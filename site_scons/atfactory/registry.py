@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from .errors import BoardError, Problem
+from .errors import BoardError, Problem, did_you_mean
 
 DEFAULT_BOARD = "WROOM-32"
 
@@ -65,5 +65,5 @@ class BoardRegistry:
 def unknown_board_problem(ref: str, registry: BoardRegistry) -> Problem:
     ids = ", ".join(registry.ids()) or "(none)"
     return Problem(None, "board", f"no board with this id and no such .toml file; accepted: a board id "
-                                  f"({ids}), 'all', or the path of a .toml file", ref)
+                                  f"({ids}), 'all', or the path of a .toml file" + did_you_mean(ref, registry.ids()), ref)
 

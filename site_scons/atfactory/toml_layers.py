@@ -12,7 +12,7 @@ import re
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .errors import Problem
+from .errors import Problem, did_you_mean
 from . import vendor_nvs
 from .at_releases import MFG_NVS_SETS
 from .factory_param import ALL_FIELD_NAMES, LAYOUTS, MODULE_FIELDS
@@ -213,7 +213,7 @@ def _check_table(path: str, prefix: str, table: dict, schema: Dict[str, tuple], 
         dotted = f"{prefix}.{key}" if prefix else key
         if key not in schema:
             accepted = ", ".join(schema)
-            problems.append(Problem(path, dotted, f"unknown key; accepted here: {accepted}"))
+            problems.append(Problem(path, dotted, f"unknown key; accepted here: {accepted}" + did_you_mean(key, schema)))
         elif not _type_ok(value, schema[key]):
             problems.append(Problem(path, dotted, f"expected {_describe_types(schema[key])}", value))
 

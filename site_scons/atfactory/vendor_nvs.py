@@ -23,6 +23,7 @@ from typing import Iterator, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from .at_releases import MFG_NVS_NAMESPACES
 from .errors import Problem as ProblemRecord
+from .errors import did_you_mean
 from .nvs import INTEGER_RANGES, MAX_NAME_BYTES, MAX_STRING_CHARS
 from .numbers import parse_int
 
@@ -65,7 +66,8 @@ def entry_problems(prefix: str, spec) -> Iterator[Problem]:
         return
     unknown = [k for k in spec if k not in ("type", "value") + BLOB_SOURCES]
     if unknown:
-        yield (f"{prefix}.{unknown[0]}", "unknown key; accepted here: type, value, file, hex, base64", NO_VALUE)
+        yield (f"{prefix}.{unknown[0]}", "unknown key; accepted here: type, value, file, hex, base64"
+               + did_you_mean(unknown[0], ("type", "value") + BLOB_SOURCES), NO_VALUE)
         return
     kind = spec.get("type")
     if kind not in TYPES:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from . import pki
 from .artifacts import plan_board, render_artifact
@@ -37,8 +37,11 @@ class Report:
 
 
 def verify_flash(data: bytes, doc: dict, prepared, now: Optional[datetime.datetime] = None,
-                 formats: Optional[FormatRegistry] = None) -> Report:
-    """``formats``: the session's registry, the one ``prepared`` was made with (default: stock)."""
+                 formats: Optional[FormatRegistry] = None,
+                 device: Optional[Tuple[str, Dict[str, bytes], int]] = None) -> Report:
+    """``formats``: the session's registry, the one ``prepared`` was made with (default: stock).
+    ``device``: (device id, {release path: bytes}, CSV line) of a devices CSV row: the partitions
+    its row changes are compared with those bytes, every other with the board's."""
     formats = formats or stock_registry()
     board = prepared.board
     report = Report(warnings=list(doc.get("warnings", [])))
@@ -52,11 +55,14 @@ def verify_flash(data: bytes, doc: dict, prepared, now: Optional[datetime.dateti
     for artifact in plan_board(board, formats=formats):
         if artifact.offset is None:
             continue
-        expected = render_artifact(artifact.kind, artifact.spec, artifact.sources, formats)
+        own = device[1].get(artifact.targets[0]) if device is not None else None
+        expected = own if own is not None else render_artifact(artifact.kind, artifact.spec, artifact.sources, formats)
         if artifact.partition is None:   # at_customize.bin
             label, size = artifact.targets[0], artifact.length
         else:
             label, size = f"partition {artifact.partition}", board.partition(artifact.partition).size
+        if own is not None:
+            label += f" (device {device[0]})"
         actual = data[artifact.offset:artifact.offset + size]
         actual += b"\xff" * (size - len(actual))   # past the end of a release folder's files: erased
         wanted = expected + b"\xff" * (size - len(expected))

@@ -20,7 +20,7 @@ from SCons.Action import Action
 from SCons.Builder import Builder
 
 from atfactory import artifacts as art
-from atfactory.errors import AtFactoryError, BoardError, display_path
+from atfactory.errors import AtFactoryError, BoardError, did_you_mean, display_path
 from atfactory.fsutil import write_atomic
 from atfactory.manifest import MANIFEST, SIGNATURE, board_inputs, manifest_spec, render_manifest, sign_manifest
 
@@ -218,14 +218,16 @@ def _declare_post_build(env, out_dir, board, nodes, host):
 
 
 @stop_on_error
-def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False, default_firmware=None):
+def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False, default_firmware=None, release=False):
     """The boards ``board=`` names ("all", an id, a path, or a list of ids and paths), prepared;
-    StopError lists every problem."""
-    from atfactory.prepare import prepare_boards
+    StopError lists every problem.  ``release`` (release=yes): development certificates and keys
+    are refused; without it a build that ships them says so in one warning."""
+    from atfactory.prepare import development_warning, prepare_boards
 
     result = prepare_boards(ref, registry, host, relative_to=env.GetLaunchDir(), firmware_override=firmware,
-                            sandbox=sandbox, default_firmware=default_firmware)
-    for warning in result.warnings:
+                            sandbox=sandbox, default_firmware=default_firmware, release=release)
+    development = development_warning(result.boards)
+    for warning in result.warnings + ([development] if development else []):
         sys.stderr.write(f"atfactory: warning: {warning}\n")
     for note in result.notes:
         sys.stdout.write(f"atfactory: note: {note}\n")
@@ -242,7 +244,7 @@ def _build_devices(target, source, env):
     maker, release, command, images, environ = _ACTIONS[target[0].abspath]
     workers = max(1, int(env.GetOption("num_jobs") or 1))
     try:
-        count = build_batch(maker, release, command, workers, images, target[0].abspath, environ)
+        count = build_batch(maker, release, command, workers, images, target[0].abspath, environ, progress=sys.stderr)
     except AtFactoryError as err:
         raise _build_error(target, err)
     sys.stdout.write(f"{'DEVICES':<6} {maker.board.id}: {count} devices\n")
@@ -289,10 +291,14 @@ def reject_unknown_variables(variables) -> None:
     if unknown:
         accepted = ", ".join(variables.keys())
         words = ", ".join(f"{k}={v}" for k, v in unknown.items())
-        raise SCons.Errors.StopError(f"unknown variable {words}; accepted: {accepted} (see scons -h)")
+        # one unknown variable: "; did you mean board?"; several: each hint names its variable
+        hints = "".join(did_you_mean(k, variables.keys()).replace("did you mean", f"{k}=: did you mean" if
+                                                                  len(unknown) > 1 else "did you mean")
+                        for k in unknown)
+        raise SCons.Errors.StopError(f"unknown variable {words}; accepted: {accepted} (see scons -h){hints}")
 
 
-def device_args(prepared, sandbox=False, images=False) -> list:
+def device_args(prepared, sandbox=False, images=False, release=False) -> list:
     """The options a device chunk process needs to prepare the board exactly as this build did:
     this session's plugin and board folders, and the firmware unless the board itself names it."""
     plugin_dirs, board_dirs = _ACTIONS["session"]
@@ -305,6 +311,8 @@ def device_args(prepared, sandbox=False, images=False) -> list:
         args += ["--boards", folder]
     if sandbox:
         args.append("--sandbox")
+    if release:
+        args.append("--release")
     if images:
         args.append("--images")
     return args
@@ -333,7 +341,7 @@ def make_session(env, extra_dirs, board_dirs=(), optional_dirs=()):
 
 @stop_on_error
 def build(env, host, registry, board, build_dir="build", firmware=None, sign_key=None, sandbox=False, devices=None,
-          device_images=False, default_firmware=None):
+          device_images=False, default_firmware=None, release=False):
     """Declare every target of ``board`` ("all", an id, a path, or a list of ids and paths) under
     ``build_dir``/<ID>/ and make them the default targets; return them.
 
@@ -346,7 +354,7 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
     build_dir = os.path.join(launch, build_dir)
     use_input_cache(os.path.join(build_dir, ".atfactory", "inputs.json"))
     boards = load_boards(env, board, registry, host, firmware=firmware or None, sandbox=sandbox,
-                         default_firmware=default_firmware)
+                         default_firmware=default_firmware, release=release)
     if devices and len(boards) != 1:
         stop(env, "devices= builds the devices of one board; name it with board=ID")
     sign_key = os.path.join(launch, sign_key) if sign_key else None
@@ -363,7 +371,7 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
         targets.append(alias)
         if devices:
             targets.append(declare_devices(env, prepared, build_dir, os.path.join(launch, devices), host, alias,
-                                           device_args(prepared, sandbox, device_images), sign_key))
+                                           device_args(prepared, sandbox, device_images, release), sign_key))
     env.Default(targets)
     save_input_cache()
     return targets
@@ -407,7 +415,8 @@ def declare_variables(env, args, board_help, plugins_help, defaults=None, extra=
 
     from atfactory.registry import DEFAULT_BOARD
 
-    defaults = dict({"board": DEFAULT_BOARD, "build_dir": "build", "sign_key": "", "sandbox": False}, **(defaults or {}))
+    defaults = dict({"board": DEFAULT_BOARD, "build_dir": "build", "sign_key": "", "sandbox": False, "release": False},
+                    **(defaults or {}))
     variables = Variables(None, args)
     variables.AddVariables(
         *extra,
@@ -418,6 +427,8 @@ def declare_variables(env, args, board_help, plugins_help, defaults=None, extra=
         ("sign_key", "Ed25519 private key: sign manifest.json into manifest.json.sig", defaults["sign_key"]),
         BoolVariable("sandbox", "refuse paths a board file names outside its own folder (for boards you did not write)",
                      defaults["sandbox"]),
+        BoolVariable("release", "production build: refuse atfactory's development certificates and keys, and expired "
+                     "certificates", defaults["release"]),
         ("devices", "CSV of per-device values: one set of AT partitions per row, under <ID>/devices/", ""),
         BoolVariable("device_images", "with devices=: also a full factory image per device", False),
         BoolVariable("VERBOSE", "show the inputs of every target", False),
