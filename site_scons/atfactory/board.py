@@ -19,6 +19,7 @@ from .layout import first_free
 from .numbers import format_size, parse_int, parse_size
 from .registry import DEFAULT_BOARD, BoardEntry, BoardRegistry, unknown_board_problem  # noqa: F401 (re-exported)
 from .toml_layers import MFG_NVS_FILE_KEYS, Layer, Merged, check_layer, read_toml, resolve_sources
+from .fsutil import inside
 
 AT_CUSTOMIZE_SECTOR = pt.AT_CUSTOMIZE_SECTOR
 
@@ -179,11 +180,6 @@ def _free_offset(merged: Merged, part: dict) -> Optional[int]:
     return first_free(taken, lo, hi, size, align)
 
 
-def _inside(path: str, root: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def _check_sandbox(path: str, data: dict, root: str, problems: List[Problem]) -> None:
     """sandbox=yes: every path this (untrusted) file names must resolve inside ``root``."""
     def refuse(key: str, value: str):
@@ -195,24 +191,24 @@ def _check_sandbox(path: str, data: dict, root: str, problems: List[Problem]) ->
     for part in at.get("partitions", []) if isinstance(at, dict) else []:
         if isinstance(part, dict):
             for source in part.get("source", []) or []:
-                if not _inside(source, root):
+                if not inside(source, root):
                     refuse(f"at_customize.partitions[{part.get('name')}].source", source)
     table = data.get("mfg_nvs")
     for key, value in (table.items() if isinstance(table, dict) else ()):
         if key not in MFG_NVS_FILE_KEYS:
             continue
         for source in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
-            if isinstance(source, str) and not _inside(source, root):
+            if isinstance(source, str) and not inside(source, root):
                 refuse(f"mfg_nvs.{key}", source)
     vendor = table.get("namespaces") if isinstance(table, dict) else None
     for ns, keys in (vendor.items() if isinstance(vendor, dict) else ()):
         for key, spec in (keys.items() if isinstance(keys, dict) else ()):
-            if isinstance(spec, dict) and isinstance(spec.get("file"), str) and not _inside(spec["file"], root):
+            if isinstance(spec, dict) and isinstance(spec.get("file"), str) and not inside(spec["file"], root):
                 refuse(f"mfg_nvs.namespaces.{ns}.{key}.file", spec["file"])
     fw = data.get("firmware")
     if isinstance(fw, dict) and isinstance(fw.get("release"), str):
         release = os.path.join(os.path.dirname(path), os.path.expanduser(fw["release"]))
-        if not _inside(release, root):
+        if not inside(release, root):
             refuse("firmware.release", fw["release"])
 
 
@@ -252,7 +248,7 @@ def _load_chain(path: str, registry: BoardRegistry, problems: List[Problem], sta
         if sandbox_root is not None:
             if by_id:
                 base_root = None      # a registered board: trusted, like the stock boards
-            elif not _inside(base, sandbox_root):
+            elif not inside(base, sandbox_root):
                 problems.append(Problem(path, "extends", f"resolves outside {display_path(sandbox_root)}, the folder "
                                         "of the board named on the command line (sandbox=yes); accepted: a board id "
                                         "or a file inside that folder", ext))

@@ -15,7 +15,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .errors import AtFactoryError, BoardError, ExtractError
+from .errors import CONTROL_ESCAPES, AtFactoryError, BoardError, ExtractError
 
 
 def _print_err(message: str) -> None:
@@ -81,7 +81,7 @@ def _baud(text: str) -> int:
 # Every character an image or file can hold may reach the terminal: control characters (ESC
 # sequences that move the cursor or retitle the window, carriage returns that overwrite a line)
 # are shown escaped.  Newlines and tabs of atfactory's own output pass.
-_TERMINAL_SAFE = {c: f"\\u{c:04X}" for c in list(range(0x20)) + list(range(0x7F, 0xA0)) if c not in (0x09, 0x0A)}
+_TERMINAL_SAFE = {c: e for c, e in CONTROL_ESCAPES.items() if c not in (0x09, 0x0A)}
 
 
 class _Printable:

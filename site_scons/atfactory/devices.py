@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -34,10 +33,10 @@ from . import artifacts as art
 from . import factory_param as fp
 from . import vendor_nvs
 from .checks import Checker
-from .errors import BoardError, ContentError, Problem, did_you_mean, display_path
+from .errors import BoardError, ContentError, InputError, Problem, did_you_mean, display_path
 from .formats import CERTIFICATE_USES, ReadContext, public_keys
 from .formats.factory_param import check_table
-from .fsutil import read_input
+from .fsutil import check_regular_file, read_input
 from .numbers import parse_int
 from .plugins import call_build
 from .toml_layers import Merged
@@ -70,15 +69,9 @@ class Row:
 def _text_lines(path: str) -> Iterator[str]:
     """The CSV's lines as text, each decoded on its own so that bad UTF-8 names its own line."""
     try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise BoardError([Problem(None, "devices", "no such file", display_path(path))]) from None
-    except (OSError, ValueError) as exc:
-        raise BoardError([Problem(None, "devices", f"cannot be read ({getattr(exc, 'strerror', None) or exc})",
-                                  display_path(path))]) from None
-    if not stat.S_ISREG(mode):
-        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
-        raise BoardError([Problem(None, "devices", f"is {what}; expected a CSV file", display_path(path))])
+        check_regular_file(path, "a CSV file")
+    except InputError as err:
+        raise BoardError([Problem(None, "devices", err.message, display_path(path))]) from None
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             if number == 1 and raw.startswith(codecs.BOM_UTF8):

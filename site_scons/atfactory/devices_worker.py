@@ -32,7 +32,7 @@ import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import artifacts as art
-from .devices import DEVICES_DIR, LEDGER, DeviceMaker
+from .devices import DEVICES_DIR, DeviceMaker
 from .download_config import DownloadConfig, encode_download_config
 from .errors import MAX_PROBLEMS, AtFactoryError, BoardError, Problem
 from .fsutil import atomic_open

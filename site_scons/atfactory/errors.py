@@ -27,18 +27,19 @@ class FormatError(AtFactoryError):
         super().__init__(message)
 
 
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 MAX_SHOWN = 200   # characters of a value shown in a message
-
-
-def _escape(c: str) -> str:
-    return f"\\u{ord(c):04X}" if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c
+# str.translate tables.  CONTROL_ESCAPES: every control character (C0, DEL, C1) as \uXXXX, for
+# what reaches a terminal; printable() spells the common ones as TOML does; values also escape
+# the backslash and the quote of a TOML basic string.
+CONTROL_ESCAPES = {c: f"\\u{c:04X}" for c in list(range(0x20)) + list(range(0x7F, 0xA0))}
+_NAMED = {ord("\b"): "\\b", ord("\t"): "\\t", ord("\n"): "\\n", ord("\f"): "\\f", ord("\r"): "\\r"}
+_PRINTABLE = {**CONTROL_ESCAPES, **_NAMED}
+_VALUE = {**_PRINTABLE, ord("\\"): "\\\\", ord('"'): '\\"'}
 
 
 def printable(text: str) -> str:
     """``text`` with control characters escaped: names from inputs reach terminals and logs as one line."""
-    return text if text.isprintable() else "".join(_ESCAPES.get(c, "") if c in "\b\t\n\f\r" else _escape(c)
-                                                   for c in text)
+    return text if text.isprintable() else text.translate(_PRINTABLE)
 
 
 def format_value(value) -> str:
@@ -46,7 +47,7 @@ def format_value(value) -> str:
     one line and no control character reaches the terminal; numbers plain; long values cut)."""
     if isinstance(value, str):
         shown = value if len(value) <= MAX_SHOWN else value[:MAX_SHOWN]
-        text = "".join(_ESCAPES.get(c) or _escape(c) for c in shown)
+        text = shown.translate(_VALUE)
         return '"' + text + '"' + (f"... ({len(value)} characters)" if len(value) > MAX_SHOWN else "")
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -50,10 +50,11 @@ def inside(path: str, root: str) -> bool:
     return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
-def read_input(path: str) -> bytes:
-    """The bytes of a regular file.  Raises InputError saying why not (path in ``.path``)."""
+def check_regular_file(path: str, expected: str = "a file") -> None:
+    """Raise InputError unless ``path`` is a regular file (never a folder, FIFO or device, which
+    would be read forever or not at all)."""
     if os.path.isdir(path):
-        raise InputError("is a folder; expected a file", path)
+        raise InputError(f"is a folder; expected {expected}", path)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -63,7 +64,12 @@ def read_input(path: str) -> bytes:
     except (OSError, ValueError) as exc:   # ValueError: a NUL in the path
         raise InputError(f"cannot be read ({getattr(exc, 'strerror', None) or exc})", path) from None
     if not stat.S_ISREG(mode):
-        raise InputError("is not a regular file (a device, FIFO or socket); expected a file", path)
+        raise InputError(f"is not a regular file (a device, FIFO or socket); expected {expected}", path)
+
+
+def read_input(path: str) -> bytes:
+    """The bytes of a regular file.  Raises InputError saying why not (path in ``.path``)."""
+    check_regular_file(path)
     try:
         with open(path, "rb") as f:
             return f.read()

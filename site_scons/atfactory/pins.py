@@ -6,7 +6,6 @@ Warned: strapping pins, whose level at reset still selects how the chip boots.
 """
 from __future__ import annotations
 
-import os
 
 from typing import Dict, Iterator, Mapping, Optional, Tuple
 
@@ -101,6 +100,7 @@ def check_set(c, chip: Chip, fine: Mapping[str, int], bad) -> None:
 def _stock_value(c, field: str) -> bool:
     """Whether the value comes from a stock board file shipped with atfactory."""
     from .builtin_plugin import STOCK_BOARDS
+    from .fsutil import inside
 
     where = c.merged.where("factory_param", field)
-    return bool(where) and os.path.realpath(where).startswith(os.path.realpath(STOCK_BOARDS) + os.sep)
+    return bool(where) and inside(where, STOCK_BOARDS)

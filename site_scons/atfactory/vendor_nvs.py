@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from typing import Iterator, List, Mapping, NamedTuple, Optional, Tuple, Union
 
@@ -192,8 +193,6 @@ def declared(table: Optional[Mapping]) -> List[VendorKey]:
 
 def cell_value(key: VendorKey, cell: str, base_dir: str):
     """A devices CSV cell for ``key`` as the table entry it stands for; ValueError says why not."""
-    import os
-
     if key.type == "string":
         problems = list(string_problems("", cell))
         if problems:
