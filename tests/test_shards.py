@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from atfactory.board import load_board
+from atfactory.errors import display_path
 from atfactory.shards import ledger_name, parse_shard, shard_rows
 from firmware_factory import make_release
 from helpers import run_cli, run_scons, write_signing_key
@@ -277,6 +278,14 @@ def test_bad_shards_stop_the_build(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_every_shard_of_a_csv_without_rows_fails(tmp_path):
+    write_csv(tmp_path / "devices.csv", "device_id,uart_baudrate", [])
+    r = run_scons("board=WROOM-32", "devices=devices.csv", "shard=2/3", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 2
+    assert f"{tmp_path}/devices.csv: line 2: no devices: the file has a header and no rows" in r.stderr
+    assert [p.name for p in (tmp_path / "out/WROOM-32").iterdir() if p.name.startswith((".devices", "devices"))] == []
+
+
 def test_atfactory_build_takes_a_shard(tmp_path):
     from test_project import atfactory
 
@@ -293,6 +302,22 @@ def test_atfactory_build_takes_a_shard(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "DEVICES WROOM-32: 1 devices (shard 2/2)\n" in r.stdout
     assert [p.name for p in (tmp_path / "build/WROOM-32/devices").iterdir()] == ["D2"]
+
+
+def test_a_ledger_that_changes_between_check_and_write_stops_the_merge(batches):
+    """The merge reads each ledger twice (the checks, then the write): the second read must be the first's."""
+    from atfactory.errors import BoardError
+    from atfactory.shards import _device_lines, read_header
+
+    _, ledgers, _ = batches["WROOM-32-V5"]
+    shard = read_header(str(ledgers[0]))
+    seen = {}
+    first = list(_device_lines(shard, seen))
+    assert len(first) == 3 and seen[shard.path][0] == 3
+    assert list(_device_lines(shard, {}, seen)) == first
+    with pytest.raises(BoardError) as err:
+        list(_device_lines(shard, {}, {shard.path: (3, "0" * 64)}))
+    assert str(err.value) == f"{display_path(shard.path)}: changed while it was merged; nothing was written: merge again"
 
 
 def test_shard_arithmetic():
