@@ -168,7 +168,7 @@ def test_help_works_even_with_a_broken_default(tmp_path):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["bord=WROOM-32"], "unknown variable bord=WROOM-32; accepted: board, build_dir, firmware, plugins, sign_key, sandbox, release, devices, device_images, VERBOSE"),
+    (["bord=WROOM-32"], "unknown variable bord=WROOM-32; accepted: board, build_dir, firmware, plugins, sign_key, sandbox, release, devices, device_images, shard, VERBOSE"),
     (["board=NOPE-1"], 'board = "NOPE-1": no board with this id and no such .toml file; accepted: a board id ('),
 ])
 def test_command_line_mistakes(tmp_path, args, expected):

@@ -247,40 +247,47 @@ def _build_devices(target, source, env):
         count = build_batch(maker, release, command, workers, images, target[0].abspath, environ, progress=sys.stderr)
     except AtFactoryError as err:
         raise _build_error(target, err)
-    sys.stdout.write(f"{'DEVICES':<6} {maker.board.id}: {count} devices\n")
+    sys.stdout.write(f"{'DEVICES':<6} {maker.board.id}: {count} devices{_shard_of(maker)}\n")
+
+
+def _shard_of(maker) -> str:
+    return f" (shard {maker.shard[0]}/{maker.shard[1]})" if maker.shard else ""
 
 
 def _show_devices(target, source, env):
     maker = _ACTIONS[target[0].abspath][0]
     workers = max(1, int(env.GetOption("num_jobs") or 1))
-    return f"{'DEVICES':<6} {maker.board.id}: {display_path(maker.csv_path, env.GetLaunchDir())}, " \
+    return f"{'DEVICES':<6} {maker.board.id}: {display_path(maker.csv_path, env.GetLaunchDir())}{_shard_of(maker)}, " \
            f"{workers} process{'es' if workers > 1 else ''}"
 
 
 @stop_on_error
-def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args, sign_key=None):
+def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args, sign_key=None, shard=None):
     """The per-device outputs of one board: one action, the devices.json ledger its target.
 
     SCons tracks one node per batch, not one per device file: the CSV and a digest of the files
-    it names decide when the batch is rebuilt.  The action runs one worker per -j job."""
+    it names decide when the batch is rebuilt.  The action runs one worker per -j job.
+    ``shard``: (K, N), the rows of shard K of N (``args`` hold it too), whose target is the
+    shard's ledger; sign_key signs the merged ledger (``atfactory merge-ledgers``), not a shard's."""
     from atfactory import devices as dev
     from atfactory.devices_worker import worker_command
+    from atfactory.shards import ledger_name
 
     board = prepared.board
     release = os.path.abspath(os.path.join(build_dir, board.id))
-    key, maker = dev.batch_key(prepared, csv_path, host, args)
+    key, maker = dev.batch_key(prepared, csv_path, host, args, shard=shard)
     site = os.path.dirname(os.path.dirname(os.path.abspath(dev.__file__)))
     environ = dict(os.environ)   # the workers import this checkout's atfactory
     environ["PYTHONPATH"] = site + (os.pathsep + environ["PYTHONPATH"] if environ.get("PYTHONPATH") else "")
     command = worker_command(board.path, env.GetLaunchDir(), csv_path, args + [
         "--input-cache", os.path.join(build_dir, ".atfactory", "inputs.json")])
-    target = os.path.abspath(os.path.join(release, dev.LEDGER))
+    target = os.path.abspath(os.path.join(release, ledger_name(shard) if shard else dev.LEDGER))
     _ACTIONS[target] = (maker, release, command, "--images" in args, environ)
     ledger = env.Command(target, [env.Value(key), env.File(os.path.abspath(csv_path)), board_alias],
                          Action(_build_devices, strfunction=_show_devices))
     env.Clean(ledger, os.path.join(release, dev.DEVICES_DIR))
     env.Precious(ledger)   # a failed batch leaves the last good one, ledger and devices/, as it was
-    if sign_key:   # the ledger lists every device output with its SHA-256: signing it covers them all
+    if sign_key and not shard:   # the ledger lists every device output with its SHA-256: signing it covers them all
         ledger += env.AtfSignature(target + ".sig", [ledger[0], env.File(sign_key)])
     return ledger
 
@@ -298,7 +305,7 @@ def reject_unknown_variables(variables) -> None:
         raise SCons.Errors.StopError(f"unknown variable {words}; accepted: {accepted} (see scons -h){hints}")
 
 
-def device_args(prepared, sandbox=False, images=False, release=False) -> list:
+def device_args(prepared, sandbox=False, images=False, release=False, shard=None) -> list:
     """The options a device chunk process needs to prepare the board exactly as this build did:
     this session's plugin and board folders, and the firmware unless the board itself names it."""
     plugin_dirs, board_dirs = _ACTIONS["session"]
@@ -315,6 +322,8 @@ def device_args(prepared, sandbox=False, images=False, release=False) -> list:
         args.append("--release")
     if images:
         args.append("--images")
+    if shard:
+        args += ["--shard", f"{shard[0]}/{shard[1]}"]
     return args
 
 
@@ -341,18 +350,20 @@ def make_session(env, extra_dirs, board_dirs=(), optional_dirs=()):
 
 @stop_on_error
 def build(env, host, registry, board, build_dir="build", firmware=None, sign_key=None, sandbox=False, devices=None,
-          device_images=False, default_firmware=None, release=False):
+          device_images=False, default_firmware=None, release=False, shard=None):
     """Declare every target of ``board`` ("all", an id, a path, or a list of ids and paths) under
     ``build_dir``/<ID>/ and make them the default targets; return them.
 
     Relative paths are relative to the folder scons was started in.  ``firmware`` overrides every
     board's; ``default_firmware(board)`` gives (path, file, key) for a board that names none.
-    ``devices``: a CSV of per-device values for the one board named."""
+    ``devices``: a CSV of per-device values for the one board named; ``shard``: "K/N", build
+    only shard K of N of its rows (atfactory.shards)."""
     from atfactory.input_cache import save_input_cache, use_input_cache
 
     launch = env.GetLaunchDir()
     build_dir = os.path.join(launch, build_dir)
     use_input_cache(os.path.join(build_dir, ".atfactory", "inputs.json"))
+    shard = check_shard(env, shard, devices)
     boards = load_boards(env, board, registry, host, firmware=firmware or None, sandbox=sandbox,
                          default_firmware=default_firmware, release=release)
     if devices and len(boards) != 1:
@@ -371,10 +382,25 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
         targets.append(alias)
         if devices:
             targets.append(declare_devices(env, prepared, build_dir, os.path.join(launch, devices), host, alias,
-                                           device_args(prepared, sandbox, device_images, release), sign_key))
+                                           device_args(prepared, sandbox, device_images, release, shard), sign_key,
+                                           shard))
     env.Default(targets)
     save_input_cache()
     return targets
+
+
+@stop_on_error
+def check_shard(env, text, devices):
+    """shard=K/N -> (K, N), or None without it; a bad value or one without devices= stops."""
+    from atfactory.shards import parse_shard
+
+    if not text:
+        return None
+    shard = parse_shard(text, "shard=")
+    if not devices:
+        raise AtFactoryError(f"shard={text}: splits the rows of devices=CSV into shards; accepted: shard=K/N "
+                             "with devices=CSV")
+    return shard
 
 
 @stop_on_error
@@ -431,6 +457,8 @@ def declare_variables(env, args, board_help, plugins_help, defaults=None, extra=
                      "certificates", defaults["release"]),
         ("devices", "CSV of per-device values: one set of AT partitions per row, under <ID>/devices/", ""),
         BoolVariable("device_images", "with devices=: also a full factory image per device", False),
+        ("shard", "with devices=: build shard K/N of the rows only (rows i with i % N == K-1), whose ledgers "
+                  "atfactory merge-ledgers merges", ""),
         BoolVariable("VERBOSE", "show the inputs of every target", False),
     )
     variables.Update(env)
