@@ -96,17 +96,24 @@ def _build(target, source, env):
     return None
 
 
-def _make_builder(label):
-    def show(target, source, env):
-        # Paths as the user sees them from where scons was started (scons -C changes the cwd).
-        here = env.GetLaunchDir()
-        line = f"{label:<6} {display_path(target[0].abspath, here)}"
-        if env.get("VERBOSE"):
-            files = ", ".join(display_path(s.abspath, here) for s in source[1:]) or "board values only"
-            line += f"  <- {files}"
-        return line
+def _show(target, source, env):
+    # Paths as the user sees them from where scons was started (scons -C changes the cwd).
+    here = env.GetLaunchDir()
+    label = _ACTIONS["builders"][json.loads(source[0].read())["kind"]][1]
+    line = f"{label:<6} {display_path(target[0].abspath, here)}"
+    if env.get("VERBOSE"):
+        files = ", ".join(display_path(s.abspath, here) for s in source[1:]) or "board values only"
+        line += f"  <- {files}"
+    return line
 
-    return Builder(action=Action(_build, strfunction=show))
+
+def _artifact_action():
+    """The one action of every artifact builder (the label comes from the target's Value node).
+    SCons reads an action function's code for its signature when the action is made: making it
+    once, not once per builder, saves a no-op build that work a dozen times."""
+    if "action" not in _ACTIONS:
+        _ACTIONS["action"] = Action(_build, strfunction=_show)
+    return _ACTIONS["action"]
 
 
 def _builders(formats):
@@ -138,7 +145,7 @@ def use_session(env, host):
         formats = stock_registry()
     _ACTIONS["formats"] = formats
     _ACTIONS["builders"] = _builders(formats)
-    env.Append(BUILDERS={name: _make_builder(label) for name, label in _ACTIONS["builders"].values()})
+    env.Append(BUILDERS={name: Builder(action=_artifact_action()) for name, _ in _ACTIONS["builders"].values()})
 
 
 @stop_on_error
