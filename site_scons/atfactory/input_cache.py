@@ -36,27 +36,42 @@ def save_input_cache() -> None:
         _CACHE["dirty"] = False
 
 
+def file_stamp(st: os.stat_result) -> str:
+    """Size, modification and change times and inode: what a cached value is keyed by."""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+
+
 def _stamp(path: str) -> Optional[str]:
-    """Size, modification and change times and inode of ``path`` while the cache is in use."""
+    """The stamp of ``path`` while the cache is in use."""
     if not _CACHE["path"]:
         return None
     try:
-        st = os.stat(path)
+        return file_stamp(os.stat(path))
     except OSError:
         return None
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+
+
+def recall(kind: str, path: str, stamp: str):
+    """The value remembered for ``path`` under ``kind`` when its stamp was ``stamp``, else None."""
+    entry = _CACHE["entries"].get(f"{kind} {path}")
+    if isinstance(entry, list) and len(entry) == 2 and entry[0] == stamp:
+        return entry[1]
+    return None
+
+
+def remember(kind: str, path: str, stamp: str, value) -> None:
+    if _CACHE["path"]:
+        _CACHE["entries"][f"{kind} {path}"] = [stamp, value]
+        _CACHE["dirty"] = True
 
 
 def _cached(kind: str, path: str, stamp: Optional[str], compute):
     """The value ``compute()`` gave for this file the last time its stamp was the same (JSON)."""
-    key = f"{kind} {path}"
-    entry = _CACHE["entries"].get(key) if stamp else None
-    if stamp and isinstance(entry, list) and len(entry) == 2 and entry[0] == stamp:
-        return entry[1]
-    value = compute()
-    if stamp:
-        _CACHE["entries"][key] = [stamp, value]
-        _CACHE["dirty"] = True
+    value = recall(kind, path, stamp) if stamp else None
+    if value is None:
+        value = compute()
+        if stamp:
+            remember(kind, path, stamp, value)
     return value
 
 

@@ -9,10 +9,12 @@ error wording live in the library; here library errors only become SCons errors,
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
 import sys
+import time
 from typing import Optional
 
 import SCons.Errors
@@ -37,7 +39,7 @@ ARTIFACT_BUILDERS = {
 # format registry (plugin formats hold their build functions), and per target path the objects
 # of a post-build stamp or a devices ledger.  Module level, so that every action's signature
 # is the stable function below and not a closure.
-_ACTIONS = {"formats": None, "builders": {}, "stamps": {}}
+_ACTIONS = {"formats": None, "builders": {}, "stamps": {}, "files": []}
 
 
 def stop_on_error(declare):
@@ -134,7 +136,60 @@ def _declare(env, out_dir, artifact):
     sources = [env.File(s) for s in artifact.sources]
     # the inputs as the check read them (not other outputs of the build): _build refuses any that changed
     _ACTIONS["stamps"][targets[0].abspath] = {s.abspath: _stamp(s.abspath) for s in sources if not s.has_builder()}
+    _ACTIONS["files"] += targets + sources
     return builder(targets, [_value(env, artifact)] + sources)
+
+
+# A file changed this recently may change again within one tick of the file system's clock,
+# keeping its stamp: its content signature is not remembered (git's "racily clean" files).
+_SETTLED_NS = 2_000_000_000
+
+
+def _signature_kind() -> str:
+    import SCons
+    import SCons.Util
+    return f"csig {SCons.__version__} {SCons.Util.get_hash_format() or 'default'}"
+
+
+def prime_signatures(files) -> None:
+    """Give SCons the content signature of every file whose stamp (size, mtime and ctime in ns,
+    inode) is the one it had when its signature was last computed, so that a no-op build does
+    not hash the firmware and factory images again.  SCons reuses a signature itself only for
+    files older than two days (--max-drift), by whole-second mtime.  The signatures SCons
+    computes in this run for files that stay unchanged to its end are remembered at exit."""
+    from atfactory.input_cache import file_stamp, recall
+
+    kind, now, pending = _signature_kind(), time.time_ns(), []
+    for node in dict.fromkeys(files):
+        st = node.stat()   # memoized: SCons uses this same result
+        if st is None:
+            continue
+        stamp = file_stamp(st)
+        csig = recall(kind, node.abspath, stamp)
+        if isinstance(csig, str):
+            node.get_ninfo().csig = csig   # a node rebuilt in this run gets a new ninfo
+        elif now - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+            pending.append((node, stamp))
+    if pending:
+        atexit.register(_remember_signatures, kind, pending)
+
+
+def _remember_signatures(kind, pending) -> None:
+    from atfactory.input_cache import file_stamp, remember, save_input_cache
+
+    for node, stamp in pending:
+        csig = getattr(getattr(node, "ninfo", None), "csig", None)
+        if not isinstance(csig, str):
+            continue   # SCons did not need it
+        try:
+            if file_stamp(os.stat(node.abspath)) == stamp:   # the content SCons hashed is the one stamped
+                remember(kind, node.abspath, stamp, csig)
+        except OSError:
+            pass
+    try:
+        save_input_cache()
+    except OSError:
+        pass   # a cache: the next run hashes again
 
 
 def use_session(env, host):
@@ -177,7 +232,10 @@ def _declare_manifest(env, out_dir, prepared, nodes, listed, host):
     inputs = board_inputs(prepared.board, prepared.firmware)
     spec = manifest_spec(prepared.board, listed, [d for d, _ in inputs], host.versions() if host else {}, __version__)
     value = env.Value(json.dumps(spec, sort_keys=True, separators=(",", ":")))
-    return env.AtfManifest(out_dir.File(MANIFEST), [value] + list(nodes) + [env.File(p) for _, p in inputs])
+    files = [env.File(p) for _, p in inputs]
+    manifest = env.AtfManifest(out_dir.File(MANIFEST), [value] + list(nodes) + files)
+    _ACTIONS["files"] += files + list(manifest)
+    return manifest
 
 
 def _build_manifest(target, source, env):
@@ -380,6 +438,7 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
             targets.append(declare_devices(env, prepared, build_dir, os.path.join(launch, devices), host, alias,
                                            device_args(prepared, sandbox, device_images, release), sign_key))
     env.Default(targets)
+    prime_signatures(_ACTIONS["files"])
     save_input_cache()
     return targets
 
