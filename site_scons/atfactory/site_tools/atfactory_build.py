@@ -276,7 +276,9 @@ def _declare_post_build(env, out_dir, board, nodes, host):
     """A stamp target after every output: the hooks run whenever an output or a plugin changed."""
     outputs = {os.path.relpath(n.abspath, out_dir.abspath).replace(os.sep, "/"): n.abspath for n in nodes}
     outputs["."] = out_dir.abspath
-    stamp = env.Dir(os.path.dirname(out_dir.abspath)).File(f".atfactory/{board.id}.post_build")
+    # one folder per board: SCons keeps one .sconsign record per folder, read and written whole,
+    # so a stamp beside every other board's made each no-op load all boards' dependency lists
+    stamp = env.Dir(os.path.dirname(out_dir.abspath)).File(f".atfactory/boards/{board.id}/post_build")
     _ACTIONS[stamp.abspath] = (host, board, outputs)
     versions = env.Value(json.dumps(host.versions(), sort_keys=True))
     return env.Command(stamp, [versions] + list(nodes), Action(_run_post_build, strfunction=_show_post_build))
