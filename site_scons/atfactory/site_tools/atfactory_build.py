@@ -9,10 +9,12 @@ error wording live in the library; here library errors only become SCons errors,
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
 import sys
+import time
 from typing import Optional
 
 import SCons.Errors
@@ -37,7 +39,7 @@ ARTIFACT_BUILDERS = {
 # format registry (plugin formats hold their build functions), and per target path the objects
 # of a post-build stamp or a devices ledger.  Module level, so that every action's signature
 # is the stable function below and not a closure.
-_ACTIONS = {"formats": None, "builders": {}, "stamps": {}}
+_ACTIONS = {"formats": None, "builders": {}, "stamps": {}, "files": []}
 
 
 def stop_on_error(declare):
@@ -96,17 +98,24 @@ def _build(target, source, env):
     return None
 
 
-def _make_builder(label):
-    def show(target, source, env):
-        # Paths as the user sees them from where scons was started (scons -C changes the cwd).
-        here = env.GetLaunchDir()
-        line = f"{label:<6} {display_path(target[0].abspath, here)}"
-        if env.get("VERBOSE"):
-            files = ", ".join(display_path(s.abspath, here) for s in source[1:]) or "board values only"
-            line += f"  <- {files}"
-        return line
+def _show(target, source, env):
+    # Paths as the user sees them from where scons was started (scons -C changes the cwd).
+    here = env.GetLaunchDir()
+    label = _ACTIONS["builders"][json.loads(source[0].read())["kind"]][1]
+    line = f"{label:<6} {display_path(target[0].abspath, here)}"
+    if env.get("VERBOSE"):
+        files = ", ".join(display_path(s.abspath, here) for s in source[1:]) or "board values only"
+        line += f"  <- {files}"
+    return line
 
-    return Builder(action=Action(_build, strfunction=show))
+
+def _artifact_action():
+    """The one action of every artifact builder (the label comes from the target's Value node).
+    SCons reads an action function's code for its signature when the action is made: making it
+    once, not once per builder, saves a no-op build that work a dozen times."""
+    if "action" not in _ACTIONS:
+        _ACTIONS["action"] = Action(_build, strfunction=_show)
+    return _ACTIONS["action"]
 
 
 def _builders(formats):
@@ -127,7 +136,60 @@ def _declare(env, out_dir, artifact):
     sources = [env.File(s) for s in artifact.sources]
     # the inputs as the check read them (not other outputs of the build): _build refuses any that changed
     _ACTIONS["stamps"][targets[0].abspath] = {s.abspath: _stamp(s.abspath) for s in sources if not s.has_builder()}
+    _ACTIONS["files"] += targets + sources
     return builder(targets, [_value(env, artifact)] + sources)
+
+
+# A file changed this recently may change again within one tick of the file system's clock,
+# keeping its stamp: its content signature is not remembered (git's "racily clean" files).
+_SETTLED_NS = 2_000_000_000
+
+
+def _signature_kind() -> str:
+    import SCons
+    import SCons.Util
+    return f"csig {SCons.__version__} {SCons.Util.get_hash_format() or 'default'}"
+
+
+def prime_signatures(files) -> None:
+    """Give SCons the content signature of every file whose stamp (size, mtime and ctime in ns,
+    inode) is the one it had when its signature was last computed, so that a no-op build does
+    not hash the firmware and factory images again.  SCons reuses a signature itself only for
+    files older than two days (--max-drift), by whole-second mtime.  The signatures SCons
+    computes in this run for files that stay unchanged to its end are remembered at exit."""
+    from atfactory.input_cache import file_stamp, recall
+
+    kind, now, pending = _signature_kind(), time.time_ns(), []
+    for node in dict.fromkeys(files):
+        st = node.stat()   # memoized: SCons uses this same result
+        if st is None:
+            continue
+        stamp = file_stamp(st)
+        csig = recall(kind, node.abspath, stamp)
+        if isinstance(csig, str):
+            node.get_ninfo().csig = csig   # a node rebuilt in this run gets a new ninfo
+        elif now - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+            pending.append((node, stamp))
+    if pending:
+        atexit.register(_remember_signatures, kind, pending)
+
+
+def _remember_signatures(kind, pending) -> None:
+    from atfactory.input_cache import file_stamp, remember, save_input_cache
+
+    for node, stamp in pending:
+        csig = getattr(getattr(node, "ninfo", None), "csig", None)
+        if not isinstance(csig, str):
+            continue   # SCons did not need it
+        try:
+            if file_stamp(os.stat(node.abspath)) == stamp:   # the content SCons hashed is the one stamped
+                remember(kind, node.abspath, stamp, csig)
+        except OSError:
+            pass
+    try:
+        save_input_cache()
+    except OSError:
+        pass   # a cache: the next run hashes again
 
 
 def use_session(env, host):
@@ -138,7 +200,7 @@ def use_session(env, host):
         formats = stock_registry()
     _ACTIONS["formats"] = formats
     _ACTIONS["builders"] = _builders(formats)
-    env.Append(BUILDERS={name: _make_builder(label) for name, label in _ACTIONS["builders"].values()})
+    env.Append(BUILDERS={name: Builder(action=_artifact_action()) for name, _ in _ACTIONS["builders"].values()})
 
 
 @stop_on_error
@@ -170,7 +232,10 @@ def _declare_manifest(env, out_dir, prepared, nodes, listed, host):
     inputs = board_inputs(prepared.board, prepared.firmware)
     spec = manifest_spec(prepared.board, listed, [d for d, _ in inputs], host.versions() if host else {}, __version__)
     value = env.Value(json.dumps(spec, sort_keys=True, separators=(",", ":")))
-    return env.AtfManifest(out_dir.File(MANIFEST), [value] + list(nodes) + [env.File(p) for _, p in inputs])
+    files = [env.File(p) for _, p in inputs]
+    manifest = env.AtfManifest(out_dir.File(MANIFEST), [value] + list(nodes) + files)
+    _ACTIONS["files"] += files + list(manifest)
+    return manifest
 
 
 def _build_manifest(target, source, env):
@@ -211,7 +276,9 @@ def _declare_post_build(env, out_dir, board, nodes, host):
     """A stamp target after every output: the hooks run whenever an output or a plugin changed."""
     outputs = {os.path.relpath(n.abspath, out_dir.abspath).replace(os.sep, "/"): n.abspath for n in nodes}
     outputs["."] = out_dir.abspath
-    stamp = env.Dir(os.path.dirname(out_dir.abspath)).File(f".atfactory/{board.id}.post_build")
+    # one folder per board: SCons keeps one .sconsign record per folder, read and written whole,
+    # so a stamp beside every other board's made each no-op load all boards' dependency lists
+    stamp = env.Dir(os.path.dirname(out_dir.abspath)).File(f".atfactory/boards/{board.id}/post_build")
     _ACTIONS[stamp.abspath] = (host, board, outputs)
     versions = env.Value(json.dumps(host.versions(), sort_keys=True))
     return env.Command(stamp, [versions] + list(nodes), Action(_run_post_build, strfunction=_show_post_build))
@@ -385,6 +452,7 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
                                            device_args(prepared, sandbox, device_images, release, shard), sign_key,
                                            shard))
     env.Default(targets)
+    prime_signatures(_ACTIONS["files"])
     save_input_cache()
     return targets
 
