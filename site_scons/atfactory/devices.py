@@ -396,39 +396,83 @@ def _vendor_column(board_key: Optional[str]) -> Optional[str]:
     return None
 
 
-def batch_key(prepared, csv_path: str, host, args: Sequence[str]) -> Tuple[str, "DeviceMaker"]:
+def batch_key(prepared, csv_path: str, host, args: Sequence[str],
+              paths_cache: Optional[str] = None) -> Tuple[str, "DeviceMaker"]:
     """(key, maker) of a devices batch: the header is checked now (a bad column stops the build
     before anything runs); the rows are checked by the workers that build them.
 
     The key is a digest of what the outputs depend on beyond the board (the CSV and the files
-    it names, atfactory's and the plugins' versions, the options)."""
+    it names, atfactory's and the plugins' versions, the options).  ``paths_cache``: a file
+    where the paths the CSV names are kept for the next build (see ``inputs_digest``)."""
     from . import __version__
 
     tables = host.board_tables() if host is not None else {}
     maker = DeviceMaker(prepared, csv_path, tables, formats=host.formats() if host is not None else None)
-    digest = inputs_digest(csv_path, maker)
+    digest = inputs_digest(csv_path, maker, paths_cache)
     key = hashlib.sha256(json.dumps([digest, __version__, host.versions() if host else {},
                                      prepared.board.id, list(args)], sort_keys=True).encode()).hexdigest()
     return key, maker
 
 
-def inputs_digest(csv_path: str, maker: DeviceMaker) -> str:
-    """What the device outputs depend on beyond the board: the CSV and the files it names,
-    by size and modification time (cheap to take for tens of thousands of files)."""
-    h = hashlib.sha256()
-    st = os.stat(csv_path)
-    h.update(f"{st.st_size}:{st.st_mtime_ns}\n".encode())
+def inputs_digest(csv_path: str, maker: DeviceMaker, paths_cache: Optional[str] = None) -> str:
+    """What the device outputs depend on beyond the board: the CSV's bytes and the files it
+    names, by size, modification and change times and inode (cheap to take for hundreds of
+    thousands of files; a file changed in any way changes one of them).
+
+    The paths the CSV names are a function of its bytes and columns: ``paths_cache`` keeps them
+    from the last build under a digest of both, so that a no-op build reads the CSV once
+    instead of parsing every row."""
     with open(csv_path, "rb") as f:
-        h.update(hashlib.sha256(f.read()).digest())
+        text_digest = hashlib.sha256(f.read()).hexdigest()
     blob_columns = [column for column, key in maker.columns.vendor if key.type == "blob"]
-    for row in maker.rows():
-        for name in maker.columns.certificates + blob_columns:
-            for s in (row.cells.get(name) or "").split(";"):
-                if s.strip():
-                    path = os.path.normpath(os.path.join(maker.csv_dir, s.strip()))
-                    try:
-                        st = os.stat(path)
-                        h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-                    except OSError:
-                        h.update(f"{path}:missing\n".encode())
+    columns = maker.columns.certificates + blob_columns
+    list_key = hashlib.sha256(json.dumps([text_digest, maker.csv_dir, columns]).encode()).hexdigest()
+    paths = _cached_paths(paths_cache, list_key) if paths_cache and columns else None
+    if not columns:
+        paths = []
+    elif paths is None:
+        paths = [os.path.normpath(os.path.join(maker.csv_dir, s.strip()))
+                 for row in maker.rows() for name in columns
+                 for s in (row.cells.get(name) or "").split(";") if s.strip()]
+        if paths_cache:
+            _save_paths(paths_cache, list_key, paths)
+    stamps = []
+    stat = os.stat
+    for path in paths:
+        try:
+            st = stat(path)
+            stamps.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        except OSError:
+            stamps.append(None)   # missing: the worker that reads it reports it
+    h = hashlib.sha256(text_digest.encode())
+    h.update("\n".join(paths).encode("utf-8", "surrogateescape"))
+    h.update(repr(stamps).encode())
     return h.hexdigest()
+
+
+_PATHS_FORMAT = "atfactory devices paths 1"
+
+
+def _cached_paths(cache: str, key: str) -> Optional[List[str]]:
+    try:
+        with open(cache, encoding="utf-8", errors="surrogateescape", newline="\n") as f:
+            text = f.read()
+    except OSError:
+        return None
+    head, _, body = text.partition("\n")
+    if head != f"{_PATHS_FORMAT} {key}" or not (body == "" or body.endswith("\n")):
+        return None
+    return body[:-1].split("\n") if body else []
+
+
+def _save_paths(cache: str, key: str, paths: List[str]) -> None:
+    from .fsutil import write_atomic
+
+    if any("\n" in p for p in paths):
+        return   # a path with a line break cannot be kept one a line: parse the CSV each time
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        write_atomic(cache, (f"{_PATHS_FORMAT} {key}\n" + "".join(p + "\n" for p in paths)).encode(
+            "utf-8", "surrogateescape"))
+    except OSError:
+        pass   # only a cache: the next build parses the CSV again

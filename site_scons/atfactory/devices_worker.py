@@ -45,9 +45,24 @@ WORK = ".devices.work"           # chunk ledgers (they hold digests of key files
 
 def _create(path: str, data: bytes, secret: bool) -> None:
     """A new file (never one that exists), owner-only from its creation when secret."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600 if secret else 0o666)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    fd = os.open(path, _CREATE_FLAGS, 0o600 if secret else 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def _mkdir(path: str) -> None:
+    """A folder inside a device's new folder (its parents made first where missing)."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        os.makedirs(path)
 
 
 def _problem_doc(p: Problem) -> dict:
@@ -71,6 +86,7 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
     planned = [a for a in art.plan_board(board, maker.prepared.firmware, maker.formats) if a.offset is not None]
     release = os.path.dirname(os.path.abspath(staging))
     failed = 0
+    configs: Dict[tuple, bytes] = {}   # download.config by its entries
     for n, row in enumerate(maker.rows()):
         if n % chunks != chunk:
             continue
@@ -105,17 +121,20 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
                 entries.append((a.offset, f"../../{rel}"))
                 merge_list.append((a.offset, os.path.join(release, rel)))
                 image_secret = image_secret or a.secret
-        files["download.config"] = (encode_download_config(DownloadConfig(
-            board.flash_mode, board.flash_freq, board.flash_size, tuple(entries))), False)
+        entries = tuple(entries)
+        config = configs.get(entries)   # the same for every device that replaces the same partitions
+        if config is None:
+            config = configs[entries] = encode_download_config(DownloadConfig(
+                board.flash_mode, board.flash_freq, board.flash_size, entries))
+        files["download.config"] = (config, False)
         hashes = {}
-        made = {folder}
+        made = {""}
         for rel, (data, secret) in sorted(files.items()):
-            path = os.path.join(folder, rel)
-            parent = os.path.dirname(path)
+            parent = os.path.dirname(rel)
             if parent not in made:
-                os.makedirs(parent, exist_ok=True)
+                _mkdir(os.path.join(folder, parent))
                 made.add(parent)
-            _create(path, data, secret)
+            _create(os.path.join(folder, rel), data, secret)
             hashes[rel] = hashlib.sha256(data).hexdigest()
         if images and maker.prepared.firmware is not None:
             image = merge_factory_image(board.chip.name, board.flash_mode, board.flash_freq, board.flash_size,
