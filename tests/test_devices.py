@@ -289,7 +289,7 @@ def test_inputs_digest_keeps_the_csvs_paths_and_still_sees_a_changed_file(device
     maker = dev.DeviceMaker(prepare_board("WROOM-32", registry), str(csv))
     cache = tmp_path / "cache/paths"
     first = dev.inputs_digest(str(csv), maker, str(cache))
-    assert cache.read_text().count("\n") == 1 + 6   # a header, then the six files the rows name
+    assert cache.read_text().count("\n") == 1 + 6 + 1   # a header, the six files the rows name, the count
     assert dev.inputs_digest(str(csv), maker) == first   # the same without the cache
 
     def no_parse():
@@ -304,6 +304,14 @@ def test_inputs_digest_keeps_the_csvs_paths_and_still_sees_a_changed_file(device
         assert dev.inputs_digest(str(csv), maker, str(cache)) != first
     finally:
         os.utime(key, ns=(st.st_atime_ns, st.st_mtime_ns))
+    maker.rows = parse
+    now = dev.inputs_digest(str(csv), maker)   # the touch moved the change time on
+    cache.write_bytes(cache.read_bytes()[:-3])   # a cut cache: the rows are parsed again, the cache made anew
+    parsed = []
+    maker.rows = lambda: parsed.append(1) or parse()
+    assert dev.inputs_digest(str(csv), maker, str(cache)) == now and parsed
+    maker.rows = no_parse
+    assert dev.inputs_digest(str(csv), maker, str(cache)) == now
     maker.rows = parse
     cache.write_text(cache.read_text().replace("cert_0", "cert_9"))   # a damaged cache: a wrong path
     csv.write_text(csv.read_text().replace("D00000", "D00009"))       # the CSV changed: the cache is not used

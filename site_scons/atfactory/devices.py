@@ -36,7 +36,7 @@ from .checks import Checker
 from .errors import BoardError, ContentError, InputError, Problem, did_you_mean, display_path
 from .formats import CERTIFICATE_USES, ReadContext, public_keys
 from .formats.factory_param import check_table
-from .fsutil import check_regular_file, read_input
+from .fsutil import atomic_open, check_regular_file, read_input
 from .numbers import parse_int
 from .plugins import call_build
 from .toml_layers import Merged
@@ -421,58 +421,85 @@ def inputs_digest(csv_path: str, maker: DeviceMaker, paths_cache: Optional[str] 
 
     The paths the CSV names are a function of its bytes and columns: ``paths_cache`` keeps them
     from the last build under a digest of both, so that a no-op build reads the CSV once
-    instead of parsing every row."""
+    instead of parsing every row.  Paths are streamed, never held: memory stays flat."""
     with open(csv_path, "rb") as f:
         text_digest = hashlib.sha256(f.read()).hexdigest()
     blob_columns = [column for column, key in maker.columns.vendor if key.type == "blob"]
     columns = maker.columns.certificates + blob_columns
     list_key = hashlib.sha256(json.dumps([text_digest, maker.csv_dir, columns]).encode()).hexdigest()
-    paths = _cached_paths(paths_cache, list_key) if paths_cache and columns else None
-    if not columns:
-        paths = []
-    elif paths is None:
-        paths = [os.path.normpath(os.path.join(maker.csv_dir, s.strip()))
-                 for row in maker.rows() for name in columns
-                 for s in (row.cells.get(name) or "").split(";") if s.strip()]
-        if paths_cache:
-            _save_paths(paths_cache, list_key, paths)
-    stamps = []
-    stat = os.stat
+    if paths_cache and columns:
+        h = _stamps_digest(list_key, _cached_paths(paths_cache, list_key))
+        if h is not None:
+            return h
+
+    def paths():
+        return (os.fsencode(os.path.normpath(os.path.join(maker.csv_dir, s.strip())))
+                for row in maker.rows() for name in columns
+                for s in (row.cells.get(name) or "").split(";") if s.strip())
+    if not (paths_cache and columns):
+        return _stamps_digest(list_key, paths())
+    try:
+        with atomic_open(paths_cache) as out:
+            return _stamps_digest(list_key, _saving(paths(), out, list_key))
+    except OSError:
+        return _stamps_digest(list_key, paths())   # only a cache: go on without it
+
+
+_PATHS_HEAD, _PATHS_END = b"atfactory devices paths 2 ", b"\0end "   # no path holds a NUL
+
+
+def _stamps_digest(list_key: str, paths) -> Optional[str]:
+    """The digest of the paths' list (``list_key``: the CSV's bytes and columns) and every path's
+    stamp, in order; None when ``paths`` ends with None (a cache found incomplete)."""
+    h = hashlib.sha256(list_key.encode())
+    stat, lines = os.stat, []
     for path in paths:
+        if path is None:
+            return None
         try:
             st = stat(path)
-            stamps.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+            lines.append(b"%d %d %d %d" % (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
         except OSError:
-            stamps.append(None)   # missing: the worker that reads it reports it
-    h = hashlib.sha256(text_digest.encode())
-    h.update("\n".join(paths).encode("utf-8", "surrogateescape"))
-    h.update(repr(stamps).encode())
+            lines.append(b"missing")   # the worker that reads it reports it
+        if len(lines) == 4096:
+            h.update(b"\n".join(lines) + b"\n")
+            lines.clear()
+    h.update(b"\n".join(lines) + b"\n")
     return h.hexdigest()
 
 
-_PATHS_FORMAT = "atfactory devices paths 1"
-
-
-def _cached_paths(cache: str, key: str) -> Optional[List[str]]:
+def _cached_paths(cache: str, key: str):
+    """The paths (bytes) kept in ``cache`` under ``key``; a final None when the file is not complete."""
     try:
-        with open(cache, encoding="utf-8", errors="surrogateescape", newline="\n") as f:
-            text = f.read()
+        f = open(cache, "rb")
     except OSError:
-        return None
-    head, _, body = text.partition("\n")
-    if head != f"{_PATHS_FORMAT} {key}" or not (body == "" or body.endswith("\n")):
-        return None
-    return body[:-1].split("\n") if body else []
+        yield None
+        return
+    with f:
+        if f.readline() != _PATHS_HEAD + key.encode() + b"\n":
+            yield None
+            return
+        count = 0
+        for line in f:
+            if line.startswith(_PATHS_END):
+                if line == _PATHS_END + str(count).encode() + b"\n":
+                    return
+                break
+            if not line.endswith(b"\n"):
+                break
+            count += 1
+            yield line[:-1]
+        yield None
 
 
-def _save_paths(cache: str, key: str, paths: List[str]) -> None:
-    from .fsutil import write_atomic
-
-    if any("\n" in p for p in paths):
-        return   # a path with a line break cannot be kept one a line: parse the CSV each time
-    try:
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        write_atomic(cache, (f"{_PATHS_FORMAT} {key}\n" + "".join(p + "\n" for p in paths)).encode(
-            "utf-8", "surrogateescape"))
-    except OSError:
-        pass   # only a cache: the next build parses the CSV again
+def _saving(paths, out, key: str):
+    """``paths``, each written to ``out`` as it passes (a cache file, see _cached_paths)."""
+    out.write(_PATHS_HEAD + key.encode() + b"\n")
+    count = 0
+    for path in paths:
+        if b"\n" in path:
+            raise OSError("a path with a line break cannot be kept one a line")   # no cache: atomic_open drops it
+        out.write(path + b"\n")
+        count += 1
+        yield path
+    out.write(_PATHS_END + str(count).encode() + b"\n")
