@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """atfactory benchmarks: build times and peak memory, each against a baseline of the same run.
 
-    .venv/bin/python bench/run.py                      # the full run (5-6 minutes on this 2-core machine)
+    .venv/bin/python bench/run.py                      # the full run (100,000 devices in figures 4 and 6: long)
     .venv/bin/python bench/run.py --quick              # smoke run: 3 repeats, 200 devices (about 75 s)
     .venv/bin/python bench/run.py --devices 1000,10000 # device counts of figures 4 and 6
     .venv/bin/python bench/run.py --figures 1,3        # only some figures (setup is always done)
