@@ -181,6 +181,9 @@ class DeviceMaker:
         self.base_table = {k: v for k, v in self.board.factory_param.items() if k not in ("platform", "module_name")}
         self.shared = {p.name: p for p in self.board.partitions}
         self.shared_sets = self.board.certificate_sets()
+        # each partition with its format, looked up once per batch rather than once per row
+        self.part_formats = [(p, self.formats.get(p.content.kind) if p.content else
+                              self.formats.for_partition(p.name, self.board.at_version)) for p in self.board.partitions]
         self.memo: dict = {}   # what formats read of the board itself, once per batch (ReadContext.memo)
         self._plugin_shared = {}
         for name, (build, seen) in prepared.plugin_builders.items():
@@ -276,9 +279,7 @@ class DeviceMaker:
                 data = read_files[path] = read_input(path)
             return data
 
-        for part in board.partitions:
-            fmt = self.formats.get(part.content.kind) if part.content else self.formats.for_partition(part.name,
-                                                                                                    board.at_version)
+        for part, fmt in self.part_formats:
             sets = overrides.get(part.name)
             if not sets and not (values is not None and fmt.reads_factory_param) \
                     and not (tables is not None and fmt.reads_vendor_namespaces):
