@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """atfactory benchmarks: build times and peak memory, each against a baseline of the same run.
 
-    .venv/bin/python bench/run.py                      # the full run (5-6 minutes on this 2-core machine)
+    .venv/bin/python bench/run.py                      # the full run (100,000 devices in figures 4 and 6: long)
     .venv/bin/python bench/run.py --quick              # smoke run: 3 repeats, 200 devices (about 75 s)
-    .venv/bin/python bench/run.py --devices 1000,10000 # device counts of figure 4
+    .venv/bin/python bench/run.py --devices 1000,10000 # device counts of figures 4 and 6
     .venv/bin/python bench/run.py --figures 1,3        # only some figures (setup is always done)
 
 This is not a test: it prints a table and writes ``bench/.cache/last-run.json``.  Nothing in
@@ -47,12 +47,20 @@ Figures
     (2b: the same script run two at a time with ``xargs -P 2``, for information)
 3   ``board=all -j2`` after replacing the server certificate/key pair of WROOM-32 (which
     ACME-W32 extends)  vs  the no-op ``board=all -j2`` of the same tree; lists what was rebuilt
-4   ``scons board=WROOM-32 devices=CSV -j2`` for each device count  vs  the 500 devices/s goal
-    and the no-op rebuild; peak memory of the largest count vs the smallest
+4   ``scons board=WROOM-32 devices=CSV -j2`` (v2: client_cert.bin, client_key.bin, download.config a
+    device) for each device count (default 1,000, 10,000, 100,000)  vs  the 3,000 devices/s goal and
+    the disk floor: plain Python making the same folders and files (a copy of one device's folder
+    per device, two processes), in creates/s and MB/s; the no-op rebuild (goal < 2 s at 100,000);
+    peak memory of the largest count vs the smallest (goal <= 1.2x).  Runs of 50,000 devices or
+    more remove their outputs once measured (100,000 mfg_nvs devices are ~11 GB).
 5   cold build of a WROOM-32 with 16MB flash and firmware  vs  the same board with 4MB flash;
     reference: esptool's ``merge_bin`` of that 16MB image in-process in a fresh Python
-6   ``scons board=WROOM-32-V5 devices=CSV -j2`` (per-device mfg_nvs)  vs  esp-idf-nvs-partition-gen
-    0.1.9 making the same images in one Python process; every image compared byte for byte
+6   the same series for ``board=WROOM-32-V5`` (a 112 KiB mfg_nvs.bin and a download.config a
+    device)  and, up to 10,000 devices, esp-idf-nvs-partition-gen 0.1.9 making the same images in
+    one Python process; every image compared byte for byte
+7   ``device_images=yes`` with firmware, WROOM-32, 1,000 devices (``--image-devices``; 4 MB a
+    device, so 100,000 would not fit the disk): MB/s the batch writes vs the disk floor writing
+    the same folders and files (goal: within 1.5x)
 Profile: ``-X importtime`` (imports beyond those of the empty SConstruct, by package) and
 cProfile of the no-op rebuild of 1a (and of 1b), and one experiment: the no-op of 1a with
 ``DefaultEnvironment(tools=[])`` put first in (a copy of) the SConstruct.
@@ -87,7 +95,10 @@ sys.path[:0] = [str(REPO / "site_scons"), str(REPO / "tests")]
 
 # Every target SCons builds prints "LABEL  path" (see site_scons/site_tools/atfactory_build.py).
 LABEL_LINE = re.compile(r"^(PKI|PARAM|TABLE|CONFIG|MAP|LIST|MERGE|HOOKS|COPY|CUT|GATT|RAW|PLUGIN|SIGN|[A-Z]{3,8})\s+(\S.*)$")
-GOAL_DEVICES_PER_S = 500.0
+GOAL_DEVICES_PER_S = 3000.0     # issue 14 goal 3, at 10,000 and 100,000 devices
+GOAL_NOOP_S = 2.0                 # the no-op rebuild of a 100,000-device batch
+GOAL_IMAGES_VS_DISK = 1.5         # goal 4: device factory images within 1.5x a plain write of the same bytes
+BIG_BATCH = 50000                 # from this many devices a run's outputs are removed once measured (disk)
 VENDOR_TABLES = {"vendor": lambda *args: None}   # let load_board accept the ACME plugin's table
 
 
@@ -451,31 +462,44 @@ for row in rows:
 """
 
 
-# The machine's floor for figure 6: plain Python making the same folders and files as the build's
-# devices/ (two folders, a 112 KiB mfg_nvs.bin and a download.config per device), split over two
-# processes as the build's -j2 is, with nothing to compute.
+# The machine's floor for figures 4, 6 and 7: plain Python making the same folders and files as
+# the build's devices/ (a copy of one device's folder per device: its folders, and each file with
+# its bytes and mode), split over two processes as the build's -j2 is, with nothing to compute.
 DISK_FLOOR_SCRIPT = """
-import os, shutil, sys
+import os, shutil, sys, time
 from multiprocessing import Process
-image = open(r"{image}", "rb").read()
-config = open(r"{config}", "rb").read()
+sample = r"{sample}"
+dirs, files = [], []
+for root, ds, fs in os.walk(sample):
+    rel = os.path.relpath(root, sample)
+    dirs += [os.path.normpath(os.path.join(rel, d)) for d in sorted(ds)]
+    files += [(os.path.normpath(os.path.join(rel, f)), open(os.path.join(root, f), "rb").read(),
+               os.stat(os.path.join(root, f)).st_mode & 0o777) for f in sorted(fs)]
 def part(k):
     for n in range(k, {count}, 2):
-        d = os.path.join(r"{out}", "dev-%05d" % n)
+        d = os.path.join(r"{out}", "dev-%06d" % n)
         os.mkdir(d)
-        os.mkdir(os.path.join(d, "customized_partitions"))
-        for path, data, mode in ((os.path.join(d, "customized_partitions", "mfg_nvs.bin"), image, 0o600),
-                                 (os.path.join(d, "download.config"), config, 0o666)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        for sub in dirs:
+            os.mkdir(os.path.join(d, sub))
+        for rel, data, mode in files:
+            fd = os.open(os.path.join(d, rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
 shutil.rmtree(r"{out}", ignore_errors=True)
 os.makedirs(r"{out}")
+t0 = time.perf_counter()
 procs = [Process(target=part, args=(k,)) for k in (0, 1)]
 [p.start() for p in procs]
 [p.join() for p in procs]
+print("floor_seconds", time.perf_counter() - t0)   # the creating alone: no start-up, as a long batch sees it
 sys.exit(max(p.exitcode for p in procs))
 """
+
+
+def device_tree(folder: Path):
+    """(files, bytes) of one device's folder."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
 
 
 def devices_csv(count: int) -> Path:
@@ -829,6 +853,27 @@ class Bench:
                 self.row(f"4  devices={n} -j2", status.split(" ")[0], f"{fmt_s(self.noop_s)} no-op 1a", "-",
                          f">= {GOAL_DEVICES_PER_S:.0f} dev/s", None)
             return
+        self.results["4"] = self._device_series("4", plain, "WROOM-32", counts)
+
+    def disk_floor(self, sample: Path, n: int, name: str):
+        """The disk floor of ``n`` devices like ``sample`` (DISK_FLOOR_SCRIPT): seconds, devices/s,
+        files/s (folders and files created) and MB/s written, measured now."""
+        out = self.fresh(name)
+        files, size = device_tree(sample)
+        folders = 1 + sum(1 for p in sample.rglob("*") if p.is_dir())
+        settle()
+        r = self.measure(lambda: run([PY, "-c", DISK_FLOOR_SCRIPT.format(sample=sample, count=n, out=out)], self.work))
+        if n >= BIG_BATCH:
+            shutil.rmtree(out, ignore_errors=True)
+        seconds = float(re.search(r"floor_seconds (\S+)", r.output).group(1))
+        return {"seconds": seconds, "process_s": r.seconds, "devices_per_s": n / seconds, "files_per_s": n * files / seconds,
+                "creates_per_s": n * (files + folders) / seconds, "mb_per_s": n * size / seconds / 1e6,
+                "device_files": files, "device_folders": folders, "device_bytes": size}
+
+    def _device_series(self, fig: str, tree: Path, board: str, counts, extra=(), prebuilt=False, rows=True):
+        """``scons board=B devices=CSV -j2`` for each count (cold, in a fresh build_dir), its no-op
+        rebuild, and the disk floor of the same outputs (plain Python, this run): one dict per count.
+        ``prebuilt``: the board is built in the build_dir first, so that only the batch is timed."""
         per_size = {}
         budget = 40.0 if self.args.quick else 150.0
         for n in counts:
@@ -837,9 +882,14 @@ class Bench:
             last = {}
 
             def cold():
-                last["out"] = self.fresh(f"dev{n}")
+                if n >= BIG_BATCH and "out" in last:
+                    shutil.rmtree(last["out"], ignore_errors=True)   # 100,000 devices take gigabytes
+                last["out"] = self.fresh(f"dev{fig}-{n}")
+                if prebuilt:
+                    scons(tree, f"board={board}", f"build_dir={last['out']}", "-j2")
                 settle()
-                return scons(plain, "board=WROOM-32", f"devices={csv}", f"build_dir={last['out']}", "-j2", sample=True)
+                return scons(tree, f"board={board}", f"devices={csv}", f"build_dir={last['out']}", "-j2", *extra,
+                             sample=True)
             for i in range(self.n):
                 r = self.measure(cold)
                 runs.append(r)
@@ -848,54 +898,77 @@ class Bench:
                     break
             self.check_load([runs])
             out = last["out"]
-            files = sum(len(f) for _, _, f in os.walk(out / "WROOM-32" / "devices"))
+            devices_dir = out / board / "devices"
+            files = sum(len(f) for _, _, f in os.walk(devices_dir))
             labels = {}
             for label, _ in built_lines(runs[-1].output):
                 labels[label] = labels.get(label, 0) + 1
-            noop = scons(plain, "board=WROOM-32", f"devices={csv}", f"build_dir={out}", "-j2", sample=True)
+            noops = [scons(tree, f"board={board}", f"devices={csv}", f"build_dir={out}", "-j2", *extra, sample=True)
+                     for _ in range(1 if self.args.quick else 3)]
+            noop = sorted(noops, key=lambda r: r.seconds)[len(noops) // 2]
             rebuilt = built_lines(noop.output)
             if rebuilt:
-                self.remark(f"figure 4: the no-op rebuild of {n} devices built {len(rebuilt)} targets")
-            phases = self._device_phases(plain, csv, n)
+                self.remark(f"figure {fig}: the no-op rebuild of {n} devices built {len(rebuilt)} targets")
+            sample = devices_dir / sorted(os.listdir(devices_dir))[0]
+            floor = self.disk_floor(sample, n, f"floor{fig}-{n}")
+            written = n * floor["device_bytes"]
+            if n >= BIG_BATCH:
+                shutil.rmtree(out, ignore_errors=True)
+            phases = self._device_phases(tree, board, csv, n, extra) if n < BIG_BATCH and fig == "4" else {}
             rate = n / med(runs)
-            rss, tree = med(runs, "maxrss_kb"), med(runs, "tree_peak_kb")
+            rss, tree_kb = med(runs, "maxrss_kb"), med(runs, "tree_peak_kb")
             per_size[n] = {"seconds": med(runs), "runs": len(runs), "all_s": [r.seconds for r in runs],
-                           "devices_per_s": rate, "maxrss_kb": rss, "tree_peak_kb": tree,
+                           "devices_per_s": rate, "maxrss_kb": rss, "tree_peak_kb": tree_kb,
                            "device_files": files, "targets": labels, "noop_s": noop.seconds,
-                           "noop_maxrss_kb": noop.maxrss_kb, "phases": phases}
+                           "noop_all_s": [r.seconds for r in noops], "noop_maxrss_kb": noop.maxrss_kb,
+                           "phases": phases, "disk_floor": floor, "mb_per_s": written / med(runs) / 1e6,
+                           "out": None if n >= BIG_BATCH else str(out)}
             log(f"  {n:>6} devices: median {fmt_s(med(runs))} {spread(runs)} ({len(runs)} runs), {rate:.0f} devices/s; "
-                f"peak {fmt_mb(rss)} largest process, {fmt_mb(tree)} whole tree (sampled); "
+                f"peak {fmt_mb(rss)} largest process, {fmt_mb(tree_kb)} whole tree (sampled); "
                 f"{files} files under devices/; targets {labels}")
-            log(f"          no-op rebuild {fmt_s(noop.seconds)}, peak {fmt_mb(noop.maxrss_kb)}")
-            self.row(f"4  devices={n} -j2 (cold)", f"{fmt_s(med(runs))} = {rate:.0f} dev/s",
-                     f"{fmt_s(self.noop_s)} no-op 1a", f"{med(runs) / self.noop_s:.1f}x; {rate / GOAL_DEVICES_PER_S:.2f}x goal",
-                     f">= {GOAL_DEVICES_PER_S:.0f} dev/s" + ("" if n >= 1000 else " (for >= 1000)"),
-                     rate >= GOAL_DEVICES_PER_S if n >= 1000 else None)
-            self.row(f"4  devices={n}: peak memory", f"{fmt_mb(rss)} (tree {fmt_mb(tree)})",
-                     f"{fmt_mb(self.results['1a']['noop_maxrss_kb'])} no-op 1a", f"{rss / self.results['1a']['noop_maxrss_kb']:.2f}x",
-                     "-", None)
-            self.row(f"4  devices={n}: no-op rebuild", fmt_s(noop.seconds), f"{fmt_s(self.noop_s)} no-op 1a",
-                     f"{noop.seconds / self.noop_s:.2f}x", "-", None)
-        if len(counts) > 1:
+            log(f"          no-op rebuild {fmt_s(noop.seconds)}, peak {fmt_mb(noop.maxrss_kb)}; disk floor "
+                f"{floor['devices_per_s']:.0f} devices/s = {floor['creates_per_s']:.0f} creates/s "
+                f"({floor['device_folders']} folders + {floor['device_files']} files a device), "
+                f"{floor['mb_per_s']:.0f} MB/s; the build wrote {per_size[n]['mb_per_s']:.0f} MB/s")
+            if not rows:
+                continue
+            goal = n >= 10000
+            self.row(f"{fig}  {board} devices={n} -j2 (cold)", f"{fmt_s(med(runs))} = {rate:.0f} dev/s",
+                     f"{floor['devices_per_s']:.0f} dev/s disk floor", f"{rate / floor['devices_per_s']:.2f}x floor; "
+                     f"{rate / GOAL_DEVICES_PER_S:.2f}x goal", f">= {GOAL_DEVICES_PER_S:.0f} dev/s" +
+                     ("" if goal else " (at >= 10000)"), rate >= GOAL_DEVICES_PER_S if goal else None)
+            self.row(f"{fig}  {board} devices={n}: disk floor", f"{floor['creates_per_s']:.0f} creates/s, "
+                     f"{floor['mb_per_s']:.0f} MB/s", "plain Python, 2 processes", "-", "(the machine's limit)", None)
+            self.row(f"{fig}  {board} devices={n}: peak memory", f"{fmt_mb(rss)} (tree {fmt_mb(tree_kb)})",
+                     f"{fmt_mb(self.results['1a']['noop_maxrss_kb'])} no-op 1a" if "1a" in self.results else "-",
+                     f"{rss / self.results['1a']['noop_maxrss_kb']:.2f}x" if "1a" in self.results else "-", "-", None)
+            big = n >= 100000
+            self.row(f"{fig}  {board} devices={n}: no-op rebuild", fmt_s(noop.seconds),
+                     f"{fmt_s(self.noop_s)} no-op 1a" if self.noop_s else "-",
+                     f"{noop.seconds / self.noop_s:.2f}x" if self.noop_s else "-",
+                     f"< {GOAL_NOOP_S:.0f} s" + ("" if big else " (at 100000)"), noop.seconds < GOAL_NOOP_S if big else None)
+        if len(counts) > 1 and rows:
             lo, hi = per_size[counts[0]], per_size[counts[-1]]
             mem_ratio = hi["maxrss_kb"] / lo["maxrss_kb"]
             tree_ratio = hi["tree_peak_kb"] / lo["tree_peak_kb"]
             marginal = (counts[-1] - counts[0]) / max(hi["seconds"] - lo["seconds"], 1e-9)
             log(f"  peak memory {counts[-1]} vs {counts[0]}: {mem_ratio:.2f}x largest process, {tree_ratio:.2f}x whole tree; "
                 f"marginal rate {marginal:.0f} devices/s")
-            self.row(f"4  peak memory {counts[-1]} vs {counts[0]} devices", f"{fmt_mb(hi['maxrss_kb'])} (tree {fmt_mb(hi['tree_peak_kb'])})",
+            self.row(f"{fig}  {board} peak memory {counts[-1]} vs {counts[0]} devices",
+                     f"{fmt_mb(hi['maxrss_kb'])} (tree {fmt_mb(hi['tree_peak_kb'])})",
                      f"{fmt_mb(lo['maxrss_kb'])} (tree {fmt_mb(lo['tree_peak_kb'])})",
-                     f"{mem_ratio:.2f}x (tree {tree_ratio:.2f}x)", "same (<= 1.2x)", mem_ratio <= 1.2)
-            self.row(f"4  marginal rate {counts[0]}->{counts[-1]} devices", f"{marginal:.0f} dev/s", "-",
-                     f"{marginal / GOAL_DEVICES_PER_S:.2f}x goal", f">= {GOAL_DEVICES_PER_S:.0f} dev/s (info)", None)
+                     f"{mem_ratio:.2f}x (tree {tree_ratio:.2f}x)", "<= 1.2x", mem_ratio <= 1.2)
+            self.row(f"{fig}  {board} marginal rate {counts[0]}->{counts[-1]} devices", f"{marginal:.0f} dev/s", "-",
+                     f"{marginal / GOAL_DEVICES_PER_S:.2f}x goal", "(info)", None)
             per_size["marginal_devices_per_s"] = marginal
-        self.results["4"] = per_size
+        return per_size
 
-    def _device_phases(self, plain, csv, n):
+    def _device_phases(self, tree, board, csv, n, extra=()):
         """Where the time of a cold devices build goes, from one extra timestamped run."""
         out = self.fresh(f"dev{n}-timeline")
         settle()
-        total, lines, rss = timeline([PY, SCONS, "-Q", "board=WROOM-32", f"devices={csv}", f"build_dir={out}", "-j2"], plain)
+        total, lines, rss = timeline([PY, SCONS, "-Q", f"board={board}", f"devices={csv}", f"build_dir={out}", "-j2",
+                                      *extra], tree)
         labelled = [(t, m.group(1)) for t, l in lines for m in [LABEL_LINE.match(l)] if m]
         if not labelled:
             return {}
@@ -920,49 +993,51 @@ class Bench:
 
     # 5 ------------------------------------------------------------------------------------
     def fig6(self, plain, counts):
-        """Per-device mfg_nvs (a v5.0 board) against esp-idf-nvs-partition-gen making the same images."""
+        """Per-device mfg_nvs (a v5.0 board): the series of figure 4, and esp-idf-nvs-partition-gen
+        making the same images in one Python process (up to 10,000 devices: it makes ~300 a second)."""
         self.current = "figure 6"
-        log(f"\n[6] per-device mfg_nvs: scons board=WROOM-32-V5 devices=CSV -j2 vs esp-idf-nvs-partition-gen "
-            f"0.1.9 in one process, {', '.join(map(str, counts))} devices")
+        log(f"\n[6] per-device mfg_nvs: scons board=WROOM-32-V5 devices=CSV -j2, {', '.join(map(str, counts))} devices; "
+            "vs esp-idf-nvs-partition-gen 0.1.9 in one process (up to 10000)")
         device_certs(max(counts))
-        results = {}
+        results = self._device_series("6", plain, "WROOM-32-V5", counts)
         for n in counts:
+            if n > 10000:
+                continue
+            out = Path(results[n]["out"])
             csv = devices_csv(n)
-            out = self.fresh(f"nvs{n}")
-            settle()
-            ours = self.measure(lambda: scons(plain, "board=WROOM-32-V5", f"devices={csv}", f"build_dir={out}", "-j2",
-                                              sample=True))
             base_dir = self.fresh(f"nvsgen{n}")
             script = NVS_GEN_SCRIPT.format(shared=out / "WROOM-32-V5/customized_partitions/mfg_nvs.bin",
                                            csv=csv, out=base_dir)
             theirs = self.measure(lambda: run([PY, "-c", script], plain))
             devices = sorted(d for d in (out / "WROOM-32-V5/devices").iterdir() if d.is_dir())
-            same = all((d / "customized_partitions/mfg_nvs.bin").read_bytes() == (base_dir / f"{d.name}.bin").read_bytes()
-                       for d in devices)
-            ratio = theirs.seconds / ours.seconds
-            floor_dir = self.fresh(f"nvsfloor{n}")
-            first = devices[0]
-            floor = self.measure(lambda: run([PY, "-c", DISK_FLOOR_SCRIPT.format(
-                image=first / "customized_partitions/mfg_nvs.bin", config=first / "download.config", count=n,
-                out=floor_dir)], plain))
-            results[n] = {"ours_s": ours.seconds, "generator_s": theirs.seconds, "ratio": ratio,
-                          "identical": same, "maxrss_kb": ours.maxrss_kb, "tree_peak_kb": ours.tree_peak_kb,
-                          "devices": len(devices), "disk_floor_s": floor.seconds}
-            log(f"  {n} devices: atfactory {fmt_s(ours.seconds)} ({n / ours.seconds:.0f}/s, whole build), generator "
-                f"{fmt_s(theirs.seconds)} ({n / theirs.seconds:.0f}/s, images only): {ratio:.1f}x; "
-                f"byte-identical: {same}; peak {fmt_mb(ours.maxrss_kb)}; disk floor (plain Python, 2 processes, "
-                f"the same folders and files) {fmt_s(floor.seconds)} ({n / floor.seconds:.0f}/s, "
-                f"{theirs.seconds / floor.seconds:.1f}x the generator)")
-            self.row(f"6  mfg_nvs devices={n}", f"{n / ours.seconds:.0f} dev/s", f"{n / theirs.seconds:.0f} dev/s "
+            same = len(devices) == n and all((d / "customized_partitions/mfg_nvs.bin").read_bytes() ==
+                                             (base_dir / f"{d.name}.bin").read_bytes() for d in devices)
+            ours = results[n]["seconds"]
+            ratio = theirs.seconds / ours
+            results[n].update(generator_s=theirs.seconds, generator_ratio=ratio, identical=same)
+            log(f"  {n} devices: atfactory {fmt_s(ours)} ({n / ours:.0f}/s, whole build), generator "
+                f"{fmt_s(theirs.seconds)} ({n / theirs.seconds:.0f}/s, images only): {ratio:.1f}x; byte-identical: {same}")
+            self.row(f"6  mfg_nvs devices={n} vs generator", f"{n / ours:.0f} dev/s", f"{n / theirs.seconds:.0f} dev/s "
                      "esp-idf-nvs-partition-gen", f"{ratio:.1f}x", ">= 8x", ratio >= 8 and same)
-            self.row(f"6  mfg_nvs devices={n} vs disk floor", f"{n / ours.seconds:.0f} dev/s",
-                     f"{n / floor.seconds:.0f} dev/s plain writes", f"{floor.seconds / ours.seconds:.2f}x", "-", None)
-        if len(counts) > 1:
-            lo, hi = min(counts), max(counts)
-            growth = results[hi]["maxrss_kb"] / max(results[lo]["maxrss_kb"], 1)
-            self.row(f"6  mfg_nvs peak memory {hi} vs {lo}", fmt_mb(results[hi]["maxrss_kb"]),
-                     fmt_mb(results[lo]["maxrss_kb"]), f"{growth:.2f}x", "flat", None)
         self.results["6"] = results
+
+    def fig7(self, fw, count):
+        """Per-device factory images (device_images=yes, firmware): MB/s written by the batch vs
+        plain Python writing the same folders and files (the disk floor) in this run."""
+        self.current = "figure 7"
+        log(f"\n[7] per-device factory images: scons board=WROOM-32 devices=CSV device_images=yes -j2, {count} devices "
+            "(the board built first in the same build_dir; only the batch is timed)")
+        device_certs(count)
+        res = self._device_series("7", fw, "WROOM-32", [count], extra=("device_images=yes",), prebuilt=True,
+                                   rows=False)[count]
+        floor = res["disk_floor"]
+        ours = res["mb_per_s"]
+        ratio = floor["mb_per_s"] / ours
+        log(f"  {count} devices: {ours:.0f} MB/s written ({floor['device_bytes'] / 1e6:.1f} MB a device), plain write of the "
+            f"same bytes {floor['mb_per_s']:.0f} MB/s: {ratio:.2f}x")
+        self.row(f"7  device images, {count} devices", f"{ours:.0f} MB/s", f"{floor['mb_per_s']:.0f} MB/s plain write",
+                 f"{ratio:.2f}x", f"<= {GOAL_IMAGES_VS_DISK}x", ratio <= GOAL_IMAGES_VS_DISK)
+        self.results["7"] = res
 
     def fig5(self, fw):
         self.current = "figure 5"
@@ -1146,15 +1221,18 @@ def print_table(rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 repeats, 200 devices, no parallel-script row")
-    ap.add_argument("--devices", help="device counts of figure 4, comma-separated (default 1000,10000; --quick 200)")
+    ap.add_argument("--devices", help="device counts of figures 4 and 6, comma-separated (default 1000,10000,100000; "
+                                      "--quick 200)")
+    ap.add_argument("--image-devices", type=int, help="devices of figure 7 (default 1000; --quick 20): 4 MB each")
     ap.add_argument("--repeat", type=int, help="repeats per measurement (default 5; --quick 3)")
-    ap.add_argument("--figures", default="1,2,3,4,5,6,profile", help="which figures to run (default all)")
+    ap.add_argument("--figures", default="1,2,3,4,5,6,7,profile", help="which figures to run (default all)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     ap.add_argument("--wait-quiet", type=float, default=60.0, metavar="S",
                     help="wait at most S seconds for other processes to go quiet before starting (default 60)")
     args = ap.parse_args()
     args.repeat = args.repeat or (3 if args.quick else 5)
-    counts = [int(x) for x in (args.devices or ("200" if args.quick else "1000,10000")).split(",") if x.strip()]
+    counts = [int(x) for x in (args.devices or ("200" if args.quick else "1000,10000,100000")).split(",") if x.strip()]
+    image_devices = args.image_devices or (20 if args.quick else 1000)
     figures = {f.strip() for f in args.figures.split(",")}
     started = time.perf_counter()
 
@@ -1198,6 +1276,8 @@ def main():
             bench.fig4(plain, counts)
         if "6" in figures:
             bench.fig6(plain, counts)
+        if "7" in figures:
+            bench.fig7(fw, image_devices)
     finally:
         if args.keep:
             log(f"\nkept {work}")

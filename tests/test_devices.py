@@ -257,6 +257,68 @@ def test_a_device_image_holding_only_the_boards_keys_is_owner_only(tmp_path, reg
     assert image.stat().st_mode & 0o077 == 0
 
 
+@pytest.mark.parametrize("board", ["WROOM-32", "WROOM-32-V5"])
+def test_every_device_image_is_esptools_merge_of_its_files(device_pki, tmp_path, registry, board):
+    """Images after the first of a set are the board's template with the device's files copied
+    in: each must equal esptool's merge of the files its download.config lists."""
+    from atfactory.merge import merge_factory_image
+
+    b = load_board(board, registry)
+    release = make_release(tmp_path / "fw", b)
+    # rows with and without their own factory_param value: two sets of device partitions
+    write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key,uart_baudrate",
+              rows_for(5, device_pki, tmp_path, lambda i: ",921600" if i in (1, 3) else ","))
+    r = run_scons(f"board={board}", "devices=devices.csv", f"firmware={release}", "device_images=yes",
+                  "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for i in range(5):
+        folder = tmp_path / f"out/{board}/devices/D{i:05d}"
+        config = decode_download_config((folder / "download.config").read_bytes())
+        want = merge_factory_image(b.chip.name, config.flash_mode, config.flash_freq, config.flash_size,
+                                   b.flash_size_bytes, [(o, str(folder / p)) for o, p in config.entries])
+        assert (folder / f"factory/factory_{b.module_name}_D{i:05d}.bin").read_bytes() == want, i
+
+
+def test_inputs_digest_keeps_the_csvs_paths_and_still_sees_a_changed_file(device_pki, tmp_path, registry):
+    import os
+
+    from atfactory import devices as dev
+    from atfactory.prepare import prepare_board
+
+    csv = write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key", rows_for(3, device_pki, tmp_path))
+    maker = dev.DeviceMaker(prepare_board("WROOM-32", registry), str(csv))
+    cache = tmp_path / "cache/paths"
+    first = dev.inputs_digest(str(csv), maker, str(cache))
+    assert cache.read_text().count("\n") == 1 + 6 + 1   # a header, the six files the rows name, the count
+    assert dev.inputs_digest(str(csv), maker) == first   # the same without the cache
+
+    def no_parse():
+        raise AssertionError("the CSV's rows were parsed")
+    parse = maker.rows
+    maker.rows = no_parse
+    assert dev.inputs_digest(str(csv), maker, str(cache)) == first   # from the cache
+    key = device_pki / "certs/key_1.pem"
+    st = key.stat()
+    os.utime(key, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))   # the same bytes, touched
+    try:
+        assert dev.inputs_digest(str(csv), maker, str(cache)) != first
+    finally:
+        os.utime(key, ns=(st.st_atime_ns, st.st_mtime_ns))
+    maker.rows = parse
+    now = dev.inputs_digest(str(csv), maker)   # the touch moved the change time on
+    cache.write_bytes(cache.read_bytes()[:-3])   # a cut cache: the rows are parsed again, the cache made anew
+    parsed = []
+    maker.rows = lambda: parsed.append(1) or parse()
+    assert dev.inputs_digest(str(csv), maker, str(cache)) == now and parsed
+    maker.rows = no_parse
+    assert dev.inputs_digest(str(csv), maker, str(cache)) == now
+    maker.rows = parse
+    cache.write_text(cache.read_text().replace("cert_0", "cert_9"))   # a damaged cache: a wrong path
+    csv.write_text(csv.read_text().replace("D00000", "D00009"))       # the CSV changed: the cache is not used
+    assert dev.inputs_digest(str(csv), maker, str(cache)) != first
+    assert "cert_0.pem" in cache.read_text()
+
+
 # --- verify IMAGE --board B --device CSV:ID ----------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ from .checks import Checker
 from .errors import BoardError, ContentError, InputError, Problem, did_you_mean, display_path
 from .formats import CERTIFICATE_USES, ReadContext, public_keys
 from .formats.factory_param import check_table
-from .fsutil import check_regular_file, read_input
+from .fsutil import atomic_open, check_regular_file, read_input
 from .numbers import parse_int
 from .plugins import call_build
 from .toml_layers import Merged
@@ -184,6 +184,9 @@ class DeviceMaker:
         self.base_table = {k: v for k, v in self.board.factory_param.items() if k not in ("platform", "module_name")}
         self.shared = {p.name: p for p in self.board.partitions}
         self.shared_sets = self.board.certificate_sets()
+        # each partition with its format, looked up once per batch rather than once per row
+        self.part_formats = [(p, self.formats.get(p.content.kind) if p.content else
+                              self.formats.for_partition(p.name, self.board.at_version)) for p in self.board.partitions]
         self.memo: dict = {}   # what formats read of the board itself, once per batch (ReadContext.memo)
         self._plugin_shared = {}
         for name, (build, seen) in prepared.plugin_builders.items():
@@ -283,9 +286,7 @@ class DeviceMaker:
                 data = read_files[path] = read_input(path)
             return data
 
-        for part in board.partitions:
-            fmt = self.formats.get(part.content.kind) if part.content else self.formats.for_partition(part.name,
-                                                                                                    board.at_version)
+        for part, fmt in self.part_formats:
             sets = overrides.get(part.name)
             if not sets and not (values is not None and fmt.reads_factory_param) \
                     and not (tables is not None and fmt.reads_vendor_namespaces):
@@ -403,39 +404,110 @@ def _vendor_column(board_key: Optional[str]) -> Optional[str]:
     return None
 
 
-def batch_key(prepared, csv_path: str, host, args: Sequence[str], shard=None) -> Tuple[str, "DeviceMaker"]:
+def batch_key(prepared, csv_path: str, host, args: Sequence[str], shard=None,
+              paths_cache: Optional[str] = None) -> Tuple[str, "DeviceMaker"]:
     """(key, maker) of a devices batch: the header is checked now (a bad column stops the build
     before anything runs); the rows are checked by the workers that build them.
 
     The key is a digest of what the outputs depend on beyond the board (the CSV and the files
-    it names, atfactory's and the plugins' versions, the options)."""
+    it names, atfactory's and the plugins' versions, the options).  ``paths_cache``: a file
+    where the paths the CSV names are kept for the next build (see ``inputs_digest``)."""
     from . import __version__
 
     tables = host.board_tables() if host is not None else {}
     maker = DeviceMaker(prepared, csv_path, tables, formats=host.formats() if host is not None else None, shard=shard)
-    digest = inputs_digest(csv_path, maker)
+    digest = inputs_digest(csv_path, maker, paths_cache)
     key = hashlib.sha256(json.dumps([digest, __version__, host.versions() if host else {},
                                      prepared.board.id, list(args)], sort_keys=True).encode()).hexdigest()
     return key, maker
 
 
-def inputs_digest(csv_path: str, maker: DeviceMaker) -> str:
-    """What the device outputs depend on beyond the board: the CSV and the files it names,
-    by size and modification time (cheap to take for tens of thousands of files)."""
-    h = hashlib.sha256()
-    st = os.stat(csv_path)
-    h.update(f"{st.st_size}:{st.st_mtime_ns}\n".encode())
+def inputs_digest(csv_path: str, maker: DeviceMaker, paths_cache: Optional[str] = None) -> str:
+    """What the device outputs depend on beyond the board: the CSV's bytes and the files it
+    names, by size, modification and change times and inode (cheap to take for hundreds of
+    thousands of files; a file changed in any way changes one of them).
+
+    The paths the CSV names are a function of its bytes, columns and shard: ``paths_cache`` keeps
+    them from the last build under a digest of these, so that a no-op build reads the CSV once
+    instead of parsing every row.  Paths are streamed, never held: memory stays flat."""
     with open(csv_path, "rb") as f:
-        h.update(hashlib.sha256(f.read()).digest())
+        text_digest = hashlib.sha256(f.read()).hexdigest()
     blob_columns = [column for column, key in maker.columns.vendor if key.type == "blob"]
-    for row in maker.rows():
-        for name in maker.columns.certificates + blob_columns:
-            for s in (row.cells.get(name) or "").split(";"):
-                if s.strip():
-                    path = os.path.normpath(os.path.join(maker.csv_dir, s.strip()))
-                    try:
-                        st = os.stat(path)
-                        h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-                    except OSError:
-                        h.update(f"{path}:missing\n".encode())
+    columns = maker.columns.certificates + blob_columns
+    list_key = hashlib.sha256(json.dumps([text_digest, maker.csv_dir, columns, maker.shard]).encode()).hexdigest()
+    if paths_cache and columns:
+        h = _stamps_digest(list_key, _cached_paths(paths_cache, list_key))
+        if h is not None:
+            return h
+
+    def paths():
+        return (os.fsencode(os.path.normpath(os.path.join(maker.csv_dir, s.strip())))
+                for row in maker.rows() for name in columns
+                for s in (row.cells.get(name) or "").split(";") if s.strip())
+    if not (paths_cache and columns):
+        return _stamps_digest(list_key, paths())
+    try:
+        with atomic_open(paths_cache) as out:
+            return _stamps_digest(list_key, _saving(paths(), out, list_key))
+    except OSError:
+        return _stamps_digest(list_key, paths())   # only a cache: go on without it
+
+
+_PATHS_HEAD, _PATHS_END = b"atfactory devices paths 2 ", b"\0end "   # no path holds a NUL
+
+
+def _stamps_digest(list_key: str, paths) -> Optional[str]:
+    """The digest of the paths' list (``list_key``: the CSV's bytes and columns) and every path's
+    stamp, in order; None when ``paths`` ends with None (a cache found incomplete)."""
+    h = hashlib.sha256(list_key.encode())
+    stat, lines = os.stat, []
+    for path in paths:
+        if path is None:
+            return None
+        try:
+            st = stat(path)
+            lines.append(b"%d %d %d %d" % (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        except OSError:
+            lines.append(b"missing")   # the worker that reads it reports it
+        if len(lines) == 4096:
+            h.update(b"\n".join(lines) + b"\n")
+            lines.clear()
+    h.update(b"\n".join(lines) + b"\n")
     return h.hexdigest()
+
+
+def _cached_paths(cache: str, key: str):
+    """The paths (bytes) kept in ``cache`` under ``key``; a final None when the file is not complete."""
+    try:
+        f = open(cache, "rb")
+    except OSError:
+        yield None
+        return
+    with f:
+        if f.readline() != _PATHS_HEAD + key.encode() + b"\n":
+            yield None
+            return
+        count = 0
+        for line in f:
+            if line.startswith(_PATHS_END):
+                if line == _PATHS_END + str(count).encode() + b"\n":
+                    return
+                break
+            if not line.endswith(b"\n"):
+                break
+            count += 1
+            yield line[:-1]
+        yield None
+
+
+def _saving(paths, out, key: str):
+    """``paths``, each written to ``out`` as it passes (a cache file, see _cached_paths)."""
+    out.write(_PATHS_HEAD + key.encode() + b"\n")
+    count = 0
+    for path in paths:
+        if b"\n" in path:
+            raise OSError("a path with a line break cannot be kept one a line")   # no cache: atomic_open drops it
+        out.write(path + b"\n")
+        count += 1
+        yield path
+    out.write(_PATHS_END + str(count).encode() + b"\n")

@@ -36,9 +36,9 @@ from . import artifacts as art
 from . import shards
 from .devices import DEVICES_DIR, DeviceMaker
 from .download_config import DownloadConfig, encode_download_config
-from .errors import MAX_PROBLEMS, AtFactoryError, BoardError, Problem
+from .errors import MAX_PROBLEMS, AtFactoryError, BoardError, Problem, display_path
 from .fsutil import atomic_open
-from .merge import merge_factory_image
+from .merge import check_layout, merge_factory_image
 
 STAGING = ".devices.staging"     # beside devices/: the batch being built
 RETIRED = ".devices.retired"     # the previous batch, on its way out
@@ -47,9 +47,24 @@ WORK = ".devices.work"           # chunk ledgers (they hold digests of key files
 
 def _create(path: str, data: bytes, secret: bool) -> None:
     """A new file (never one that exists), owner-only from its creation when secret."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600 if secret else 0o666)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    fd = os.open(path, _CREATE_FLAGS, 0o600 if secret else 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def _mkdir(path: str) -> None:
+    """A folder inside a device's new folder (its parents made first where missing)."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        os.makedirs(path)
 
 
 def _problem_doc(p: Problem) -> dict:
@@ -73,6 +88,8 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
     planned = [a for a in art.plan_board(board, maker.prepared.firmware, maker.formats) if a.offset is not None]
     release = os.path.dirname(os.path.abspath(staging))
     failed = 0
+    configs: Dict[tuple, bytes] = {}   # download.config by its entries
+    templates = _ImageTemplates(board)
     for n, row in enumerate(maker.rows()):
         if n % chunks != chunk:
             continue
@@ -107,27 +124,71 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
                 entries.append((a.offset, f"../../{rel}"))
                 merge_list.append((a.offset, os.path.join(release, rel)))
                 image_secret = image_secret or a.secret
-        files["download.config"] = (encode_download_config(DownloadConfig(
-            board.flash_mode, board.flash_freq, board.flash_size, tuple(entries))), False)
+        entries = tuple(entries)
+        config = configs.get(entries)   # the same for every device that replaces the same partitions
+        if config is None:
+            config = configs[entries] = encode_download_config(DownloadConfig(
+                board.flash_mode, board.flash_freq, board.flash_size, entries))
+        files["download.config"] = (config, False)
         hashes = {}
-        made = {folder}
+        made = {""}
         for rel, (data, secret) in sorted(files.items()):
-            path = os.path.join(folder, rel)
-            parent = os.path.dirname(path)
+            parent = os.path.dirname(rel)
             if parent not in made:
-                os.makedirs(parent, exist_ok=True)
+                _mkdir(os.path.join(folder, parent))
                 made.add(parent)
-            _create(path, data, secret)
+            _create(os.path.join(folder, rel), data, secret)
             hashes[rel] = hashlib.sha256(data).hexdigest()
         if images and maker.prepared.firmware is not None:
-            image = merge_factory_image(board.chip.name, board.flash_mode, board.flash_freq, board.flash_size,
-                                        board.flash_size_bytes, merge_list)
+            image = templates.image(merge_list, {os.path.join(folder, r): d for r, (d, _) in files.items()})
             rel = art.device_image_path(board, device_id)
-            os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
+            _mkdir(os.path.dirname(os.path.join(folder, rel)))
             _create(os.path.join(folder, rel), image, image_secret)
             hashes[rel] = hashlib.sha256(image).hexdigest()
         entry["outputs"] = hashes
         yield entry
+
+
+class _ImageTemplates:
+    """Device factory images from one template per set of device partitions.
+
+    esptool's merge fills every gap with 0xFF and changes nothing but the bootloader's header,
+    so a device's image is the merge of the board's shared files alone (the template, made once
+    by esptool) with the device's own files copied in at their offsets.  The first image of
+    each template is also merged by esptool in full and compared: should they ever differ,
+    every image of that set is merged by esptool."""
+
+    def __init__(self, board):
+        self.board = board
+        self.made: Dict[tuple, Optional[bytes]] = {}   # own offsets -> template, or None: esptool
+
+    def _merge(self, entries) -> bytes:
+        b = self.board
+        return merge_factory_image(b.chip.name, b.flash_mode, b.flash_freq, b.flash_size, b.flash_size_bytes, entries)
+
+    def image(self, entries: Sequence[Tuple[int, str]], own: Dict[str, bytes]) -> bytes:
+        """``entries``: (offset, path) of every flashed file; ``own``: path -> bytes of the device's."""
+        key = tuple(sorted(o for o, p in entries if p in own))
+        if key not in self.made:
+            template = self._merge([(o, p) for o, p in entries if p not in own])
+            whole = self._merge(entries)
+            self.made[key] = template if self._patched(template, entries, own) == whole else None
+            return whole
+        template = self.made[key]
+        if template is None:
+            return self._merge(entries)
+        check_layout([(o, display_path(p), len(own[p]) if p in own else os.path.getsize(p)) for o, p in entries],
+                     self.board.flash_size_bytes)
+        return self._patched(template, entries, own)
+
+    @staticmethod
+    def _patched(template: bytes, entries, own: Dict[str, bytes]) -> bytes:
+        out = bytearray(template)
+        for offset, path in entries:
+            data = own.get(path)
+            if data is not None:
+                out[offset:offset + len(data)] = data
+        return bytes(out)
 
 
 def write_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, images: bool, ledger: str,
@@ -241,8 +302,9 @@ def _entries(path: str) -> Iterator[dict]:
 
 def merged_entries(ledgers: Sequence) -> Iterator[dict]:
     """Every chunk's lines in CSV order (each chunk ledger is in CSV order already).  A ledger:
-    a chunk ledger's path, or the entries of one (the shards of ``shards.merge_ledgers``)."""
-    return heapq.merge(*(_entries(p) if isinstance(p, str) else p for p in ledgers), key=lambda e: e["line"])
+    a chunk ledger's path, or a function returning the entries of one (the shards of
+    ``shards.merge_ledgers``), called once per merge."""
+    return heapq.merge(*(_entries(p) if isinstance(p, str) else p() for p in ledgers), key=lambda e: e["line"])
 
 
 def no_devices(csv_path: str) -> Problem:
@@ -252,30 +314,81 @@ def no_devices(csv_path: str) -> Problem:
 def check_batch(csv_path: str, ledgers: Sequence, empty_ok: bool = False) -> Tuple[int, List[Problem]]:
     """(rows, problems) of the merged ledgers: each row's own problems, and what only the whole
     batch shows (an id used twice, a certificate or key reused across devices).  ``empty_ok``:
-    no rows is no problem (a shard may have none; ``shards.shard_header`` checks the CSV's)."""
-    problems: List[Problem] = []
-    ids: Dict[str, Tuple[str, int]] = {}   # lower-cased id -> (id, line)
-    seen: Dict[str, Tuple[int, str]] = {}
-    rows = 0
+    no rows is no problem (a shard may have none; ``shards.shard_header`` checks the CSV's).
+
+    Memory stays flat: a first pass keeps 8 bytes per id and per digest (in 256 buckets) and
+    finds the values seen more than once; only when it finds any, or a row's own problem, a
+    second pass names each problem with its lines, tracking just those values.  So each ledger
+    is read twice at most: a path, or a function returning its entries anew at each call."""
+    id_buckets = [bytearray() for _ in range(_BUCKETS)]
+    digest_buckets = [bytearray() for _ in range(_BUCKETS)]
+    rows, row_problems = 0, False
     for entry in merged_entries(ledgers):
         rows += 1
+        if "problems" in entry:
+            row_problems = True
+            continue
+        h = _id_hash(entry["device_id"])
+        id_buckets[h & _BUCKET_MASK] += h.to_bytes(8, sys.byteorder)
+        for name, (digest, _cell) in entry["digests"].items():
+            if not name.endswith("_ca"):
+                h = int(digest[:16], 16)
+                digest_buckets[h & _BUCKET_MASK] += h.to_bytes(8, sys.byteorder)
+    id_twice, digest_twice = _seen_twice(id_buckets), _seen_twice(digest_buckets)
+    del id_buckets, digest_buckets
+    if not rows:
+        return 0, [] if empty_ok else [no_devices(csv_path)]
+    if not (row_problems or id_twice or digest_twice):
+        return rows, []
+    return rows, _batch_problems(csv_path, ledgers, id_twice, digest_twice)
+
+
+_BUCKETS, _BUCKET_MASK = 256, 255
+
+
+def _id_hash(device_id: str) -> int:
+    # ids name folders: "A1" and "a1" are one folder on a case-insensitive disk
+    return hash(device_id.lower()) & 0xFFFFFFFFFFFFFFFF   # one process: the same for the same id
+
+
+def _seen_twice(buckets: Sequence[bytearray]) -> set:
+    twice = set()
+    for bucket in buckets:
+        values = memoryview(bucket).cast("Q").tolist()
+        if len(set(values)) != len(values):
+            seen = set()
+            for v in values:
+                if v in seen:
+                    twice.add(v)
+                seen.add(v)
+    return twice
+
+
+def _batch_problems(csv_path: str, ledgers: Sequence[str], id_twice: set, digest_twice: set) -> List[Problem]:
+    """Every problem, in CSV order; ``id_twice`` and ``digest_twice``: the hashes of the ids and
+    digests that the first pass saw more than once (no other can be a duplicate)."""
+    problems: List[Problem] = []
+    ids: Dict[str, Tuple[str, int]] = {}   # lower-cased id -> (id, line)
+    seen: Dict[int, Tuple[int, str]] = {}
+    for entry in merged_entries(ledgers):
         line = entry["line"]
         if "problems" in entry:
             problems += [_problem(p) for p in entry["problems"]]
             continue
         device_id = entry["device_id"]
-        folded = device_id.lower()   # ids name folders: "A1" and "a1" are one folder on a case-insensitive disk
-        if folded in ids:
-            other_id, other_line = ids[folded]
-            same = "already used" if other_id == device_id else f"differs only in case from {other_id!r}"
-            problems.append(Problem(csv_path, f"line {line}, device_id", f"{same} on line {other_line}; "
-                                    "each device needs an id of its own", device_id))
-        else:
-            ids[folded] = (device_id, line)
+        folded = device_id.lower()
+        if _id_hash(device_id) in id_twice:
+            if folded in ids:
+                other_id, other_line = ids[folded]
+                same = "already used" if other_id == device_id else f"differs only in case from {other_id!r}"
+                problems.append(Problem(csv_path, f"line {line}, device_id", f"{same} on line {other_line}; "
+                                        "each device needs an id of its own", device_id))
+            else:
+                ids[folded] = (device_id, line)
         for name, (digest, cell) in sorted(entry["digests"].items()):
-            if name.endswith("_ca"):
+            if name.endswith("_ca") or int(digest[:16], 16) not in digest_twice:
                 continue   # a CA is shared by design
-            digest = int(digest[:32], 16)   # 128 bits tell files apart and keep a 100,000-row batch small
+            digest = int(digest[:32], 16)   # 128 bits tell files apart
             if digest in seen:
                 other_line, other_name = seen[digest]
                 problems.append(Problem(csv_path, f"line {line}, {name}", f"the same file content as line "
@@ -285,9 +398,7 @@ def check_batch(csv_path: str, ledgers: Sequence, empty_ok: bool = False) -> Tup
                 seen[digest] = (line, name)
         if len(problems) >= MAX_PROBLEMS:
             break
-    if not rows and not problems and not empty_ok:
-        problems.append(no_devices(csv_path))
-    return rows, problems
+    return problems
 
 
 def write_ledger(board, ledgers: Sequence, out_path: str) -> None:

@@ -86,7 +86,7 @@ def public_key_of(path: str, data: bytes, role: str, cache: bool = True) -> byte
             if kind == "key":
                 public = pki.public_key_bytes(pki.load_private_key(data).public_key())
             else:
-                public = pki.public_key_bytes(pki.load_certificates(data)[0].public_key())
+                public = pki.public_key_bytes(pki.leaf_public_key(data))
         except ContentError as err:
             raise ContentError(err.message, path) from None
         return public.hex()

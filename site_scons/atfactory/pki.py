@@ -115,6 +115,16 @@ def load_certificates(data: bytes):
 
     Returns the list of certificates, leaf first.  Raises ContentError with a reason.
     """
+    return _load_certificates(data)[0]
+
+
+def leaf_public_key(data: bytes):
+    """The public key of a certificate file's leaf, the file checked as load_certificates does."""
+    return _load_certificates(data)[1]
+
+
+def _load_certificates(data: bytes):
+    """(certificates, the leaf's public key): the key read once, as the field check reads it."""
     from cryptography import x509
 
     if not data.strip():
@@ -141,17 +151,19 @@ def load_certificates(data: bytes):
             raise ContentError(f"{extra} bytes after the end of the DER certificate; expected the "
                                "certificate alone (cut the file to its DER length)") from None
         raise ContentError(f"not a PEM or DER X.509 certificate ({_reason(exc)})") from None
+    keys = []
     for n, cert in enumerate(certs):
         # cryptography parses fields when they are first read: read every one used anywhere
         # now, so that a damaged field is this one error and never a traceback later.
         try:
-            cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.serial_number, cert.public_key()
+            cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.serial_number
+            keys.append(cert.public_key())
             for attr in ("not_valid_before", "not_valid_after"):
                 getattr(cert, attr + "_utc", None) or getattr(cert, attr)
         except Exception as exc:  # ValueError, UnsupportedAlgorithm, ...
             where = f"certificate {n} of the chain" if len(certs) > 1 else "the certificate"
             raise ContentError(f"{where} parses but a field of it does not ({_reason(exc)})") from None
-    return certs
+    return certs, keys[0]
 
 
 def _trailing_bytes(data: bytes, load) -> int:

@@ -31,6 +31,7 @@ batch writes.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -302,7 +303,7 @@ def merge_ledgers(paths: Sequence[str], out_path: str, sign_key: Optional[str] =
         raise BoardError(problems)
     header = shards[0].header
     read: Dict[str, Tuple[int, str]] = {}
-    rows, problems = check_batch(header["csv"], [_device_lines(s, read) for s in shards])
+    rows, problems = check_batch(header["csv"], [functools.partial(_device_lines, s, read) for s in shards])
     if problems:
         raise BoardError(problems)
     for shard in shards:
@@ -314,7 +315,8 @@ def merge_ledgers(paths: Sequence[str], out_path: str, sign_key: Optional[str] =
                                     f"has {expected}: the ledger is incomplete or was altered; {_ACCEPTED}"))
     if problems:
         raise BoardError(problems)
-    write_ledger(_Board(header["board"], header["module"]), [_device_lines(s, {}, read) for s in shards], out_path)
+    write_ledger(_Board(header["board"], header["module"]), [functools.partial(_device_lines, s, {}, read)
+                                                             for s in shards], out_path)
     if sign_key:
         from .fsutil import read_input
 

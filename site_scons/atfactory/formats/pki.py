@@ -130,8 +130,9 @@ class PkiFormat(PartitionFormat):
             raise ContentError(f"{len(sources)} files; a partition holds at most {pki.MAX_ID + 1} items")
         datas, certs = read_certificate_files(name.rsplit("_", 1)[0], role, sources, ctx, name)
         spec = {"item_type": pki.item_type(role, ctx.at_version), "files": [os.path.basename(c.path) for c in certs]}
+        data = pki.encode_pki([(spec["item_type"], d) for d in datas]) if ctx.render else None   # the bytes just read
         return Content(self.kind, pki.pki_size(len(d) for d in datas), spec, tuple(c.path for c in certs),
-                       secret=(role == "key"), certificates=tuple(certs))
+                       secret=(role == "key"), certificates=tuple(certs), data=data)
 
     def render(self, spec: Mapping[str, object], sources: Sequence[str]) -> bytes:
         return pki.encode_pki([(spec["item_type"], read_input(p)) for p in sources])

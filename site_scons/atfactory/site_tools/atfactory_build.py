@@ -342,7 +342,8 @@ def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args,
 
     board = prepared.board
     release = os.path.abspath(os.path.join(build_dir, board.id))
-    key, maker = dev.batch_key(prepared, csv_path, host, args, shard=shard)
+    key, maker = dev.batch_key(prepared, csv_path, host, args, shard=shard,
+                               paths_cache=os.path.join(build_dir, ".atfactory", f"{board.id}.devices-paths"))
     site = os.path.dirname(os.path.dirname(os.path.abspath(dev.__file__)))
     environ = dict(os.environ)   # the workers import this checkout's atfactory
     environ["PYTHONPATH"] = site + (os.pathsep + environ["PYTHONPATH"] if environ.get("PYTHONPATH") else "")
