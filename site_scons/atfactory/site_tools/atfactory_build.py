@@ -22,6 +22,7 @@ from SCons.Builder import Builder
 from atfactory import artifacts as art
 from atfactory.errors import AtFactoryError, BoardError, did_you_mean, display_path
 from atfactory.fsutil import write_atomic
+from atfactory.site_tools import factory_images
 from atfactory.manifest import MANIFEST, SIGNATURE, board_inputs, manifest_spec, render_manifest, sign_manifest
 
 # Artifact kinds that are not partition formats: kind -> (builder name, short label).
@@ -88,6 +89,9 @@ def _build(target, source, env):
         raise _build_error(target, AtFactoryError(f"{display_path(changed)} changed after the board was checked; "
                                                   "nothing was written from it: run the build again to check it"))
     try:
+        if spec["kind"] == art.KIND_FACTORY_IMAGE:   # in a worker process at -j2 and up, hashed once
+            return factory_images.build_image(target[0].abspath, spec["spec"], [s.abspath for s in source[1:]],
+                                              spec.get("secret", False), int(env.GetOption("num_jobs") or 1))
         data = art.render_artifact(spec["kind"], spec["spec"], [s.abspath for s in source[1:]], _ACTIONS["formats"])
     except AtFactoryError as err:
         raise _build_error(target, err)
@@ -124,6 +128,8 @@ def _value(env, artifact):
 def _declare(env, out_dir, artifact):
     builder = getattr(env, _ACTIONS["builders"][artifact.kind][0])
     targets = [out_dir.File(t) for t in artifact.targets]
+    if artifact.kind == art.KIND_FACTORY_IMAGE:
+        targets = [factory_images.adopt(t) for t in targets]
     sources = [env.File(s) for s in artifact.sources]
     # the inputs as the check read them (not other outputs of the build): _build refuses any that changed
     _ACTIONS["stamps"][targets[0].abspath] = {s.abspath: _stamp(s.abspath) for s in sources if not s.has_builder()}
