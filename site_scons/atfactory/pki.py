@@ -8,6 +8,7 @@ the order the types first appear and numbered per type from 0, as Espressif's ge
 """
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from dataclasses import dataclass
@@ -115,6 +116,13 @@ def load_certificates(data: bytes):
 
     Returns the list of certificates, leaf first.  Raises ContentError with a reason.
     """
+    return list(_parsed_certificates(bytes(data)))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_certificates(data: bytes) -> tuple:
+    """load_certificates, once per content: the boards of one build share their CA and
+    certificate files (certificates are immutable objects; errors are raised every time)."""
     from cryptography import x509
 
     if not data.strip():
@@ -151,7 +159,7 @@ def load_certificates(data: bytes):
         except Exception as exc:  # ValueError, UnsupportedAlgorithm, ...
             where = f"certificate {n} of the chain" if len(certs) > 1 else "the certificate"
             raise ContentError(f"{where} parses but a field of it does not ({_reason(exc)})") from None
-    return certs
+    return tuple(certs)
 
 
 def _trailing_bytes(data: bytes, load) -> int:
