@@ -112,3 +112,18 @@ def test_a_dead_worker_fails_its_merge_and_the_next_starts_another(release, tmp_
         assert pool.started and pool.started[0] is not first
     finally:
         pool.close()
+
+
+def test_start_makes_the_workers_once_and_merges_use_them(release, tmp_path):
+    _, source = release
+    pool = MergePool(2)
+    try:
+        pool.start()
+        pool.start()
+        workers = list(pool.started)
+        assert len(workers) == 2 and all(w.proc.poll() is None for w in workers)
+        pool.merge(**_job(tmp_path, [(0x1000, str(source / "bootloader" / "bootloader.bin"))]))
+        assert pool.started == workers
+    finally:
+        pool.close()
+    assert all(w.proc.returncode == 0 for w in workers)   # stdin closed: each ends on its own

@@ -64,6 +64,7 @@ def serve() -> None:
     sys.stdout = sys.stderr
     source = sys.stdin.buffer
     try:
+        from esptool.cmds import merge_bin  # noqa: F401  (imported while the build makes the partitions)
         while True:
             try:
                 job = pickle.load(source)
@@ -121,6 +122,14 @@ class MergePool:
         if status == "ok":
             return result
         raise MergeError(result) if status == "error" else RuntimeError(f"factory image: {result}")
+
+    def start(self) -> None:
+        """Start every worker now, without waiting for them (each imports esptool meanwhile)."""
+        with self.lock:
+            while len(self.started) < self.size:
+                worker = _Worker()
+                self.started.append(worker)
+                self.idle.put(worker)
 
     def _take(self) -> _Worker:
         try:

@@ -83,6 +83,7 @@ def _changed_since_checked(target, source) -> Optional[str]:
 
 
 def _build(target, source, env):
+    factory_images.start_workers(int(env.GetOption("num_jobs") or 1))
     spec = json.loads(source[0].read())
     changed = _changed_since_checked(target, source)
     if changed:

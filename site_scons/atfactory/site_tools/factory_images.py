@@ -37,11 +37,28 @@ class FactoryImageFile(SCons.Node.FS.File):
         return super().get_csig()
 
 
+_STATE = {"declared": 0, "started": False}
+
+
 def adopt(node):
     """Make a File node (a factory image target) a FactoryImageFile; the same slots, one method more."""
     if type(node) is SCons.Node.FS.File:
         node.__class__ = FactoryImageFile
+    _STATE["declared"] += 1
     return node
+
+
+def _workers(jobs: int) -> int:
+    return max(1, jobs - 1)   # jobs - 1: the scons process itself keeps a core busy with every other target
+
+
+def start_workers(jobs: int) -> None:
+    """Called by every action: at the first, with images declared and jobs > 1, the workers start
+    (a build that builds nothing starts none), ready by the time the first image's inputs are."""
+    if not _STATE["started"]:
+        _STATE["started"] = True
+        if _STATE["declared"] and jobs > 1:
+            pool(_workers(jobs)).start()
 
 
 def build_image(path: str, spec: dict, sources: Sequence[str], secret: bool, jobs: int) -> None:
@@ -50,7 +67,6 @@ def build_image(path: str, spec: dict, sources: Sequence[str], secret: bool, job
     job = dict(path=path, secret=secret, chip=spec["chip"], flash=list(spec["flash"]),
                flash_bytes=spec["flash_bytes"], entries=list(zip(spec["offsets"], sources)),
                content_hash=SCons.Util.get_current_hash_algorithm_used())
-    # jobs - 1 workers: the scons process itself keeps a core busy with every other target
-    result = pool(max(1, jobs - 1)).merge(**job) if jobs > 1 else merge_job(**job)
+    result = pool(_workers(jobs)).merge(**job) if jobs > 1 else merge_job(**job)
     _KNOWN[path] = (result["stamp"], result["csig"])
     remember_sha256(path, result["stamp"], result["sha256"])
