@@ -44,8 +44,9 @@ def merge_job(path: str, secret: bool, chip: str, flash: Sequence[str], flash_by
     mode, freq, size = flash
     data = merge_factory_image(chip, mode, freq, size, flash_bytes, list(entries))
     write_atomic(path, data, secret=secret)
-    return {"stamp": file_stamp(path), "sha256": hashlib.sha256(data).hexdigest(),
-            "csig": hashlib.new(content_hash, data, usedforsecurity=False).hexdigest()}
+    sha256 = hashlib.sha256(data).hexdigest()
+    csig = sha256 if content_hash == "sha256" else hashlib.new(content_hash, data, usedforsecurity=False).hexdigest()
+    return {"stamp": file_stamp(path), "sha256": sha256, "csig": csig}
 
 
 def _answer(job: dict) -> tuple:
