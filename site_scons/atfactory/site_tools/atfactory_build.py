@@ -83,12 +83,12 @@ def _changed_since_checked(target, source) -> Optional[str]:
 
 
 def _build(target, source, env):
-    factory_images.start_workers(int(env.GetOption("num_jobs") or 1))
     spec = json.loads(source[0].read())
     changed = _changed_since_checked(target, source)
     if changed:
         raise _build_error(target, AtFactoryError(f"{display_path(changed)} changed after the board was checked; "
                                                   "nothing was written from it: run the build again to check it"))
+    factory_images.start_workers(int(env.GetOption("num_jobs") or 1))
     try:
         if spec["kind"] == art.KIND_FACTORY_IMAGE:   # in a worker process at -j2 and up, hashed once
             return factory_images.build_image(target[0].abspath, spec["spec"], [s.abspath for s in source[1:]],
