@@ -341,6 +341,21 @@ def mfg_nvs_layout(built: Path, tmp_path: Path, name: str = "v3.bin") -> Path:
     return path
 
 
+def write_signing_key(folder: Path, name: str) -> Path:
+    """A new Ed25519 key pair: ``name``.key (PEM, unencrypted, owner-only) and ``name``.pub."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = folder / f"{name}.key"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    private.chmod(0o600)
+    (folder / f"{name}.pub").write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                       serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private
+
+
 def run_cli(capsys, *argv: str):
     """``atfactory ARGV`` in this process: (exit code, stdout, stderr)."""
     from atfactory.cli import main

@@ -1112,7 +1112,7 @@ def test_scons_unknown_variable(tmp_path):
     result = run_scons("bord=WROOM-32", "build_dir=" + str(out), cwd=tmp_path)
     assert_refused(result, out)
     assert "unknown variable bord=WROOM-32" in result.stderr
-    assert re.search(r"accepted: board, build_dir, firmware, plugins, sign_key, sandbox, release, devices, device_images, VERBOSE", result.stderr), result.stderr
+    assert re.search(r"accepted: board, build_dir, firmware, plugins, sign_key, sandbox, release, devices, device_images, shard, VERBOSE", result.stderr), result.stderr
 
 
 def test_scons_unknown_board_id(tmp_path):

@@ -56,15 +56,10 @@ def test_verify_json_differs(built, capsys, tmp_path):
 
 @pytest.fixture(scope="module")
 def signed_folder(tmp_path_factory):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from helpers import write_signing_key
 
     root = tmp_path_factory.mktemp("signed_json")
-    key = ed25519.Ed25519PrivateKey.generate()
-    (root / "k.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-    (root / "k.pub").write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                               serialization.PublicFormat.SubjectPublicKeyInfo))
+    write_signing_key(root, "k")
     r = run_scons("board=ESP32C3-MINI-1", f"sign_key={root / 'k.key'}", "build_dir=out", cwd=root)
     assert r.returncode == 0, r.stderr
     return root

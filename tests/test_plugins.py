@@ -243,6 +243,32 @@ def test_entry_point_plugin(installed_example, tmp_path):
     assert "buildinfo" not in blocked.stdout
 
 
+def test_entry_point_precheck_reads_what_importlib_metadata_reads(installed_example, tmp_path):
+    """A no-op skips pluggy's scan only when no distribution on the path has an [atfactory]
+    section in its entry_points.txt; anything it cannot read that way says "scan"."""
+    from atfactory.plugins import may_declare_entry_points
+
+    assert may_declare_entry_points("atfactory", [str(installed_example)])
+    assert not may_declare_entry_points("atfactory_other", [str(installed_example)])
+    other = tmp_path / "site"
+    write(other / "tool-1.0.dist-info/entry_points.txt", "[console_scripts]\ntool = tool:main\n\n[ atfactory_x ]\n")
+    write(other / "old-2.0.egg-info", "Metadata-Version: 1.0\n")    # a file: declares nothing
+    write(other / "bare-1.0.dist-info/METADATA", "Metadata-Version: 2.1\n")
+    assert not may_declare_entry_points("atfactory", [str(other), str(tmp_path / "missing")])
+    assert may_declare_entry_points("atfactory_x", [str(other)])
+    write(other / "late-1.0.dist-info/entry_points.txt", "[atfactory]\nlate = late_plugin\n")
+    assert may_declare_entry_points("atfactory", [str(other)])
+    assert may_declare_entry_points("atfactory", [str(tmp_path / "x.egg")])       # eggs: pluggy scans
+    zipped = tmp_path / "lib.zip"
+    zipped.write_bytes(b"PK\x05\x06" + bytes(18))
+    assert may_declare_entry_points("atfactory", [str(zipped)])
+    # never a false "none": here (no plugin installed) importlib.metadata finds none either
+    import importlib.metadata
+    declared = list(importlib.metadata.entry_points(group="atfactory"))
+    assert may_declare_entry_points("atfactory") or not declared
+    assert may_declare_entry_points("console_scripts")   # this venv's own console scripts
+
+
 def test_host_call_order_matches_pluggy():
     host = make_plugin_host(entry_points=False)
     impls = host.impls("atfactory_register_boards")

@@ -212,6 +212,22 @@ def test_expired_certificate_warning_in_the_scons_output(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"atfactory: warning: {ca}: " + EXPIRED.format(where="client_ca") in r.stderr.splitlines()
     assert ca.read_bytes() in (tmp_path / "out/old/customized_partitions/client_ca.bin").read_bytes()
+    # the second run takes the dates from the input cache (not parsing the file again): same warning
+    again = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
+    assert again.returncode == 0 and "is up to date" in again.stdout, again.stdout + again.stderr
+    assert f"atfactory: warning: {ca}: " + EXPIRED.format(where="client_ca") in again.stderr.splitlines()
+    cache = tmp_path / "out/.atfactory/inputs.json"
+    doc = json.loads(cache.read_text())
+    entry = doc["entries"][f"dates {ca}"]
+    assert entry[1] == [["CN=old CA", "2020-01-01T00:00:00+00:00"]], entry
+    entry[1] = [["CN=cached CA", "2019-05-06T00:00:00+00:00"]]   # proves the cache is what is read
+    cache.write_text(json.dumps(doc))
+    cached = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
+    assert f"atfactory: warning: {ca}: certificate CN=cached CA in client_ca (old_ca.crt) expired on 2019-05-06; " \
+           "it still builds, but TLS peers that check dates will refuse it" in cached.stderr.splitlines(), cached.stderr
+    ca.write_bytes(ca.read_bytes())   # rewritten: a new stamp, so the file is read again
+    fresh = run_scons(f"board={board.name}", "build_dir=out", cwd=tmp_path)
+    assert f"atfactory: warning: {ca}: " + EXPIRED.format(where="client_ca") in fresh.stderr.splitlines(), fresh.stderr
 
 
 # --- sandbox=yes ------------------------------------------------------------------------------------

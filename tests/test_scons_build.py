@@ -128,6 +128,33 @@ def test_board_by_path_and_incremental_rebuilds(tmp_path):
     assert built(r.stdout) == ["at_customize.bin", "download.config", "flash_map.svg", "manifest.json"]
 
 
+def test_no_op_takes_content_signatures_from_the_input_cache(tmp_path):
+    """A file whose stamp (size, mtime and ctime in ns, inode) is unchanged gets the content
+    signature remembered in .atfactory/inputs.json instead of being hashed again; a stamp
+    that changed is hashed, and exactly what depends on the file rebuilds."""
+    import json
+
+    assert run_scons("board=WROOM-32", "build_dir=out", cwd=tmp_path).returncode == 0
+    noop = run_scons("board=WROOM-32", "build_dir=out", cwd=tmp_path)
+    assert built(noop.stdout) == [] and noop.returncode == 0, noop.stdout + noop.stderr
+    cache = tmp_path / "out/.atfactory/inputs.json"
+    doc = json.loads(cache.read_text())
+    # the stock files were checked out long ago (just written files are not remembered yet)
+    key = next(k for k in doc["entries"] if k.startswith("csig ") and k.endswith("data/certs/server.crt"))
+    stamp, csig = doc["entries"][key]
+    assert re.fullmatch(r"[0-9a-f]{32,}", csig), csig
+    path = key.split(" ", 3)[3]
+    st = os.stat(path)
+    assert stamp == f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+    # SCons believes the cache: a wrong signature there reads as changed content
+    doc["entries"][key] = [stamp, "0" * len(csig)]
+    cache.write_text(json.dumps(doc))
+    r = run_scons("board=WROOM-32", "build_dir=out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert built(r.stdout) == ["customized_partitions/server_cert.bin", "manifest.json"], r.stdout
+    assert built(run_scons("board=WROOM-32", "build_dir=out", cwd=tmp_path).stdout) == []
+
+
 def test_clean_removes_outputs(tmp_path):
     assert run_scons("build_dir=out", "board=wroom-02", cwd=tmp_path).returncode == 0
     out = tmp_path / "out" / "WROOM-02"   # ids match case-insensitively; folders use the real id
@@ -168,7 +195,7 @@ def test_help_works_even_with_a_broken_default(tmp_path):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["bord=WROOM-32"], "unknown variable bord=WROOM-32; accepted: board, build_dir, firmware, plugins, sign_key, sandbox, release, devices, device_images, VERBOSE"),
+    (["bord=WROOM-32"], "unknown variable bord=WROOM-32; accepted: board, build_dir, firmware, plugins, sign_key, sandbox, release, devices, device_images, shard, VERBOSE"),
     (["board=NOPE-1"], 'board = "NOPE-1": no board with this id and no such .toml file; accepted: a board id ('),
 ])
 def test_command_line_mistakes(tmp_path, args, expected):

@@ -357,22 +357,21 @@ def _parse_date(value) -> Optional[datetime.date]:
 
 
 def _certificates(partitions):
-    """(file, certificate, notAfter in UTC) for every certificate of the board's certificate and
-    CA files, wherever their format keeps them (v2 PKI partitions, mfg_nvs sets)."""
-    from . import pki
-    from .fsutil import read_input
+    """(file, subject, notAfter in UTC) for every certificate of the board's certificate and CA
+    files, wherever their format keeps them (v2 PKI partitions, mfg_nvs sets).  The input cache
+    keeps the dates: an unchanged file is not parsed again (nor cryptography imported)."""
+    from .input_cache import certificate_dates
 
     for files in certificate_sets([p.content for p in partitions if p.content is not None]).values():
         for file in files:
             if file.role not in ("cert", "ca"):
                 continue
             try:
-                certs = pki.load_certificates(read_input(file.path))
+                dates = certificate_dates(file.path)
             except ContentError:
                 continue   # reported by the content checks
-            for cert in certs:
-                yield file, cert, getattr(cert, "not_valid_after_utc", None) or \
-                    cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+            for subject, expires in dates:
+                yield file, subject, expires
 
 
 def _check_certificate_dates(c: Checker, partitions, warnings: List[str], release: bool = False) -> None:
@@ -387,8 +386,8 @@ def _check_certificate_dates(c: Checker, partitions, warnings: List[str], releas
         else:
             limit = datetime.datetime.combine(until, datetime.time(0), tzinfo=datetime.timezone.utc)
     now = datetime.datetime.now(datetime.timezone.utc)
-    for file, cert, expires in _certificates(partitions):
-        where = f"certificate {cert.subject.rfc4514_string()} in {file.partition or file.key} ({os.path.basename(file.path)})"
+    for file, subject, expires in _certificates(partitions):
+        where = f"certificate {subject} in {file.partition or file.key} ({os.path.basename(file.path)})"
         if expires < now and release:
             _file_problem(c, file, f"{where} expired on {expires:%Y-%m-%d}; release=yes refuses expired "
                                    "certificates: accepted: certificates valid today")

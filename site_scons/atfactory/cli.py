@@ -1,5 +1,6 @@
 """``atfactory``: read any AT binary back — inspect, verify, extract, diff — flash a release, and,
-in a project folder (atfactory.toml), build its boards and write new ones: build, new.
+in a project folder (atfactory.toml), build its boards and write new ones: build, new; and merge the
+ledgers of a devices batch built in shards: merge-ledgers.
 
 Exit status: 0 success (verify: the image matches; diff: no differences), 1 verify found
 differences or diff found some, 2 bad input (one line on stderr, no traceback), esptool failing
@@ -108,7 +109,8 @@ def _main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"inspect": cmd_inspect, "verify": cmd_verify, "extract": cmd_extract, "diff": cmd_diff,
-                "build": cmd_build, "new": cmd_new, "flash": cmd_flash}[args.command](args)
+                "build": cmd_build, "new": cmd_new, "flash": cmd_flash,
+                "merge-ledgers": cmd_merge_ledgers}[args.command](args)
     except BoardError as err:
         for problem in err.problems:
             _print_err(str(problem))
@@ -482,12 +484,22 @@ def _add_project_commands(sub) -> None:
     b.add_argument("--firmware", help="ESP-AT release folder or factory image for every board built")
     b.add_argument("--devices", metavar="CSV", help="per-device values: one set of AT partitions per row")
     b.add_argument("--device-images", action="store_true", help="with --devices: a full factory image per device")
+    b.add_argument("--shard", metavar="K/N", help="with --devices: build shard K of N of its rows only (rows i with "
+                                                  "i %% N == K-1); atfactory merge-ledgers merges the shards' ledgers")
     b.add_argument("--sign-key", metavar="KEY", help="Ed25519 private key: sign every manifest.json")
     b.add_argument("--sandbox", action="store_true", help="refuse paths a board names outside its own folder")
     b.add_argument("--release", action="store_true",
                    help="production build: refuse atfactory's development certificates and keys, expired certificates")
     b.add_argument("--clean", action="store_true", help="remove the outputs of these boards instead")
     b.add_argument("--verbose", action="store_true", help="show the inputs of every target")
+    m = sub.add_parser("merge-ledgers", help="merge the ledgers of a sharded devices batch into its devices.json",
+                       description="Check that the shard ledgers are every shard of one devices batch, each once, and "
+                                   "make the checks of the whole batch (device ids, certificates and keys used twice); "
+                                   "then write OUT, byte for byte the devices.json of the unsplit batch.")
+    m.add_argument("ledgers", nargs="+", metavar="SHARD_LEDGER", help="devices.shard-K-of-N.json of each shard")
+    m.add_argument("-o", "--output", required=True, metavar="OUT", help="the devices.json to write (atomically)")
+    m.add_argument("--sign-key", metavar="KEY", help="Ed25519 private key: also write OUT.sig, as sign_key= signs "
+                                                     "devices.json")
     n = sub.add_parser("new", help="write a board file of your own that extends a stock board")
     n.add_argument("id", metavar="ID", help="the new board's id: its file name and module name")
     n.add_argument("--extends", required=True, metavar="BASE", help="the id of the board it extends (WROOM-32)")
@@ -530,6 +542,12 @@ def cmd_build(args) -> int:
         boards.append(absolute(ref) if ref.endswith(".toml") or os.sep in ref or "/" in ref else ref)
     if args.device_images and not args.devices:
         raise AtFactoryError("--device-images makes a factory image per device of --devices CSV; give --devices")
+    if args.shard is not None:
+        from .shards import parse_shard
+
+        parse_shard(args.shard, "--shard")
+        if not args.devices:
+            raise AtFactoryError(f"--shard {args.shard} builds one shard of the rows of --devices CSV; give --devices")
     command = [sys.executable, "-m", "SCons", "-Q", "-f", PROJECT_SCONSTRUCT,
                f"-j{args.jobs}", f"project={found}"]
     if boards:
@@ -537,6 +555,8 @@ def cmd_build(args) -> int:
     for name, value in (("firmware", args.firmware), ("devices", args.devices), ("sign_key", args.sign_key)):
         if value:
             command.append(f"{name}={absolute(value)}")
+    if args.shard is not None:
+        command.append(f"shard={args.shard}")
     command += [f"{name}=yes" for name, on in (("sandbox", args.sandbox), ("release", args.release),
                                                 ("device_images", args.device_images), ("VERBOSE", args.verbose)) if on]
     if args.clean:
@@ -546,6 +566,19 @@ def cmd_build(args) -> int:
     environ["PYTHONPATH"] = site + (os.pathsep + environ["PYTHONPATH"] if environ.get("PYTHONPATH") else "")
     sys.stdout.flush()
     return 0 if subprocess.run(command, cwd=os.path.dirname(found), env=environ).returncode == 0 else 2
+
+
+def cmd_merge_ledgers(args) -> int:
+    """The shards' ledgers -> the batch's devices.json (and its signature): atfactory.shards."""
+    from .errors import display_path
+    from .shards import merge_ledgers
+
+    header, devices = merge_ledgers(args.ledgers, args.output, args.sign_key)
+    print(f"wrote {display_path(args.output)}: {devices} devices of board {header['board']} from "
+          f"{header['shards']} shard{'s' if header['shards'] > 1 else ''}")
+    if args.sign_key:
+        print(f"wrote {display_path(args.output + '.sig')}")
+    return 0
 
 
 def cmd_new(args) -> int:

@@ -23,6 +23,7 @@ import codecs
 import csv
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -165,11 +166,13 @@ def vendor_columns(board) -> List[vendor_nvs.VendorKey]:
 class DeviceMaker:
     """Turns rows into device outputs, checking each like a board."""
 
-    def __init__(self, prepared, csv_path: str, plugin_tables=None, formats=None):
-        """``formats``: the session's registry (default: stock)."""
+    def __init__(self, prepared, csv_path: str, plugin_tables=None, formats=None, shard=None):
+        """``formats``: the session's registry (default: stock); ``shard``: (K, N), the rows of
+        shard K of N (atfactory.shards), or None for every row."""
         from .formats import stock_registry
 
         self.prepared = prepared
+        self.shard = shard
         self.board = prepared.board
         self.formats = formats or stock_registry()
         self.csv_path = os.path.abspath(csv_path)
@@ -188,7 +191,11 @@ class DeviceMaker:
                                                    seen, self.board.partition(name).sources)
 
     def rows(self):
-        return _rows(self.csv_path)
+        """The rows this maker builds: every row, or rows i with i % N == K-1 of shard K/N."""
+        if self.shard is None:
+            return _rows(self.csv_path)
+        k, n = self.shard
+        return itertools.islice(_rows(self.csv_path), k - 1, None, n)
 
     def row_of(self, device_id: str) -> Row:
         """The row of ``device_id`` (the first, as the batch's duplicate check keeps it)."""
@@ -396,7 +403,7 @@ def _vendor_column(board_key: Optional[str]) -> Optional[str]:
     return None
 
 
-def batch_key(prepared, csv_path: str, host, args: Sequence[str]) -> Tuple[str, "DeviceMaker"]:
+def batch_key(prepared, csv_path: str, host, args: Sequence[str], shard=None) -> Tuple[str, "DeviceMaker"]:
     """(key, maker) of a devices batch: the header is checked now (a bad column stops the build
     before anything runs); the rows are checked by the workers that build them.
 
@@ -405,7 +412,7 @@ def batch_key(prepared, csv_path: str, host, args: Sequence[str]) -> Tuple[str, 
     from . import __version__
 
     tables = host.board_tables() if host is not None else {}
-    maker = DeviceMaker(prepared, csv_path, tables, formats=host.formats() if host is not None else None)
+    maker = DeviceMaker(prepared, csv_path, tables, formats=host.formats() if host is not None else None, shard=shard)
     digest = inputs_digest(csv_path, maker)
     key = hashlib.sha256(json.dumps([digest, __version__, host.versions() if host else {},
                                      prepared.board.id, list(args)], sort_keys=True).encode()).hexdigest()

@@ -9,7 +9,8 @@ its problems.  When every chunk is done, the ledgers are merged in CSV order (me
 and checked across the batch: a device id used twice, the same certificate or key file content
 in two rows.  Any problem: the staging folder is removed and every problem is reported, naming
 its CSV line, so nothing of the batch is written.  Otherwise the staging folder replaces
-``<release>/devices`` in one rename and ``devices.json`` is written.
+``<release>/devices`` in one rename and ``devices.json`` is written (a shard of a batch,
+``shard=K/N``: its shard ledger, see atfactory.shards).
 
 Inside the staging folder every file is created new (``O_EXCL``), secrets with mode 0600 from
 the first byte; the folder as a whole is the unit of atomicity, so no per-file temporaries.
@@ -32,6 +33,7 @@ import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import artifacts as art
+from . import shards
 from .devices import DEVICES_DIR, DeviceMaker
 from .download_config import DownloadConfig, encode_download_config
 from .errors import MAX_PROBLEMS, AtFactoryError, BoardError, Problem
@@ -237,14 +239,20 @@ def _entries(path: str) -> Iterator[dict]:
                 yield json.loads(text)
 
 
-def merged_entries(ledgers: Sequence[str]) -> Iterator[dict]:
-    """Every chunk's lines in CSV order (each chunk ledger is in CSV order already)."""
-    return heapq.merge(*(_entries(p) for p in ledgers), key=lambda e: e["line"])
+def merged_entries(ledgers: Sequence) -> Iterator[dict]:
+    """Every chunk's lines in CSV order (each chunk ledger is in CSV order already).  A ledger:
+    a chunk ledger's path, or the entries of one (the shards of ``shards.merge_ledgers``)."""
+    return heapq.merge(*(_entries(p) if isinstance(p, str) else p for p in ledgers), key=lambda e: e["line"])
 
 
-def check_batch(csv_path: str, ledgers: Sequence[str]) -> Tuple[int, List[Problem]]:
+def no_devices(csv_path: str) -> Problem:
+    return Problem(csv_path, "line 2", "no devices: the file has a header and no rows")
+
+
+def check_batch(csv_path: str, ledgers: Sequence, empty_ok: bool = False) -> Tuple[int, List[Problem]]:
     """(rows, problems) of the merged ledgers: each row's own problems, and what only the whole
-    batch shows (an id used twice, a certificate or key reused across devices)."""
+    batch shows (an id used twice, a certificate or key reused across devices).  ``empty_ok``:
+    no rows is no problem (a shard may have none; ``shards.shard_header`` checks the CSV's)."""
     problems: List[Problem] = []
     ids: Dict[str, Tuple[str, int]] = {}   # lower-cased id -> (id, line)
     seen: Dict[str, Tuple[int, str]] = {}
@@ -277,12 +285,12 @@ def check_batch(csv_path: str, ledgers: Sequence[str]) -> Tuple[int, List[Proble
                 seen[digest] = (line, name)
         if len(problems) >= MAX_PROBLEMS:
             break
-    if not rows and not problems:
-        problems.append(Problem(csv_path, "line 2", "no devices: the file has a header and no rows"))
+    if not rows and not problems and not empty_ok:
+        problems.append(no_devices(csv_path))
     return rows, problems
 
 
-def write_ledger(board, ledgers: Sequence[str], out_path: str) -> None:
+def write_ledger(board, ledgers: Sequence, out_path: str) -> None:
     """devices.json, streamed from the merged chunk ledgers (outputs and their SHA-256 per device)."""
     with atomic_open(out_path, text=True) as out:
         out.write(json.dumps({"board": board.id, "module": board.module_name})[:-1] + ', "devices": [\n')
@@ -342,14 +350,19 @@ def build_batch(maker: DeviceMaker, release: str, worker_command: Sequence[str],
         if failures:
             lines = [line.replace("atfactory: error: ", "", 1) for text in failures for line in text.splitlines()]
             raise AtFactoryError("\n".join(dict.fromkeys(lines)))
-        rows, problems = check_batch(maker.csv_path, ledgers)
+        rows, problems = check_batch(maker.csv_path, ledgers, empty_ok=maker.shard is not None)
         if problems:
             raise BoardError(problems)
+        header = shards.shard_header(maker, release, images) if maker.shard is not None else None
         devices = os.path.join(release, DEVICES_DIR)
         if os.path.lexists(devices):
             os.rename(devices, retired)
         os.rename(staging, devices)
-        write_ledger(maker.board, ledgers, out_path)
+        shards.remove_other_ledgers(release, out_path)
+        if header is not None:
+            shards.write_shard_ledger(header, ledgers, out_path)
+        else:
+            write_ledger(maker.board, ledgers, out_path)
         return rows
     finally:
         for path in (staging, retired, work):
@@ -384,6 +397,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--release", action="store_true")
     p.add_argument("--images", action="store_true")
     p.add_argument("--input-cache", default="")
+    p.add_argument("--shard", default="", help="K/N: the rows of shard K of N")
     args = p.parse_args(argv)
     if args.input_cache:
         from .input_cache import use_input_cache
@@ -395,7 +409,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         prepared = prepare_board(args.board, registry, host, relative_to=args.relative_to,
                                  firmware_override=args.firmware or None, extra_tables=tables, sandbox=args.sandbox,
                                  release=args.release)
-        maker = DeviceMaker(prepared, args.devices, tables, formats=host.formats())
+        maker = DeviceMaker(prepared, args.devices, tables, formats=host.formats(),
+                            shard=shards.parse_shard(args.shard, "--shard") if args.shard else None)
         write_chunk(maker, args.staging, args.chunk, args.chunks, args.images, args.ledger)
     except BoardError as err:
         for line in err.lines():

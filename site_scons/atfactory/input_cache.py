@@ -2,17 +2,19 @@
 
 Every scons run checks every board before it declares targets; parsing the same certificates
 each time (and importing cryptography to do it) was most of a no-op build.  A file whose size,
-modification and change times and inode are unchanged gives the public key recorded the last
-time.  The scons process owns the cache file; chunk processes only read it.
+modification and change times and inode are unchanged gives the public key (and, for a
+certificate file, each certificate's subject and expiry date) recorded the last time.  The scons process owns the cache file; chunk processes only read it.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
-from typing import Dict
+from typing import Dict, List, Optional, Tuple
 
 from .errors import ContentError
 
+FORMAT = 2   # entries: "KIND PATH" -> [stamp, value]
 _CACHE: Dict[str, object] = {"path": None, "entries": {}, "dirty": False}
 
 
@@ -21,7 +23,7 @@ def use_input_cache(path: str) -> None:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        if data.get("format") == 1 and isinstance(data.get("entries"), dict):
+        if data.get("format") == FORMAT and isinstance(data.get("entries"), dict):
             _CACHE["entries"] = data["entries"]
     except (OSError, ValueError, KeyError, AttributeError):
         pass
@@ -30,8 +32,47 @@ def use_input_cache(path: str) -> None:
 def save_input_cache() -> None:
     if _CACHE["path"] and _CACHE["dirty"]:
         from .fsutil import write_atomic
-        write_atomic(_CACHE["path"], json.dumps({"format": 1, "entries": _CACHE["entries"]}, sort_keys=True).encode())
+        write_atomic(_CACHE["path"], json.dumps({"format": FORMAT, "entries": _CACHE["entries"]}, sort_keys=True).encode())
         _CACHE["dirty"] = False
+
+
+def file_stamp(st: os.stat_result) -> str:
+    """Size, modification and change times and inode: what a cached value is keyed by."""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+
+
+def _stamp(path: str) -> Optional[str]:
+    """The stamp of ``path`` while the cache is in use."""
+    if not _CACHE["path"]:
+        return None
+    try:
+        return file_stamp(os.stat(path))
+    except OSError:
+        return None
+
+
+def recall(kind: str, path: str, stamp: str):
+    """The value remembered for ``path`` under ``kind`` when its stamp was ``stamp``, else None."""
+    entry = _CACHE["entries"].get(f"{kind} {path}")
+    if isinstance(entry, list) and len(entry) == 2 and entry[0] == stamp:
+        return entry[1]
+    return None
+
+
+def remember(kind: str, path: str, stamp: str, value) -> None:
+    if _CACHE["path"]:
+        _CACHE["entries"][f"{kind} {path}"] = [stamp, value]
+        _CACHE["dirty"] = True
+
+
+def _cached(kind: str, path: str, stamp: Optional[str], compute):
+    """The value ``compute()`` gave for this file the last time its stamp was the same (JSON)."""
+    value = recall(kind, path, stamp) if stamp else None
+    if value is None:
+        value = compute()
+        if stamp:
+            remember(kind, path, stamp, value)
+    return value
 
 
 def public_key_of(path: str, data: bytes, role: str, cache: bool = True) -> bytes:
@@ -39,27 +80,40 @@ def public_key_of(path: str, data: bytes, role: str, cache: bool = True) -> byte
     from . import pki
 
     kind = "key" if role == "key" else "cert"
-    stamp = None
-    if cache and _CACHE["path"]:
+
+    def parse():
         try:
-            st = os.stat(path)
-            stamp = f"{kind}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
-        except OSError:
-            pass
-    entry = _CACHE["entries"].get(path) if stamp else None
-    if stamp and isinstance(entry, list) and len(entry) == 2 and entry[0] == stamp:
-        try:
-            return bytes.fromhex(entry[1])
-        except (TypeError, ValueError):
-            pass
+            if kind == "key":
+                public = pki.public_key_bytes(pki.load_private_key(data).public_key())
+            else:
+                public = pki.public_key_bytes(pki.load_certificates(data)[0].public_key())
+        except ContentError as err:
+            raise ContentError(err.message, path) from None
+        return public.hex()
+
+    value = _cached(kind, path, _stamp(path) if cache else None, parse)
     try:
-        if kind == "key":
-            public = pki.public_key_bytes(pki.load_private_key(data).public_key())
-        else:
-            public = pki.public_key_bytes(pki.load_certificates(data)[0].public_key())
-    except ContentError as err:
-        raise ContentError(err.message, path) from None
-    if stamp and _CACHE["path"]:
-        _CACHE["entries"][path] = [stamp, public.hex()]
-        _CACHE["dirty"] = True
-    return public
+        return bytes.fromhex(value)
+    except (TypeError, ValueError):   # a cache file edited by hand
+        return bytes.fromhex(parse())
+
+
+def certificate_dates(path: str) -> List[Tuple[str, datetime.datetime]]:
+    """(subject in RFC 4514, notAfter in UTC) of each certificate of a certificate file.
+    Raises ContentError (the file cannot be read or is no certificate)."""
+    from . import pki
+    from .fsutil import read_input
+
+    def parse():
+        out = []
+        for cert in pki.load_certificates(read_input(path)):
+            expires = getattr(cert, "not_valid_after_utc", None) or \
+                cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+            out.append([cert.subject.rfc4514_string(), expires.isoformat()])
+        return out
+
+    value = _cached("dates", path, _stamp(path), parse)
+    try:
+        return [(subject, datetime.datetime.fromisoformat(expires)) for subject, expires in value]
+    except (TypeError, ValueError):   # a cache file edited by hand
+        return [(subject, datetime.datetime.fromisoformat(expires)) for subject, expires in parse()]

@@ -105,23 +105,24 @@ def _read_key_file(path: str, setting: str) -> bytes:
         raise SigningError(f"{setting} {display_path(path)}: {err.reading}") from None
 
 
-def load_signing_key(path: str):
-    """An Ed25519 private key (PEM or DER, unencrypted).  Raises SigningError with what to do."""
+def load_signing_key(path: str, setting: str = "sign_key ="):
+    """An Ed25519 private key (PEM or DER, unencrypted).  Raises SigningError with what to do,
+    naming ``setting`` (the variable or option that gave the path)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    data = _read_key_file(path, "sign_key =")
+    data = _read_key_file(path, setting)
     if b"ENCRYPTED" in data:
-        raise SigningError(f"sign_key = {display_path(path)}: the key is encrypted; the build signs unattended, "
+        raise SigningError(f"{setting} {display_path(path)}: the key is encrypted; the build signs unattended, "
                            "so give it a decrypted copy (openssl pkey -in KEY -out KEY.plain) kept owner-readable")
     try:
         loader = serialization.load_pem_private_key if b"-----BEGIN" in data else serialization.load_der_private_key
         key = loader(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise SigningError(f"sign_key = {display_path(path)}: not a PEM or DER private key "
+        raise SigningError(f"{setting} {display_path(path)}: not a PEM or DER private key "
                            f"({str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__})") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise SigningError(f"sign_key = {display_path(path)}: a {type(key).__name__.replace('PrivateKey', '')} key; "
+        raise SigningError(f"{setting} {display_path(path)}: a {type(key).__name__.replace('PrivateKey', '')} key; "
                            "accepted: an Ed25519 key (openssl genpkey -algorithm ed25519 -out KEY)")
     return key
 

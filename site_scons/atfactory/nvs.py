@@ -34,23 +34,16 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import FormatError
 
-PAGE_SIZE, ENTRY_SIZE, ENTRIES_PER_PAGE, FIRST_ENTRY = 4096, 32, 126, 64
-MIN_SIZE = 0x3000
-MAX_NAME_BYTES = 15
-# A string must satisfy used + span < 126 on its page, so even a fresh page takes 124 data entries.
-MAX_STRING_CHARS = (ENTRIES_PER_PAGE - 2) * ENTRY_SIZE - 1     # 3967 bytes + NUL
+from .nvs_limits import (ENTRIES_PER_PAGE, ENTRY_SIZE, FAMILY_A, FAMILY_B, FIRST_ENTRY, INTEGER_FORMATS,
+                         MAX_NAME_BYTES, MAX_STRING_CHARS, MIN_SIZE, PAGE_SIZE)
 MAX_NAMESPACES = 254            # index 0 marks definitions, 255 means "any" in the library
 MAX_BLOB_CHUNKS = 128           # chunk numbers 128-254 are the library's next version of a blob
-
-FAMILY_A, FAMILY_B = "A", "B"
 
 STATE_EMPTY, STATE_ACTIVE, STATE_FULL, STATE_FREEING = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFC, 0xFFFFFFF8
 # 0 is what the library writes over a page it found corrupt; decode_nvs refuses it like any unknown state.
 PAGE_STATES = {STATE_EMPTY: "EMPTY", STATE_ACTIVE: "ACTIVE", STATE_FULL: "FULL", STATE_FREEING: "FREEING"}
 VERSION_1, VERSION_2 = 0xFF, 0xFE
 
-INTEGER_FORMATS = {"u8": (0x01, "<B"), "i8": (0x11, "<b"), "u16": (0x02, "<H"), "i16": (0x12, "<h"),
-                   "u32": (0x04, "<I"), "i32": (0x14, "<i"), "u64": (0x08, "<Q"), "i64": (0x18, "<q")}
 TYPE_STRING, TYPE_BLOB_V1, TYPE_BLOB_CHUNK, TYPE_BLOB_INDEX = 0x21, 0x41, 0x42, 0x48
 TYPE_CODES = {**{name: code for name, (code, _) in INTEGER_FORMATS.items()},
               "string": TYPE_STRING, "blob": TYPE_BLOB_CHUNK}
@@ -67,7 +60,6 @@ for _name, (_code, _fmt) in INTEGER_FORMATS.items():
     _bytes = struct.calcsize(_fmt)
     _low = -(1 << (8 * _bytes - 1)) if _fmt[1].islower() else 0
     _INTEGERS[_name] = (_code, struct.Struct(_fmt), _low, _low + (1 << 8 * _bytes) - 1, b"\xff" * (8 - _bytes))
-INTEGER_RANGES = {name: (low, high) for name, (_c, _p, low, high, _f) in _INTEGERS.items()}
 _INTEGER_CODES = {code: (name, packer) for name, (code, packer, *_) in _INTEGERS.items()}
 _TYPE_NAMES = {**{code: name for code, (name, _) in _INTEGER_CODES.items()},
                TYPE_STRING: "string", TYPE_BLOB_V1: "blob", TYPE_BLOB_INDEX: "blob"}

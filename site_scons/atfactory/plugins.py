@@ -213,6 +213,50 @@ def disabled_plugins(environ=os.environ) -> List[str]:
 
 
 
+_GROUP_HEADER = r"^[ \t]*\[[ \t]*{}[ \t]*\]"   # a section line of entry_points.txt
+
+
+def may_declare_entry_points(group: str, path: Optional[Sequence[str]] = None) -> bool:
+    """False only when no distribution on ``path`` (sys.path) can declare an entry point of
+    ``group``: none of their ``entry_points.txt`` files has a ``[group]`` section.
+
+    pluggy's scan (``importlib.metadata``) costs a no-op build more than all of its board
+    checks; this reads the same files without importing it.  Anything it does not read as
+    importlib.metadata would (a zip or egg on the path, a finder of distributions other than
+    the standard one) answers True, and pluggy scans."""
+    import re
+
+    if any(hasattr(f, "find_distributions") and f is not _path_finder() for f in sys.meta_path):
+        return True
+    header = re.compile(_GROUP_HEADER.format(re.escape(group)), re.M)
+    for entry in sys.path if path is None else path:
+        folder = entry or "."
+        if folder.lower().endswith(".egg") or os.path.isfile(folder):
+            return True
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if not name.lower().endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                with open(os.path.join(folder, name, "entry_points.txt"), encoding="utf-8", errors="replace") as f:
+                    if header.search(f.read()):
+                        return True
+            except FileNotFoundError:
+                continue
+            except OSError:   # NotADirectoryError (an .egg-info file) is one: it declares nothing
+                if os.path.isdir(os.path.join(folder, name)):
+                    return True
+    return False
+
+
+def _path_finder():
+    import importlib.machinery
+    return importlib.machinery.PathFinder
+
+
 def make_plugin_host(extra_dirs: Sequence[str] = (), disabled: Optional[Sequence[str]] = None,
                      entry_points: bool = True) -> PluginHost:
     """The plugin manager of one build.  Made on demand, never at import."""
@@ -228,7 +272,7 @@ def make_plugin_host(extra_dirs: Sequence[str] = (), disabled: Optional[Sequence
         pm.register(builtin_plugin, name=builtin_plugin.NAME)
         infos[builtin_plugin.NAME] = PluginInfo(builtin_plugin.NAME, "built-in", _own_version())
 
-    if entry_points:
+    if entry_points and may_declare_entry_points(ENTRY_POINT_GROUP):
         before = set(pm.get_plugins())
         try:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)

@@ -25,7 +25,7 @@ from typing import Iterator, List, Mapping, NamedTuple, Optional, Tuple, Union
 from .at_releases import MFG_NVS_NAMESPACES
 from .errors import Problem as ProblemRecord
 from .errors import did_you_mean
-from .nvs import INTEGER_RANGES, MAX_NAME_BYTES, MAX_STRING_CHARS
+from .nvs_limits import INTEGER_RANGES, MAX_NAME_BYTES, MAX_STRING_CHARS
 from .numbers import parse_int
 
 RESERVED = frozenset(MFG_NVS_NAMESPACES)

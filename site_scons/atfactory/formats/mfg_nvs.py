@@ -14,7 +14,7 @@ import io
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from .. import nvs, vendor_nvs
+from .. import nvs_limits, vendor_nvs
 from ..at_releases import AT_RELEASES, MFG_NVS, MFG_NVS_ROLES, MFG_NVS_SETS, MFG_NVS_USES
 from ..errors import ContentError, ExtractError, FormatError
 from ..fsutil import read_input, write_atomic
@@ -34,9 +34,9 @@ FACTORY_KEYS = (
     ("uart_cts_pin", "uart_cts_pin", "i32"), ("uart_rts_pin", "uart_rts_pin", "i32"),
     ("sys_store", "sys_store", "u8"),
 )
-FAMILIES = {nvs.FAMILY_A: "every page but the last written FULL, as ESP-IDF's in-tree generator of ESP-AT v3.1-v4.0 "
+FAMILIES = {nvs_limits.FAMILY_A: "every page but the last written FULL, as ESP-IDF's in-tree generator of ESP-AT v3.1-v4.0 "
                           "and tools/at.py write",
-            nvs.FAMILY_B: "the last page in use left ACTIVE, as esp-idf-nvs-partition-gen 0.1.7+ of ESP-AT v4.1+ writes"}
+            nvs_limits.FAMILY_B: "the last page in use left ACTIVE, as esp-idf-nvs-partition-gen 0.1.7+ of ESP-AT v4.1+ writes"}
 BOARD_KEY_OF = {nvs_key: board_key for board_key, nvs_key, _ in FACTORY_KEYS}
 GATT_V2_HEADER = ["index", "uuid_len", "uuid", "perm", "val_max_len", "val_cur_len", "value"]
 
@@ -140,10 +140,11 @@ class MfgNvsFormat(PartitionFormat):
 
     def read_certificates(self, name, sets: Mapping[str, Sequence[str]], ctx: ReadContext) -> Optional[Content]:
         """The partition with the board's [mfg_nvs] and these certificate sets in place of its own."""
+        from .. import nvs   # the codec: not imported by a board check that encodes nothing
         size = ctx.partition_size
-        if size is not None and (size < nvs.MIN_SIZE or size % nvs.PAGE_SIZE):
+        if size is not None and (size < nvs_limits.MIN_SIZE or size % nvs_limits.PAGE_SIZE):
             raise ContentError(f"0x{size:x} is too small for an NVS partition; accepted: whole 4 KiB pages, at least "
-                               f"0x{nvs.MIN_SIZE:x} (three pages; the NVS library keeps the last one erased)",
+                               f"0x{nvs_limits.MIN_SIZE:x} (three pages; the NVS library keeps the last one erased)",
                                key="partition.size")
         table = dict((ctx.tables or {}).get("mfg_nvs") or {})
         ble_data = table.get("ble_data")
@@ -228,6 +229,7 @@ class MfgNvsFormat(PartitionFormat):
                        certificates=tuple(certificates), data=image)
 
     def render(self, spec: Mapping[str, object], sources: Sequence[str]) -> bytes:
+        from .. import nvs
         count = sum(len(keys) for _, keys in spec["certificates"])
         datas = [_shared("file", p, read_input) for p in sources[:count]]
         rows = read_gatt_rows(sources[count]) if spec["ble_data"] else []
@@ -262,12 +264,14 @@ class MfgNvsFormat(PartitionFormat):
 
     # -- the bytes side ------------------------------------------------------------------
     def detect(self, data: bytes) -> bool:
+        from .. import nvs
         return nvs.looks_like_nvs(data)
 
     def detect_name(self, base_name: str) -> bool:
         return base_name == f"{PARTITION}.bin"
 
     def decode(self, data: bytes, name: str = "") -> dict:
+        from .. import nvs
         image = nvs.decode_nvs(data)
         namespaces: Dict[str, Dict[str, dict]] = {}
         for item in image.items:
@@ -282,6 +286,7 @@ class MfgNvsFormat(PartitionFormat):
         return {"kind": self.kind, "family": image.family, "pages": len(image.pages), "namespaces": namespaces}
 
     def explain(self, have: bytes, want: bytes) -> Optional[str]:
+        from .. import nvs
         try:
             got = {(i.namespace, i.key): (i.type, i.value) for i in nvs.decode_nvs(have).items}
             wanted = {(i.namespace, i.key): (i.type, i.value) for i in nvs.decode_nvs(want).items}
@@ -302,6 +307,7 @@ class MfgNvsFormat(PartitionFormat):
 
     def image_certificates(self, name: str, doc: dict, raw: bytes) -> List[ImageCertificate]:
         """The blobs of the certificate namespaces: ``<set>`` is item 0, ``<set>.<n>`` item n."""
+        from .. import nvs
         out = []
         for item in nvs.decode_nvs(raw).items:
             if item.namespace not in SET_NAMES or item.type != "blob":
@@ -343,6 +349,7 @@ class MfgNvsFormat(PartitionFormat):
 
     def extract_tables(self, name: str, doc: dict, raw: bytes, src_dir: str, notes: List[str]) -> Dict[str, dict]:
         """[mfg_nvs]: each certificate set's files and the GATT table, written under src_dir/mfg_nvs/."""
+        from .. import nvs
         image = nvs.decode_nvs(raw)
         order = [ns.name for ns in image.namespaces]
         known = [s for s in SET_NAMES if s in order] + ["factory_param"] + (["ble_data"] if "ble_data" in order else [])

@@ -9,10 +9,12 @@ error wording live in the library; here library errors only become SCons errors,
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
 import sys
+import time
 from typing import Optional
 
 import SCons.Errors
@@ -38,7 +40,7 @@ ARTIFACT_BUILDERS = {
 # format registry (plugin formats hold their build functions), and per target path the objects
 # of a post-build stamp or a devices ledger.  Module level, so that every action's signature
 # is the stable function below and not a closure.
-_ACTIONS = {"formats": None, "builders": {}, "stamps": {}}
+_ACTIONS = {"formats": None, "builders": {}, "stamps": {}, "files": []}
 
 
 def stop_on_error(declare):
@@ -101,17 +103,24 @@ def _build(target, source, env):
     return None
 
 
-def _make_builder(label):
-    def show(target, source, env):
-        # Paths as the user sees them from where scons was started (scons -C changes the cwd).
-        here = env.GetLaunchDir()
-        line = f"{label:<6} {display_path(target[0].abspath, here)}"
-        if env.get("VERBOSE"):
-            files = ", ".join(display_path(s.abspath, here) for s in source[1:]) or "board values only"
-            line += f"  <- {files}"
-        return line
+def _show(target, source, env):
+    # Paths as the user sees them from where scons was started (scons -C changes the cwd).
+    here = env.GetLaunchDir()
+    label = _ACTIONS["builders"][json.loads(source[0].read())["kind"]][1]
+    line = f"{label:<6} {display_path(target[0].abspath, here)}"
+    if env.get("VERBOSE"):
+        files = ", ".join(display_path(s.abspath, here) for s in source[1:]) or "board values only"
+        line += f"  <- {files}"
+    return line
 
-    return Builder(action=Action(_build, strfunction=show))
+
+def _artifact_action():
+    """The one action of every artifact builder (the label comes from the target's Value node).
+    SCons reads an action function's code for its signature when the action is made: making it
+    once, not once per builder, saves a no-op build that work a dozen times."""
+    if "action" not in _ACTIONS:
+        _ACTIONS["action"] = Action(_build, strfunction=_show)
+    return _ACTIONS["action"]
 
 
 def _builders(formats):
@@ -134,7 +143,60 @@ def _declare(env, out_dir, artifact):
     sources = [env.File(s) for s in artifact.sources]
     # the inputs as the check read them (not other outputs of the build): _build refuses any that changed
     _ACTIONS["stamps"][targets[0].abspath] = {s.abspath: _stamp(s.abspath) for s in sources if not s.has_builder()}
+    _ACTIONS["files"] += targets + sources
     return builder(targets, [_value(env, artifact)] + sources)
+
+
+# A file changed this recently may change again within one tick of the file system's clock,
+# keeping its stamp: its content signature is not remembered (git's "racily clean" files).
+_SETTLED_NS = 2_000_000_000
+
+
+def _signature_kind() -> str:
+    import SCons
+    import SCons.Util
+    return f"csig {SCons.__version__} {SCons.Util.get_hash_format() or 'default'}"
+
+
+def prime_signatures(files) -> None:
+    """Give SCons the content signature of every file whose stamp (size, mtime and ctime in ns,
+    inode) is the one it had when its signature was last computed, so that a no-op build does
+    not hash the firmware and factory images again.  SCons reuses a signature itself only for
+    files older than two days (--max-drift), by whole-second mtime.  The signatures SCons
+    computes in this run for files that stay unchanged to its end are remembered at exit."""
+    from atfactory.input_cache import file_stamp, recall
+
+    kind, now, pending = _signature_kind(), time.time_ns(), []
+    for node in dict.fromkeys(files):
+        st = node.stat()   # memoized: SCons uses this same result
+        if st is None:
+            continue
+        stamp = file_stamp(st)
+        csig = recall(kind, node.abspath, stamp)
+        if isinstance(csig, str):
+            node.get_ninfo().csig = csig   # a node rebuilt in this run gets a new ninfo
+        elif now - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+            pending.append((node, stamp))
+    if pending:
+        atexit.register(_remember_signatures, kind, pending)
+
+
+def _remember_signatures(kind, pending) -> None:
+    from atfactory.input_cache import file_stamp, remember, save_input_cache
+
+    for node, stamp in pending:
+        csig = getattr(getattr(node, "ninfo", None), "csig", None)
+        if not isinstance(csig, str):
+            continue   # SCons did not need it
+        try:
+            if file_stamp(os.stat(node.abspath)) == stamp:   # the content SCons hashed is the one stamped
+                remember(kind, node.abspath, stamp, csig)
+        except OSError:
+            pass
+    try:
+        save_input_cache()
+    except OSError:
+        pass   # a cache: the next run hashes again
 
 
 def use_session(env, host):
@@ -145,7 +207,7 @@ def use_session(env, host):
         formats = stock_registry()
     _ACTIONS["formats"] = formats
     _ACTIONS["builders"] = _builders(formats)
-    env.Append(BUILDERS={name: _make_builder(label) for name, label in _ACTIONS["builders"].values()})
+    env.Append(BUILDERS={name: Builder(action=_artifact_action()) for name, _ in _ACTIONS["builders"].values()})
 
 
 @stop_on_error
@@ -177,7 +239,10 @@ def _declare_manifest(env, out_dir, prepared, nodes, listed, host):
     inputs = board_inputs(prepared.board, prepared.firmware)
     spec = manifest_spec(prepared.board, listed, [d for d, _ in inputs], host.versions() if host else {}, __version__)
     value = env.Value(json.dumps(spec, sort_keys=True, separators=(",", ":")))
-    return env.AtfManifest(out_dir.File(MANIFEST), [value] + list(nodes) + [env.File(p) for _, p in inputs])
+    files = [env.File(p) for _, p in inputs]
+    manifest = env.AtfManifest(out_dir.File(MANIFEST), [value] + list(nodes) + files)
+    _ACTIONS["files"] += files + list(manifest)
+    return manifest
 
 
 def _build_manifest(target, source, env):
@@ -218,7 +283,9 @@ def _declare_post_build(env, out_dir, board, nodes, host):
     """A stamp target after every output: the hooks run whenever an output or a plugin changed."""
     outputs = {os.path.relpath(n.abspath, out_dir.abspath).replace(os.sep, "/"): n.abspath for n in nodes}
     outputs["."] = out_dir.abspath
-    stamp = env.Dir(os.path.dirname(out_dir.abspath)).File(f".atfactory/{board.id}.post_build")
+    # one folder per board: SCons keeps one .sconsign record per folder, read and written whole,
+    # so a stamp beside every other board's made each no-op load all boards' dependency lists
+    stamp = env.Dir(os.path.dirname(out_dir.abspath)).File(f".atfactory/boards/{board.id}/post_build")
     _ACTIONS[stamp.abspath] = (host, board, outputs)
     versions = env.Value(json.dumps(host.versions(), sort_keys=True))
     return env.Command(stamp, [versions] + list(nodes), Action(_run_post_build, strfunction=_show_post_build))
@@ -254,40 +321,47 @@ def _build_devices(target, source, env):
         count = build_batch(maker, release, command, workers, images, target[0].abspath, environ, progress=sys.stderr)
     except AtFactoryError as err:
         raise _build_error(target, err)
-    sys.stdout.write(f"{'DEVICES':<6} {maker.board.id}: {count} devices\n")
+    sys.stdout.write(f"{'DEVICES':<6} {maker.board.id}: {count} devices{_shard_of(maker)}\n")
+
+
+def _shard_of(maker) -> str:
+    return f" (shard {maker.shard[0]}/{maker.shard[1]})" if maker.shard else ""
 
 
 def _show_devices(target, source, env):
     maker = _ACTIONS[target[0].abspath][0]
     workers = max(1, int(env.GetOption("num_jobs") or 1))
-    return f"{'DEVICES':<6} {maker.board.id}: {display_path(maker.csv_path, env.GetLaunchDir())}, " \
+    return f"{'DEVICES':<6} {maker.board.id}: {display_path(maker.csv_path, env.GetLaunchDir())}{_shard_of(maker)}, " \
            f"{workers} process{'es' if workers > 1 else ''}"
 
 
 @stop_on_error
-def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args, sign_key=None):
+def declare_devices(env, prepared, build_dir, csv_path, host, board_alias, args, sign_key=None, shard=None):
     """The per-device outputs of one board: one action, the devices.json ledger its target.
 
     SCons tracks one node per batch, not one per device file: the CSV and a digest of the files
-    it names decide when the batch is rebuilt.  The action runs one worker per -j job."""
+    it names decide when the batch is rebuilt.  The action runs one worker per -j job.
+    ``shard``: (K, N), the rows of shard K of N (``args`` hold it too), whose target is the
+    shard's ledger; sign_key signs the merged ledger (``atfactory merge-ledgers``), not a shard's."""
     from atfactory import devices as dev
     from atfactory.devices_worker import worker_command
+    from atfactory.shards import ledger_name
 
     board = prepared.board
     release = os.path.abspath(os.path.join(build_dir, board.id))
-    key, maker = dev.batch_key(prepared, csv_path, host, args)
+    key, maker = dev.batch_key(prepared, csv_path, host, args, shard=shard)
     site = os.path.dirname(os.path.dirname(os.path.abspath(dev.__file__)))
     environ = dict(os.environ)   # the workers import this checkout's atfactory
     environ["PYTHONPATH"] = site + (os.pathsep + environ["PYTHONPATH"] if environ.get("PYTHONPATH") else "")
     command = worker_command(board.path, env.GetLaunchDir(), csv_path, args + [
         "--input-cache", os.path.join(build_dir, ".atfactory", "inputs.json")])
-    target = os.path.abspath(os.path.join(release, dev.LEDGER))
+    target = os.path.abspath(os.path.join(release, ledger_name(shard) if shard else dev.LEDGER))
     _ACTIONS[target] = (maker, release, command, "--images" in args, environ)
     ledger = env.Command(target, [env.Value(key), env.File(os.path.abspath(csv_path)), board_alias],
                          Action(_build_devices, strfunction=_show_devices))
     env.Clean(ledger, os.path.join(release, dev.DEVICES_DIR))
     env.Precious(ledger)   # a failed batch leaves the last good one, ledger and devices/, as it was
-    if sign_key:   # the ledger lists every device output with its SHA-256: signing it covers them all
+    if sign_key and not shard:   # the ledger lists every device output with its SHA-256: signing it covers them all
         ledger += env.AtfSignature(target + ".sig", [ledger[0], env.File(sign_key)])
     return ledger
 
@@ -305,7 +379,7 @@ def reject_unknown_variables(variables) -> None:
         raise SCons.Errors.StopError(f"unknown variable {words}; accepted: {accepted} (see scons -h){hints}")
 
 
-def device_args(prepared, sandbox=False, images=False, release=False) -> list:
+def device_args(prepared, sandbox=False, images=False, release=False, shard=None) -> list:
     """The options a device chunk process needs to prepare the board exactly as this build did:
     this session's plugin and board folders, and the firmware unless the board itself names it."""
     plugin_dirs, board_dirs = _ACTIONS["session"]
@@ -322,6 +396,8 @@ def device_args(prepared, sandbox=False, images=False, release=False) -> list:
         args.append("--release")
     if images:
         args.append("--images")
+    if shard:
+        args += ["--shard", f"{shard[0]}/{shard[1]}"]
     return args
 
 
@@ -348,18 +424,20 @@ def make_session(env, extra_dirs, board_dirs=(), optional_dirs=()):
 
 @stop_on_error
 def build(env, host, registry, board, build_dir="build", firmware=None, sign_key=None, sandbox=False, devices=None,
-          device_images=False, default_firmware=None, release=False):
+          device_images=False, default_firmware=None, release=False, shard=None):
     """Declare every target of ``board`` ("all", an id, a path, or a list of ids and paths) under
     ``build_dir``/<ID>/ and make them the default targets; return them.
 
     Relative paths are relative to the folder scons was started in.  ``firmware`` overrides every
     board's; ``default_firmware(board)`` gives (path, file, key) for a board that names none.
-    ``devices``: a CSV of per-device values for the one board named."""
+    ``devices``: a CSV of per-device values for the one board named; ``shard``: "K/N", build
+    only shard K of N of its rows (atfactory.shards)."""
     from atfactory.input_cache import save_input_cache, use_input_cache
 
     launch = env.GetLaunchDir()
     build_dir = os.path.join(launch, build_dir)
     use_input_cache(os.path.join(build_dir, ".atfactory", "inputs.json"))
+    shard = check_shard(env, shard, devices)
     boards = load_boards(env, board, registry, host, firmware=firmware or None, sandbox=sandbox,
                          default_firmware=default_firmware, release=release)
     if devices and len(boards) != 1:
@@ -381,10 +459,26 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
         targets.append(alias)
         if devices:
             targets.append(declare_devices(env, prepared, build_dir, os.path.join(launch, devices), host, alias,
-                                           device_args(prepared, sandbox, device_images, release), sign_key))
+                                           device_args(prepared, sandbox, device_images, release, shard), sign_key,
+                                           shard))
     env.Default(targets)
+    prime_signatures(_ACTIONS["files"])
     save_input_cache()
     return targets
+
+
+@stop_on_error
+def check_shard(env, text, devices):
+    """shard=K/N -> (K, N), or None without it; a bad value or one without devices= stops."""
+    from atfactory.shards import parse_shard
+
+    if not text:
+        return None
+    shard = parse_shard(text, "shard=")
+    if not devices:
+        raise AtFactoryError(f"shard={text}: splits the rows of devices=CSV into shards; accepted: shard=K/N "
+                             "with devices=CSV")
+    return shard
 
 
 @stop_on_error
@@ -441,6 +535,8 @@ def declare_variables(env, args, board_help, plugins_help, defaults=None, extra=
                      "certificates", defaults["release"]),
         ("devices", "CSV of per-device values: one set of AT partitions per row, under <ID>/devices/", ""),
         BoolVariable("device_images", "with devices=: also a full factory image per device", False),
+        ("shard", "with devices=: build shard K/N of the rows only (rows i with i % N == K-1), whose ledgers "
+                  "atfactory merge-ledgers merges", ""),
         BoolVariable("VERBOSE", "show the inputs of every target", False),
     )
     variables.Update(env)
