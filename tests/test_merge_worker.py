@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 
 import pytest
 
@@ -44,9 +45,15 @@ def test_parallel_build_merges_in_a_worker_as_esptool_does(release, tmp_path):
     assert listed["factory/factory_WROOM-32.bin"]["size"] == len(image)
     # The content signature SCons stored came from the worker: a -j1 run, which hashes the image
     # itself, finds the manifest (which depends on the image) up to date.
+    time.sleep(2.1)   # settled: the input cache remembers the signatures this run computes
     again = run_scons("board=WROOM-32", f"firmware={fw}", "build_dir=out", "-j1", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert _built_lines(again) == []
+    # Signatures are SHA-256, and the input cache files them under that algorithm.
+    entries = json.loads((tmp_path / "out" / ".atfactory" / "inputs.json").read_text())["entries"]
+    csigs = {k.split(" ", 3)[3]: (k.split(" ")[2], v[1]) for k, v in entries.items() if k.startswith("csig ")}
+    assert csigs[str(image_path)] == ("sha256", hashlib.sha256(image).hexdigest())
+    assert {algorithm for algorithm, _ in csigs.values()} == {"sha256"}
     # A changed firmware file: the copy, the image and the manifest again, the image still esptool's.
     app = fw / "esp-at.bin"
     app.write_bytes(app.read_bytes()[:-4] + b"\x00\x01\x02\x03")

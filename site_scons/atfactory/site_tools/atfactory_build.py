@@ -18,6 +18,7 @@ import time
 from typing import Optional
 
 import SCons.Errors
+import SCons.Util
 from SCons.Action import Action
 from SCons.Builder import Builder
 
@@ -450,7 +451,10 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
     env.SConsignFile(os.path.join(build_dir, ".sconsign"))
     # Content signatures in SHA-256 (SCons's default is MD5): 2.5x faster to compute here (SHA
     # instructions), and a factory image's is the SHA-256 its merge computes for the manifest anyway.
+    # In effect at once (SCons applies it after the SConstruct), so that the signatures the input
+    # cache recalls below are recorded under the algorithm they are in; --hash-format still wins.
     env.SetOption("hash_format", "sha256")
+    SCons.Util.set_hash_format(env.GetOption("hash_format"))
     # No Decider() call: SCons's default content decider.  "content-timestamp" trusts whole-second
     # mtimes and misses a file changed within the second of the previous build (seen in the tests).
     targets = []
