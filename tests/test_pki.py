@@ -271,3 +271,19 @@ def test_mixed_key_first(reference):
                            (pki.TYPE_CERT, cert.read_bytes()), (pki.TYPE_CA, ca2.read_bytes()),
                            (pki.TYPE_KEY, key2.read_bytes())])
     assert_same_bytes(data, expected, "mixed_key_first.bin")
+
+
+def test_certificates_are_parsed_once_per_content_and_errors_raised_every_time():
+    from pathlib import Path
+
+    from atfactory.errors import ContentError
+
+    data = (Path(pki.__file__).parent / "boards" / "data" / "certs" / "client.crt").read_bytes()
+    first, second = pki.load_certificates(data), pki.load_certificates(bytearray(data))
+    assert first == second and first is not second   # a list of its own for every caller
+    assert first[0].subject.rfc4514_string() and len(first) == 1
+    for _ in range(2):
+        with pytest.raises(ContentError, match="expected a PEM or DER certificate"):
+            pki.load_certificates(b"  \n")
+        with pytest.raises(ContentError, match="not a PEM or DER X.509 certificate"):
+            pki.load_certificates(data.replace(b"MII", b"XYZ", 1))

@@ -466,3 +466,18 @@ def test_stale_temporaries_of_one_output_only(tmp_path):
     (tmp_path / ".cfg.bin.12345678.tmp").write_bytes(b"stale")
     write_atomic(str(tmp_path / "cfg.bin"), b"new")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".cfg.bin.bin.abcdEFGH.tmp", "cfg.bin"]
+
+
+def test_write_atomic_makes_missing_folders_and_refuses_a_file_in_the_way(tmp_path):
+    from atfactory.fsutil import write_atomic
+    write_atomic(str(tmp_path / "a" / "b" / "one.bin"), b"1")   # parents made; nothing to list in them
+    write_atomic(str(tmp_path / "a" / "b" / "two.bin"), b"2")
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["one.bin", "two.bin"]
+    (tmp_path / "in-the-way").write_bytes(b"x")
+    with pytest.raises(FileExistsError):
+        write_atomic(str(tmp_path / "in-the-way" / "three.bin"), b"3")
+    # A folder this process did not make is listed: a killed build's temporary there goes.
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / ".cfg.bin.ABCD1234.tmp").write_bytes(b"stale")
+    write_atomic(str(tmp_path / "old" / "cfg.bin"), b"new")
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["cfg.bin"]

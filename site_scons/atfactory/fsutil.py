@@ -89,9 +89,9 @@ def atomic_open(path: str, secret: bool = False, text: bool = False) -> Iterator
     would give them.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     prefix = "." + os.path.basename(path) + "."
-    _remove_stale_temporaries(folder, prefix)
+    if not _made_here(folder):
+        _remove_stale_temporaries(folder, prefix)
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     try:
         if not secret:
@@ -111,6 +111,26 @@ def write_atomic(path: str, data: bytes, secret: bool = False) -> None:
     """Write ``data`` to ``path`` through :func:`atomic_open`."""
     with atomic_open(path, secret=secret) as f:
         f.write(data)
+
+
+_MADE = set()   # folders this process created: no build killed before it left temporaries in them
+
+
+def _made_here(folder: str) -> bool:
+    """Make ``folder`` (and its parents) where missing; True when this process made it.  A cold
+    build writes hundreds of outputs into folders it has just made: none needs to be listed."""
+    if folder in _MADE:
+        return True
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        if not os.path.isdir(folder):
+            os.makedirs(folder, exist_ok=True)   # raises as it always did for a file in the way
+        return False
+    except FileNotFoundError:   # its parent is missing too
+        os.makedirs(folder, exist_ok=True)
+    _MADE.add(folder)
+    return True
 
 
 def _remove_stale_temporaries(folder: str, prefix: str) -> None:

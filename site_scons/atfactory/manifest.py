@@ -14,7 +14,7 @@ import base64
 import hashlib
 import json
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import AtFactoryError, InputError, SigningError, display_path
 from .fsutil import read_input
@@ -30,6 +30,29 @@ def sha256_file(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# path -> (stamp, SHA-256) of files this process hashed or wrote: the boards of one build share
+# inputs (certificates, layouts), and a factory image's digest comes from the bytes written.
+_KNOWN_SHA256: Dict[str, Tuple[object, str]] = {}
+
+
+def remember_sha256(path: str, stamp, digest: str) -> None:
+    if stamp is not None:
+        _KNOWN_SHA256[path] = (stamp, digest)
+
+
+def _stamped_sha256(path: str) -> str:
+    """sha256_file(path), computed once per content: a file whose stamp changed is read again."""
+    from .merge_worker import file_stamp
+
+    stamp = file_stamp(path)   # taken before reading: a change while reading changes it again
+    known = _KNOWN_SHA256.get(path)
+    if stamp is not None and known is not None and known[0] == stamp:
+        return known[1]
+    digest = sha256_file(path)
+    remember_sha256(path, stamp, digest)
+    return digest
 
 
 def manifest_spec(board, outputs: Sequence[Tuple[str, Optional[int]]], inputs: Sequence[dict],
@@ -67,9 +90,9 @@ def render_manifest(spec: dict, sources: Sequence[str]) -> bytes:
     if len(sources) != len(outputs) + len(inputs):
         raise AtFactoryError("manifest: sources do not match the outputs and inputs it lists")
     doc = {k: spec[k] for k in ("format", "atfactory", "board", "plugins")}
-    doc["outputs"] = sorted(({"path": path, "offset": offset, "size": os.path.getsize(src), "sha256": sha256_file(src)}
+    doc["outputs"] = sorted(({"path": path, "offset": offset, "size": os.path.getsize(src), "sha256": _stamped_sha256(src)}
                              for (path, offset), src in zip(outputs, sources)), key=lambda o: o["path"])
-    doc["inputs"] = [dict(desc, sha256=sha256_file(src)) for desc, src in zip(inputs, sources[len(outputs):])]
+    doc["inputs"] = [dict(desc, sha256=_stamped_sha256(src)) for desc, src in zip(inputs, sources[len(outputs):])]
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 

@@ -8,6 +8,7 @@ the order the types first appear and numbered per type from 0, as Espressif's ge
 """
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from dataclasses import dataclass
@@ -115,16 +116,19 @@ def load_certificates(data: bytes):
 
     Returns the list of certificates, leaf first.  Raises ContentError with a reason.
     """
-    return _load_certificates(data)[0]
+    return list(_load_certificates(bytes(data))[0])
 
 
 def leaf_public_key(data: bytes):
     """The public key of a certificate file's leaf, the file checked as load_certificates does."""
-    return _load_certificates(data)[1]
+    return _load_certificates(bytes(data))[1]
 
 
-def _load_certificates(data: bytes):
-    """(certificates, the leaf's public key): the key read once, as the field check reads it."""
+@functools.lru_cache(maxsize=256)
+def _load_certificates(data: bytes) -> tuple:
+    """(certificates, the leaf's public key), once per content: the boards of one build share
+    their CA and certificate files (certificates are immutable objects; errors are raised every
+    time), and the key is read once, as the field check reads it."""
     from cryptography import x509
 
     if not data.strip():
@@ -163,7 +167,7 @@ def _load_certificates(data: bytes):
         except Exception as exc:  # ValueError, UnsupportedAlgorithm, ...
             where = f"certificate {n} of the chain" if len(certs) > 1 else "the certificate"
             raise ContentError(f"{where} parses but a field of it does not ({_reason(exc)})") from None
-    return certs, keys[0]
+    return tuple(certs), keys[0]
 
 
 def _trailing_bytes(data: bytes, load) -> int:
