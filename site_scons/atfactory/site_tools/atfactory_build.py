@@ -531,6 +531,11 @@ def _store_plan(env, boards, targets, build_dir, load) -> None:
             stamps[os.path.dirname(path)] = plan_cache._stamp_of(os.path.dirname(path))
         if prepared.firmware is not None:
             plan_cache.walk_stamps(prepared.firmware.origin, stamps)
+    built = {t for node in nodes for t in node["targets"]}
+    for node in nodes:   # every input file of a target (an image atfactory_pre_merge added, say)
+        for s in node["sources"]:
+            if "file" in s and s["file"] not in built:
+                stamps[s["file"]] = plan_cache._stamp_of(s["file"])
     expires = _earliest_expiry(_CACHE["entries"], stamps)
     if expires is False:
         return
