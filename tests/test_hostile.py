@@ -203,7 +203,7 @@ def test_an_input_changed_between_check_and_build_is_not_built(tmp_path):
     value = Node(None, json.dumps({"kind": artifact.kind, "spec": artifact.spec, "secret": False}))
     source.write_bytes(b"swapped after the check, and longer")
     with pytest.raises(SCons.Errors.BuildError) as err:
-        tool._build([target], [value, Node(source)], None)
+        tool.build_artifact([target], [value, Node(source)], None)
     assert "changed after the board was checked; nothing was written from it" in str(err.value.errstr)
     assert not os.path.exists(target.abspath)
 

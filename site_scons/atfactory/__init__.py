@@ -7,6 +7,13 @@ and the errors they raise (``errors``).  The SCons glue is the tool in ``atfacto
 """
 __version__ = "0.1.0"
 
-from .hookspecs import hookimpl  # noqa: E402  - the marker plugins decorate their hooks with
-
 __all__ = ["__version__", "hookimpl"]
+
+
+def __getattr__(name):
+    # hookimpl, the marker plugins decorate their hooks with, imports pluggy: only when asked for
+    # (a no-op build from a cached plan imports atfactory.site_tools and nothing else of the library)
+    if name == "hookimpl":
+        from .hookspecs import hookimpl
+        return hookimpl
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,7 @@ from SCons.Action import Action
 from SCons.Builder import Builder
 
 from atfactory import artifacts as art
+from atfactory.site_tools import atfactory_plan as plan_cache
 from atfactory.errors import AtFactoryError, BoardError, did_you_mean, display_path
 from atfactory.fsutil import write_atomic
 from atfactory.site_tools import factory_images
@@ -42,6 +43,7 @@ ARTIFACT_BUILDERS = {
 # of a post-build stamp or a devices ledger.  Module level, so that every action's signature
 # is the stable function below and not a closure.
 _ACTIONS = {"formats": None, "builders": {}, "stamps": {}, "files": []}
+plan_cache._STATE["tool"] = sys.modules[__name__]   # whatever name SCons imported this tool under
 
 
 def stop_on_error(declare):
@@ -85,7 +87,7 @@ def _changed_since_checked(target, source) -> Optional[str]:
     return None
 
 
-def _build(target, source, env):
+def build_artifact(target, source, env):
     spec = json.loads(source[0].read())
     changed = _changed_since_checked(target, source)
     if changed:
@@ -104,7 +106,7 @@ def _build(target, source, env):
     return None
 
 
-def _show(target, source, env):
+def show_artifact(target, source, env):
     # Paths as the user sees them from where scons was started (scons -C changes the cwd).
     here = env.GetLaunchDir()
     label = _ACTIONS["builders"][json.loads(source[0].read())["kind"]][1]
@@ -118,10 +120,9 @@ def _show(target, source, env):
 def _artifact_action():
     """The one action of every artifact builder (the label comes from the target's Value node).
     SCons reads an action function's code for its signature when the action is made: making it
-    once, not once per builder, saves a no-op build that work a dozen times."""
-    if "action" not in _ACTIONS:
-        _ACTIONS["action"] = Action(_build, strfunction=_show)
-    return _ACTIONS["action"]
+    once, not once per builder, saves a no-op build that work a dozen times.  Its function is
+    atfactory_plan's, which a cached plan declares too (the same signature either way)."""
+    return plan_cache.action("artifact")
 
 
 def _builders(formats):
@@ -142,7 +143,7 @@ def _declare(env, out_dir, artifact):
     if artifact.kind == art.KIND_FACTORY_IMAGE:
         targets = [factory_images.adopt(t) for t in targets]
     sources = [env.File(s) for s in artifact.sources]
-    # the inputs as the check read them (not other outputs of the build): _build refuses any that changed
+    # the inputs as the check read them (not other outputs of the build): build_artifact refuses any that changed
     _ACTIONS["stamps"][targets[0].abspath] = {s.abspath: _stamp(s.abspath) for s in sources if not s.has_builder()}
     _ACTIONS["files"] += targets + sources
     return builder(targets, [_value(env, artifact)] + sources)
@@ -246,7 +247,7 @@ def _declare_manifest(env, out_dir, prepared, nodes, listed, host):
     return manifest
 
 
-def _build_manifest(target, source, env):
+def build_manifest(target, source, env):
     spec = json.loads(source[0].read())
     try:
         write_atomic(target[0].abspath, render_manifest(spec, [s.abspath for s in source[1:]]))
@@ -263,21 +264,21 @@ def _build_signature(target, source, env):
         raise _build_error(target, err)
 
 
+def show_one(label, target, env):
+    return f"{label:<6} {display_path(target[0].abspath, env.GetLaunchDir())}"
+
+
 def _show_one(label):
-    return lambda target, source, env: f"{label:<6} {display_path(target[0].abspath, env.GetLaunchDir())}"
+    return lambda target, source, env: show_one(label, target, env)
 
 
-def _run_post_build(target, source, env):
+def run_post_build(target, source, env):
     host, board, outputs = _ACTIONS[target[0].abspath]
     try:
         host.post_build(board, dict(outputs))
     except AtFactoryError as err:
         raise _build_error(target, err)
     write_atomic(target[0].abspath, b"post-build hooks ran for these outputs\n")
-
-
-def _show_post_build(target, source, env):
-    return f"{'HOOKS':<6} post-build of {os.path.basename(target[0].abspath).rsplit('.', 1)[0]}"
 
 
 def _declare_post_build(env, out_dir, board, nodes, host):
@@ -289,7 +290,7 @@ def _declare_post_build(env, out_dir, board, nodes, host):
     stamp = env.Dir(os.path.dirname(out_dir.abspath)).File(f".atfactory/boards/{board.id}/post_build")
     _ACTIONS[stamp.abspath] = (host, board, outputs)
     versions = env.Value(json.dumps(host.versions(), sort_keys=True))
-    return env.Command(stamp, [versions] + list(nodes), Action(_run_post_build, strfunction=_show_post_build))
+    return env.Command(stamp, [versions] + list(nodes), plan_cache.action("post_build"))
 
 
 @stop_on_error
@@ -302,14 +303,16 @@ def load_boards(env, ref, registry, host=None, firmware=None, sandbox=False, def
     result = prepare_boards(ref, registry, host, relative_to=env.GetLaunchDir(), firmware_override=firmware,
                             sandbox=sandbox, default_firmware=default_firmware, release=release)
     development = development_warning(result.boards)
-    for warning in result.warnings + ([development] if development else []):
-        sys.stderr.write(f"atfactory: warning: {warning}\n")
-    for note in result.notes:
-        sys.stdout.write(f"atfactory: note: {note}\n")
+    messages = [("stderr", f"atfactory: warning: {warning}\n") for warning in
+                result.warnings + ([development] if development else [])]
+    messages += [("stdout", f"atfactory: note: {note}\n") for note in result.notes]
     if result.without_firmware:
-        sys.stdout.write(f"atfactory: no firmware for {', '.join(result.without_firmware)}: built the AT partitions "
-                         "only; the factory image needs firmware ([firmware] release = \"PATH\" in the board, "
-                         "or firmware=PATH)\n")
+        messages.append(("stdout", f"atfactory: no firmware for {', '.join(result.without_firmware)}: built the AT "
+                                   "partitions only; the factory image needs firmware ([firmware] release = \"PATH\" "
+                                   "in the board, or firmware=PATH)\n"))
+    for stream, text in messages:
+        (sys.stderr if stream == "stderr" else sys.stdout).write(text)
+    _ACTIONS.setdefault("messages", []).extend(messages)   # a cached plan prints them again
     return result.boards
 
 
@@ -420,6 +423,7 @@ def make_session(env, extra_dirs, board_dirs=(), optional_dirs=()):
     board_dirs = absolute(board_dirs)
     host, registry = make(plugin_dirs, board_dirs=board_dirs)
     _ACTIONS["session"] = (plugin_dirs, board_dirs)
+    _ACTIONS["plugin_folders"] = absolute(optional_dirs) + plugin_dirs   # a cached plan stamps them, found or not
     use_session(env, host)
     return host, registry
 
@@ -469,7 +473,138 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
     env.Default(targets)
     prime_signatures(_ACTIONS["files"])
     save_input_cache()
+    if plan_cache.pending() and not (devices or sign_key or shard or env.get("VERBOSE")):
+        _store_plan(env, boards, targets, build_dir, dict(board=board, firmware=firmware or None, sandbox=sandbox,
+                                                          release=release, launch=launch))
     return targets
+
+
+_PLAN_ACTIONS = {"artifact": "build_artifact", "manifest": "build_manifest", "post_build": "run_post_build"}
+
+
+def _store_plan(env, boards, targets, build_dir, load) -> None:
+    """Store what this full load declared (atfactory_plan): every node under ``targets``, and the
+    stamps of every file and folder the load depended on.  Anything else declared: nothing stored."""
+    import atfactory
+    from SCons.Node.Alias import Alias
+    from SCons.Node.Python import Value
+
+    from atfactory.input_cache import _CACHE
+
+    functions = {plan_cache.ACTION_KINDS[kind][0]: kind for kind in _PLAN_ACTIONS}
+    nodes, aliases, seen = [], [], set()
+
+    def source(n):
+        if isinstance(n, Value):
+            return {"value": n.value}
+        if isinstance(n, Alias):
+            return {"alias": str(n)}
+        if type(n).__name__ != "File":
+            raise LookupError(n)
+        return {"file": n.abspath}
+
+    def walk(n):
+        if id(n) in seen:
+            return
+        seen.add(id(n))
+        if isinstance(n, Alias):
+            aliases.append([str(n), [source(c) for c in n.sources]])
+        elif n.has_builder() and not isinstance(n, Value):
+            executor = n.get_executor()
+            actions = executor.get_action_list()
+            kind = functions.get(getattr(actions[0], "execfunction", None)) if len(actions) == 1 else None
+            if kind is None or n.precious or n.noclean or n.nocache:
+                raise LookupError(n)
+            if executor.get_all_targets()[0] is n:
+                nodes.append({"action": kind, "targets": [t.abspath for t in executor.get_all_targets()],
+                              "sources": [source(s) for s in executor.get_all_sources()]})
+        else:
+            return
+        for child in (n.sources if isinstance(n, Alias) else n.get_executor().get_all_sources()):
+            walk(child)
+
+    targets = [n for t in targets for n in (t if isinstance(t, list) else [t])]
+    try:
+        for t in targets:
+            walk(t)
+    except LookupError:
+        return
+    stamps = {}
+    for folder in [os.path.dirname(os.path.abspath(atfactory.__file__)), env.Dir("#site_scons").abspath] + \
+            _ACTIONS.get("plugin_folders", []):
+        plan_cache.walk_stamps(folder, stamps)
+    top = env.Dir("#").abspath
+    stamps[top] = plan_cache._stamp_of(top)
+    for name in ["SConstruct", "Sconstruct", "sconstruct", "SConstruct.py", "Sconstruct.py", "sconstruct.py"] + \
+            list(env.GetOption("file") or []):
+        stamps[os.path.join(top, name)] = plan_cache._stamp_of(os.path.join(top, name))
+    for entry in sys.path:
+        stamps[os.path.abspath(entry or ".")] = plan_cache._stamp_of(os.path.abspath(entry or "."))
+    for prepared in boards:
+        for _, path in board_inputs(prepared.board, prepared.firmware):
+            stamps[path] = plan_cache._stamp_of(path)
+            stamps[os.path.dirname(path)] = plan_cache._stamp_of(os.path.dirname(path))
+        if prepared.firmware is not None:
+            plan_cache.walk_stamps(prepared.firmware.origin, stamps)
+    built = {t for node in nodes for t in node["targets"]}
+    for node in nodes:   # every input file of a target (an image atfactory_pre_merge added, say)
+        for s in node["sources"]:
+            if "file" in s and s["file"] not in built:
+                stamps[s["file"]] = plan_cache._stamp_of(s["file"])
+    expires = _earliest_expiry(_CACHE["entries"], stamps)
+    if expires is False:
+        return
+    check = {t: {p: list(st) if st else None for p, st in v.items()} for t, v in _ACTIONS["stamps"].items()}
+    post_build = {t: v for t, v in _ACTIONS.items() if t.startswith(os.sep) and isinstance(v, tuple) and len(v) == 3}
+    plan_cache.store_plan({"nodes": nodes, "aliases": aliases, "default": [str(t) for t in targets],
+                           "messages": _ACTIONS.get("messages", []), "expires": expires, "check_stamps": check,
+                           "post_build": {t: [board.id, outputs] for t, (_, board, outputs) in post_build.items()},
+                           "session": list(_ACTIONS["session"]), "load": load,
+                           "input_cache": _CACHE["path"]}, stamps, plan_cache.pending()[2])
+
+
+def _earliest_expiry(entries, stamps):
+    """The earliest notAfter (POSIX time) of the certificates among ``stamps``, None without any;
+    False when a certificate file's dates are not known (the plan is then not stored)."""
+    import datetime
+
+    earliest = None
+    for key, value in entries.items():
+        kind, _, path = key.partition(" ")
+        if path not in stamps or kind not in ("cert", "dates"):
+            continue
+        dates = entries.get(f"dates {path}")
+        if not (isinstance(dates, list) and len(dates) == 2 and isinstance(dates[1], list)):
+            return False
+        for _, expires in dates[1]:
+            when = datetime.datetime.fromisoformat(expires).timestamp()
+            earliest = when if earliest is None else min(earliest, when)
+    return earliest
+
+
+def load_cached_session(plan) -> None:
+    """What the actions of a cached plan need, made when SCons first runs one: the session's
+    formats, the inputs' stamps at the check the plan was made from, and each post-build hook's
+    board (checked again) and outputs."""
+    import SCons.Script
+
+    plugin_dirs, board_dirs = plan["session"]
+    from atfactory.plugins import make_session as make
+
+    host, registry = make(plugin_dirs, board_dirs=board_dirs)
+    _ACTIONS["session"] = (plugin_dirs, board_dirs)
+    use_session(SCons.Script.Environment(tools=[]), host)
+    _ACTIONS["stamps"] = {t: {p: tuple(st) if st else None for p, st in v.items()}
+                          for t, v in plan["check_stamps"].items()}
+    if plan["post_build"]:
+        from atfactory.prepare import prepare_boards
+
+        load = plan["load"]
+        result = prepare_boards(load["board"], registry, host, relative_to=load["launch"],
+                                firmware_override=load["firmware"], sandbox=load["sandbox"], release=load["release"])
+        by_id = {p.board.id: p.board for p in result.boards}
+        for target, (board_id, outputs) in plan["post_build"].items():
+            _ACTIONS[target] = (host, by_id[board_id], outputs)
 
 
 @stop_on_error
@@ -557,30 +692,16 @@ def check_sign_key(env, path):
     load_signing_key(path)
 
 
-_LOCKS = []   # held for the life of the scons process; the OS releases them when it ends, even on SIGKILL
-
-
 def lock_build_dir(env, build_dir):
     """One build at a time per build_dir: a second one stops in one line instead of racing the
     first over the same outputs (and .sconsign).  POSIX advisory lock; elsewhere, no lock."""
-    try:
-        import fcntl
-    except ImportError:   # pragma: no cover - Windows
-        return
-    folder = os.path.join(build_dir, ".atfactory")
-    try:
-        os.makedirs(folder, exist_ok=True)
-        handle = open(os.path.join(folder, "build.lock"), "a+")
-    except OSError as exc:
-        raise SCons.Errors.StopError(f"build_dir {display_path(build_dir, env.GetLaunchDir())}: cannot be made or "
-                                     f"written ({exc.strerror or exc}); accepted: a folder this user can write")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
+    held = plan_cache.lock_build_dir(build_dir)
+    if held is False:
         raise SCons.Errors.StopError(f"build_dir {display_path(build_dir, env.GetLaunchDir())} is in use by another "
                                      "atfactory build; wait for it to finish, or use another build_dir=")
-    _LOCKS.append(handle)
+    if held is not True:
+        raise SCons.Errors.StopError(f"build_dir {display_path(build_dir, env.GetLaunchDir())}: cannot be made or "
+                                     f"written ({held.strerror or held}); accepted: a folder this user can write")
 
 
 def stop(env, message):
@@ -588,7 +709,7 @@ def stop(env, message):
 
 
 def generate(env):
-    env["BUILDERS"]["AtfManifest"] = Builder(action=Action(_build_manifest, strfunction=_show_one("LIST")))
+    env["BUILDERS"]["AtfManifest"] = Builder(action=plan_cache.action("manifest"))
     env["BUILDERS"]["AtfSignature"] = Builder(action=Action(_build_signature, strfunction=_show_one("SIGN")))
     env.AddMethod(make_session, "AtfSession")
     env.AddMethod(build, "AtfBuild")
