@@ -454,12 +454,7 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
     lock_build_dir(env, build_dir)   # before the first byte is written into it
     os.makedirs(build_dir, exist_ok=True)
     env.SConsignFile(os.path.join(build_dir, ".sconsign"))
-    # Content signatures in SHA-256 (SCons's default is MD5): 2.5x faster to compute here (SHA
-    # instructions), and a factory image's is the SHA-256 its merge computes for the manifest anyway.
-    # In effect at once (SCons applies it after the SConstruct), so that the signatures the input
-    # cache recalls below are recorded under the algorithm they are in; --hash-format still wins.
-    env.SetOption("hash_format", "sha256")
-    SCons.Util.set_hash_format(env.GetOption("hash_format"))
+    plan_cache.use_sha256_signatures()   # as a cached plan does (the SConstruct may not have asked it)
     # No Decider() call: SCons's default content decider.  "content-timestamp" trusts whole-second
     # mtimes and misses a file changed within the second of the previous build (seen in the tests).
     targets = []
@@ -487,6 +482,7 @@ def _store_plan(env, boards, targets, build_dir, load) -> None:
     stamps of every file and folder the load depended on.  Anything else declared: nothing stored."""
     import atfactory
     from SCons.Node.Alias import Alias
+    from SCons.Node.FS import File
     from SCons.Node.Python import Value
 
     from atfactory.input_cache import _CACHE
@@ -499,7 +495,7 @@ def _store_plan(env, boards, targets, build_dir, load) -> None:
             return {"value": n.value}
         if isinstance(n, Alias):
             return {"alias": str(n)}
-        if type(n).__name__ != "File":
+        if not isinstance(n, File):   # a FactoryImageFile is one too
             raise LookupError(n)
         return {"file": n.abspath}
 

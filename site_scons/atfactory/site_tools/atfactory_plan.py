@@ -130,10 +130,23 @@ def _eligible(arglist, targets) -> bool:
     return all(n in CACHEABLE_ARGUMENTS for n in names) and len(set(names)) == len(names)
 
 
+def use_sha256_signatures() -> None:
+    """Content signatures in SHA-256 (SCons's default is MD5), for a cached plan and a full load
+    alike: 2.5x faster to compute here (SHA instructions), and a factory image's is the SHA-256
+    its merge computes for the manifest anyway.  In effect at once (SCons applies the option only
+    after the SConstruct), so that remembered signatures are filed under the algorithm they are
+    in; ``--hash-format`` on the command line still wins."""
+    import SCons.Script
+    import SCons.Util
+    SCons.Script.SetOption("hash_format", "sha256")
+    SCons.Util.set_hash_format(SCons.Script.GetOption("hash_format"))
+
+
 def cached_build(arglist, targets, launch: str) -> bool:
     """Declare the cached plan of this command line and return True; else remember its key (the
     full load stores its plan) and return False.  Any doubt is a full load."""
     started = time.time_ns()
+    use_sha256_signatures()   # before the key, which names the algorithm
     if not _eligible(arglist, targets):
         return False
     key = _key(arglist, launch)
