@@ -98,6 +98,7 @@ def test_vendor_plugin_board_builds_with_every_hook(tmp_path):
     board.write_text(board.read_text().replace('"1.1"', '"1.2"'))
     r = run_scons(f"board={board.name}", "build_dir=out", WITH_ACME, cwd=tmp_path)
     assert re.findall(r"^(PLUGIN|HOOKS)\s", r.stdout, re.M) == ["PLUGIN", "HOOKS"]
+    assert re.findall(r"^HOOKS.*$", r.stdout, re.M) == ["HOOKS  post-build of ACME-W33"]   # the board, by its id
     # Reproducible: the same board in another build folder gives the same archive.
     assert run_scons("board=ACME-W32", "build_dir=elsewhere", WITH_ACME, cwd=tmp_path).returncode == 0
     assert (tmp_path / "elsewhere/ACME-W32-release.zip").read_bytes() == first

@@ -87,7 +87,8 @@ def _run_post_build(target, source, env):
 
 
 def _show_post_build(target, source, env):
-    return f"{'HOOKS':<6} post-build of {os.path.basename(target[0].abspath).rsplit('.', 1)[0]}"
+    # the stamp is build_dir/.atfactory/boards/<ID>/post_build: name the board, as users know it
+    return f"{'HOOKS':<6} post-build of {os.path.basename(os.path.dirname(target[0].abspath))}"
 
 
 ACTION_KINDS = {"artifact": (_build, _show), "manifest": (_build_manifest, _show_manifest),
