@@ -151,7 +151,8 @@ def _declare(env, out_dir, artifact):
 
 # A file changed this recently may change again within one tick of the file system's clock,
 # keeping its stamp: its content signature is not remembered (git's "racily clean" files).
-_SETTLED_NS = 2_000_000_000
+# One constant for the cached plan and the full load, which must agree on it.
+_SETTLED_NS = plan_cache._SETTLED_NS
 
 
 def _signature_kind() -> str:
