@@ -187,6 +187,34 @@ def test_the_plan_holds_no_key_material(vendor_tree):
             assert hashlib.new(algorithm, data).hexdigest() not in text
 
 
+# SCons, its chunk size for hashing a file as the build leaves it (printed at exit)
+CHUNK_PROBE = ("import atexit, sys, SCons.Node.FS as fs; "
+               "atexit.register(lambda: print('hash chunk', fs.File.hash_chunksize)); "
+               "sys.argv[0] = 'scons'; import SCons.Script; SCons.Script.main()")
+
+
+def test_files_are_hashed_in_64_kib_chunks_from_a_plan_and_a_full_load(vendor_tree):
+    """SCons 4.x scales its default chunk (65536) to 64 MiB, so every file under that size was
+    read whole to be hashed: a 100,000-device ledger in memory.  Both loads set 64 KiB; the
+    command line's --hash-chunksize still wins."""
+    tmp_path, args, _ = vendor_tree
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env.update(TRACE)
+
+    def probe(*extra):
+        r = subprocess.run([sys.executable, "-c", CHUNK_PROBE, "-C", str(REPO), "-Q", *extra, *args],
+                           cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r, re.findall(r"^hash chunk (\d+)$", r.stdout, re.M)
+
+    full, chunk = probe()   # a command line of its own (python -c): a full load, which stores its plan
+    assert full_load(full) and chunk == ["65536"], full.stdout
+    cached, chunk = probe()
+    assert not full_load(cached) and chunk == ["65536"], cached.stdout
+    given, chunk = probe("--hash-chunksize=128")
+    assert chunk == [str(128 * 1024)], given.stdout
+
+
 @pytest.mark.parametrize("args", [("-c",), ("-h",), ("plugins",), ("VERBOSE=1",), ("sign_key=none.key",)])
 def test_other_command_lines_load_fully(tmp_path, args):
     scons(tmp_path, "board=WROOM-32", "build_dir=out")

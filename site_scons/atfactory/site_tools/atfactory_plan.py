@@ -136,11 +136,24 @@ def use_sha256_signatures() -> None:
     alike: 2.5x faster to compute here (SHA instructions), and a factory image's is the SHA-256
     its merge computes for the manifest anyway.  In effect at once (SCons applies the option only
     after the SConstruct), so that remembered signatures are filed under the algorithm they are
-    in; ``--hash-format`` on the command line still wins."""
+    in; ``--hash-format`` on the command line still wins.
+
+    Files are hashed in chunks of 64 KiB.  SCons 4.x means that by default, but scales its
+    default (65536, in bytes) once more as if it were KiB: every file under 64 MiB was read whole
+    to be hashed, so a 100,000-device ledger (36 MB) sat in the scons process's memory at the end
+    of the batch.  The chunk size changes no signature (the hash of the same bytes either way);
+    ``--hash-chunksize`` on the command line still wins."""
+    import SCons.Node.FS
     import SCons.Script
     import SCons.Util
     SCons.Script.SetOption("hash_format", "sha256")
     SCons.Util.set_hash_format(SCons.Script.GetOption("hash_format"))
+    if not any(a.startswith(("--hash-chunksize", "--md5-chunksize")) for a in sys.argv[1:]):
+        SCons.Script.SetOption("hash_chunksize", HASH_CHUNK_KIB)
+        SCons.Node.FS.File.hash_chunksize = HASH_CHUNK_KIB * 1024
+
+
+HASH_CHUNK_KIB = 64
 
 
 def cached_build(arglist, targets, launch: str) -> bool:
