@@ -496,3 +496,65 @@ def test_scons_shows_progress_on_a_terminal_only(tmp_path):
     piped = run_scons("board=WROOM-32", "devices=devices.csv", "-j2", "build_dir=pipe", cwd=tmp_path)
     assert piped.returncode == 0 and "DEVICES WROOM-32: 40 devices" in piped.stdout
     assert "devices:" not in piped.stderr and "\r" not in piped.stderr + piped.stdout
+
+
+@pytest.mark.parametrize("writev", [True, False])
+def test_an_image_written_in_pieces_survives_short_writes(tmp_path, monkeypatch, writev):
+    """Without a kernel copy a device image is written as views of its template and the
+    device's files; a kernel that takes fewer bytes than asked (a signal, a FUSE disk) loses none."""
+    import os
+
+    from atfactory import devices_worker as dw
+
+    real_writev, real_write = os.writev, os.write
+    monkeypatch.setattr(dw, "_WRITEV", writev)
+    monkeypatch.setattr(dw.os, "writev", lambda fd, views: real_writev(fd, [bytes(b"".join(views))[:777]]))
+    monkeypatch.setattr(dw.os, "write", lambda fd, data: real_write(fd, bytes(data)[:500]))
+    template = bytes(range(256)) * 40
+    own = {"a": b"\x01" * 300, "b": b"\x02" * 10}
+    pieces = dw._ImageTemplates._pieces(template, [(0, "a"), (4000, "tpl"), (10230, "b")], own)
+    expected = b"\x01" * 300 + template[300:10230] + b"\x02" * 10
+    assert b"".join(bytes(p) for p in pieces) == expected
+    fd = os.open(tmp_path / "image.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    dw._write_all(fd, pieces)
+    os.close(fd)
+    assert (tmp_path / "image.bin").read_bytes() == expected
+    assert dw._sha256_hex(pieces) == hashlib.sha256(expected).hexdigest()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "copy_file_range"), reason="copy_file_range: Linux only")
+def test_a_kernel_copy_that_stops_midway_falls_back_to_an_empty_file(tmp_path, monkeypatch):
+    """Copied in the kernel, short copies are resumed; a disk that refuses after a first part
+    leaves the image empty for the write from memory, and no later image tries again."""
+    import errno
+    import os
+
+    from atfactory import devices_worker as dw
+
+    templates = dw._ImageTemplates(None, str(tmp_path))
+    template = os.urandom(100000)
+    source = templates._template_file(("k",), template)
+    (kept,) = templates.paths
+    assert os.stat(kept).st_mode & 0o777 == 0o600   # the template holds the board's keys
+    real = os.copy_file_range
+    monkeypatch.setattr(dw.os, "copy_file_range", lambda src, dst, count, a, b: real(src, dst, min(count, 3000), a, b))
+    fd = os.open(tmp_path / "copied.bin", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    assert dw._copy_file(source, fd, len(template))
+    os.close(fd)
+    assert (tmp_path / "copied.bin").read_bytes() == template
+    calls = []
+
+    def refuse(src, dst, count, a, b):
+        calls.append(a)
+        if a:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(src, dst, 5000, a, b)
+    monkeypatch.setattr(dw.os, "copy_file_range", refuse)
+    monkeypatch.setattr(dw, "_COPY", True)
+    fd = os.open(tmp_path / "refused.bin", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    assert not dw._copy_file(source, fd, len(template))
+    os.close(fd)
+    assert (tmp_path / "refused.bin").read_bytes() == b"" and calls == [0, 5000] and dw._COPY is False
+    assert templates._template_file(("other",), template) is None   # no second template file
+    templates.close()
+    assert not os.path.exists(kept)

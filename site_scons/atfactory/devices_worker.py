@@ -21,6 +21,7 @@ logs, pipes) nothing.  Done rows are counted from the chunk ledgers, which are l
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import heapq
 import json
@@ -87,9 +88,18 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
     board = maker.board
     planned = [a for a in art.plan_board(board, maker.prepared.firmware, maker.formats) if a.offset is not None]
     release = os.path.dirname(os.path.abspath(staging))
-    failed = 0
     configs: Dict[tuple, bytes] = {}   # download.config by its entries
-    templates = _ImageTemplates(board)
+    work = os.path.join(release, WORK)
+    templates = _ImageTemplates(board, work if os.path.isdir(work) else None)
+    try:
+        yield from _rows_of_chunk(maker, staging, chunk, chunks, images, planned, release, configs, templates)
+    finally:
+        templates.close()
+
+
+def _rows_of_chunk(maker, staging, chunk, chunks, images, planned, release, configs, templates):
+    board = maker.board
+    failed = 0
     for n, row in enumerate(maker.rows()):
         if n % chunks != chunk:
             continue
@@ -140,11 +150,10 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
             _create(os.path.join(folder, rel), data, secret)
             hashes[rel] = hashlib.sha256(data).hexdigest()
         if images and maker.prepared.firmware is not None:
-            image = templates.image(merge_list, {os.path.join(folder, r): d for r, (d, _) in files.items()})
             rel = art.device_image_path(board, device_id)
             _mkdir(os.path.dirname(os.path.join(folder, rel)))
-            _create(os.path.join(folder, rel), image, image_secret)
-            hashes[rel] = hashlib.sha256(image).hexdigest()
+            hashes[rel] = templates.write(os.path.join(folder, rel), merge_list,
+                                          {os.path.join(folder, r): d for r, (d, _) in files.items()}, image_secret)
         entry["outputs"] = hashes
         yield entry
 
@@ -154,41 +163,168 @@ class _ImageTemplates:
 
     esptool's merge fills every gap with 0xFF and changes nothing but the bootloader's header,
     so a device's image is the merge of the board's shared files alone (the template, made once
-    by esptool) with the device's own files copied in at their offsets.  The first image of
+    by esptool) with the device's own files in place at their offsets.  The first image of
     each template is also merged by esptool in full and compared: should they ever differ,
-    every image of that set is merged by esptool."""
+    every image of that set is merged by esptool.
 
-    def __init__(self, board):
+    A 4 MB image is never copied in Python.  Where the kernel copies between files
+    (copy_file_range: Linux; a reflink where the disk has them) the template is kept in a file
+    of the batch's work folder and copied there, then the device's files are written at their
+    offsets; this takes the kernel about half the CPU of writing the same bytes from memory.
+    Elsewhere the image is written as views of the template between the device's files.  The
+    image is hashed from those views in a second thread while it is written."""
+
+    def __init__(self, board, folder: Optional[str]):
+        """``folder``: where template files may be kept (the batch's work folder), or None."""
         self.board = board
+        self.folder = folder
         self.made: Dict[tuple, Optional[bytes]] = {}   # own offsets -> template, or None: esptool
+        self.shared: Dict[tuple, list] = {}            # own offsets -> (offset, name, size) of the shared files
+        self.files: Dict[tuple, Optional[int]] = {}    # own offsets -> a template file's descriptor, or None
+        self.paths: List[str] = []
+        self.pool = None
 
     def _merge(self, entries) -> bytes:
         b = self.board
         return merge_factory_image(b.chip.name, b.flash_mode, b.flash_freq, b.flash_size, b.flash_size_bytes, entries)
 
-    def image(self, entries: Sequence[Tuple[int, str]], own: Dict[str, bytes]) -> bytes:
-        """``entries``: (offset, path) of every flashed file; ``own``: path -> bytes of the device's."""
+    def write(self, path: str, entries: Sequence[Tuple[int, str]], own: Dict[str, bytes], secret: bool) -> str:
+        """Write the image of ``entries`` ((offset, path) of every flashed file; ``own``: path ->
+        bytes of the device's) as a new file; its SHA-256 in hex."""
         key = tuple(sorted(o for o, p in entries if p in own))
         if key not in self.made:
             template = self._merge([(o, p) for o, p in entries if p not in own])
             whole = self._merge(entries)
-            self.made[key] = template if self._patched(template, entries, own) == whole else None
-            return whole
+            self.made[key] = template if b"".join(self._pieces(template, entries, own)) == whole else None
+            self.shared[key] = [(o, display_path(p), os.path.getsize(p)) for o, p in entries if p not in own]
+            _create(path, whole, secret)
+            return hashlib.sha256(whole).hexdigest()
         template = self.made[key]
         if template is None:
-            return self._merge(entries)
-        check_layout([(o, display_path(p), len(own[p]) if p in own else os.path.getsize(p)) for o, p in entries],
+            whole = self._merge(entries)
+            _create(path, whole, secret)
+            return hashlib.sha256(whole).hexdigest()
+        check_layout(self.shared[key] + [(o, display_path(p), len(own[p])) for o, p in entries if p in own],
                      self.board.flash_size_bytes)
-        return self._patched(template, entries, own)
+        pieces = self._pieces(template, entries, own)
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self.pool = ThreadPoolExecutor(max_workers=1)
+        digest = self.pool.submit(_sha256_hex, pieces)
+        try:
+            source = self._template_file(key, template)
+            fd = os.open(path, _CREATE_FLAGS, 0o600 if secret else 0o666)
+            try:
+                if source is None or not _copy_file(source, fd, len(template)):
+                    _write_all(fd, pieces)
+                else:
+                    for offset, data in sorted((o, own[p]) for o, p in entries if p in own):
+                        _pwrite_all(fd, data, offset)
+            finally:
+                os.close(fd)
+        finally:
+            hexdigest = digest.result()
+        return hexdigest
+
+    def _template_file(self, key: tuple, template: bytes) -> Optional[int]:
+        if key in self.files:
+            return self.files[key]
+        fd = None
+        if self.folder is not None and _COPY:
+            path = os.path.join(self.folder, f"template-{os.getpid()}-{len(self.paths)}.bin")
+            try:   # it holds the board's keys: owner-only, as the work folder's ledgers are
+                fd = os.open(path, (_CREATE_FLAGS & ~os.O_WRONLY) | os.O_RDWR, 0o600)
+            except OSError:
+                fd = None
+            else:
+                self.paths.append(path)
+                try:
+                    _write_all(fd, [template])
+                except OSError:
+                    os.close(fd)
+                    fd = None
+        self.files[key] = fd
+        return fd
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+        for fd in self.files.values():
+            if fd is not None:
+                os.close(fd)
+        for path in self.paths:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     @staticmethod
-    def _patched(template: bytes, entries, own: Dict[str, bytes]) -> bytes:
-        out = bytearray(template)
-        for offset, path in entries:
-            data = own.get(path)
-            if data is not None:
-                out[offset:offset + len(data)] = data
-        return bytes(out)
+    def _pieces(template: bytes, entries, own: Dict[str, bytes]) -> list:
+        """The template with the device's files in place (check_layout: they neither overlap
+        nor run past the flash)."""
+        view, pieces, pos = memoryview(template), [], 0
+        for offset, data in sorted((o, own[p]) for o, p in entries if p in own):
+            pieces += [view[pos:offset], data] if offset > pos else [data]
+            pos = offset + len(data)
+        pieces.append(view[pos:])
+        return pieces
+
+
+def _copy_file(source: int, fd: int, size: int) -> bool:
+    """Copy ``size`` bytes of the file ``source`` into the empty file ``fd`` in the kernel;
+    False, with ``fd`` still empty, where the kernel or the disk cannot."""
+    global _COPY
+    done = 0
+    try:
+        while done < size:
+            n = os.copy_file_range(source, fd, size - done, done, done)
+            if n <= 0:   # some file systems copy nothing rather than say they cannot
+                raise OSError(errno.EINVAL, "copy_file_range copied nothing")
+            done += n
+    except OSError as exc:
+        if exc.errno not in _NO_COPY:
+            raise
+        if done:
+            os.ftruncate(fd, 0)
+        _COPY = False   # not on this kernel or disk: write from memory from now on
+        return False
+    return True
+
+
+_COPY = hasattr(os, "copy_file_range")
+_NO_COPY = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP),
+            errno.EBADF}
+
+
+def _write_all(fd: int, pieces: Sequence[bytes]) -> None:
+    """``pieces`` one after the other at the file's position, in as few system calls as the
+    kernel takes (a short write loses nothing)."""
+    views = [memoryview(p) for p in pieces if len(p)]
+    while views:
+        done = os.writev(fd, views[:_IOV_MAX]) if _WRITEV else os.write(fd, views[0])
+        while views and done >= len(views[0]):
+            done -= len(views[0])
+            views.pop(0)
+        if done:
+            views[0] = views[0][done:]
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+_IOV_MAX = 1024
+_WRITEV = hasattr(os, "writev")   # not on Windows: a piece a call there
+
+
+def _sha256_hex(pieces: Sequence[bytes]) -> str:
+    h = hashlib.sha256()
+    for piece in pieces:
+        h.update(piece)
+    return h.hexdigest()
 
 
 def write_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, images: bool, ledger: str,
