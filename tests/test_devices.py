@@ -23,16 +23,17 @@ from firmware_factory import make_release
 T0, T1 = datetime.datetime(2026, 1, 1), datetime.datetime(2036, 1, 1)
 
 
-def make_device_pki(folder: Path, count: int):
-    """An EC CA and ``count`` device certificates with their keys (cert_N.pem, key_N.pem)."""
+def make_device_pki(folder: Path, count: int, valid=(T0, T1), name="dev", ca_name="line CA"):
+    """An EC CA and ``count`` device certificates with their keys (cert_N.pem, key_N.pem):
+    CN <name>-N, valid from ``valid[0]`` to ``valid[1]``."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "line CA")])
+    ca = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
     for n in range(count):
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"dev-{n}")]))
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}-{n}")]))
                 .issuer_name(ca).public_key(key.public_key()).serial_number(n + 1)
-                .not_valid_before(T0).not_valid_after(T1).sign(ca_key, hashes.SHA256()))
+                .not_valid_before(valid[0]).not_valid_after(valid[1]).sign(ca_key, hashes.SHA256()))
         (folder / f"cert_{n}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         (folder / f"key_{n}.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                               serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
@@ -558,3 +559,65 @@ def test_a_kernel_copy_that_stops_midway_falls_back_to_an_empty_file(tmp_path, m
     assert templates._template_file(("other",), template) is None   # no second template file
     templates.close()
     assert not os.path.exists(kept)
+
+
+def _expired_pki(folder: Path, count: int):
+    """``count`` device pairs whose certificates expired on 2025-06-30 (CN old-N)."""
+    make_device_pki(folder, count, (datetime.datetime(2020, 1, 1), datetime.datetime(2025, 6, 30)), "old", "old CA")
+
+
+def test_expired_device_certificates_build_with_one_warning(device_pki, tmp_path):
+    """As a board's: a row's certificate that has expired builds, and the batch warns once,
+    naming how many rows and the first; the ledger is what it would be without the warning."""
+    _expired_pki(tmp_path / "old", 2)
+    good = rows_for(1, device_pki, tmp_path)
+    csv = write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key",
+                    good + [f"D9000{n},old/cert_{n}.pem,old/key_{n}.pem" for n in range(2)])
+    r = run_scons("board=WROOM-32", f"devices={csv.name}", "build_dir=out", "-j2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "expired" in line]
+    assert warnings == ["atfactory: warning: devices.csv: 2 rows hold expired certificates, the first: line 3, "
+                        'client_cert = "old/cert_0.pem": certificate CN=old-0 expired on 2025-06-30; they still build, '
+                        "but TLS peers that check dates will refuse them; release=yes refuses expired certificates"]
+    ledger = json.loads((tmp_path / "out/WROOM-32/devices.json").read_text())
+    assert [d["device_id"] for d in ledger["devices"]] == ["D00000", "D90000", "D90001"]
+    assert "expired" not in (tmp_path / "out/WROOM-32/devices.json").read_text()
+    one = write_csv(tmp_path / "one.csv", "device_id,client_cert,client_key", ["D1,old/cert_1.pem,old/key_1.pem"])
+    r = run_scons("board=WROOM-32", f"devices={one.name}", "build_dir=out1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [line for line in r.stderr.splitlines() if "expired" in line] == [
+        'atfactory: warning: one.csv: line 2, client_cert = "old/cert_1.pem": certificate CN=old-1 expired on '
+        
+        "2025-06-30; it still builds, but TLS peers that check dates will refuse it; release=yes refuses expired "
+        "certificates"]
+
+
+def test_release_refuses_expired_device_certificates_and_valid_until_dates_them(device_pki, tmp_path, registry):
+    """release=yes: a row's expired certificate is a problem of that row; [release] valid_until:
+    a row's certificate that expires before it is one too (T1 of device_pki is 2036-01-01)."""
+    import dataclasses
+
+    from atfactory.devices import DeviceMaker, _rows
+    from atfactory.errors import BoardError
+    from atfactory.prepare import prepare_board
+
+    _expired_pki(tmp_path / "old", 1)
+    csv = write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key",
+                    rows_for(1, device_pki, tmp_path) + ["D9,old/cert_0.pem,old/key_0.pem"])
+    prepared = dataclasses.replace(prepare_board("WROOM-32", registry), release=True)
+    maker = DeviceMaker(prepared, str(csv))
+    good, old = list(_rows(str(csv)))
+    assert maker.make(good)[0] == "D00000"
+    with pytest.raises(BoardError) as err:
+        maker.make(old)
+    assert err.value.lines() == [f"{csv}: line 3, client_cert = \"old/cert_0.pem\": certificate "
+                                 "CN=old-0 expired on 2025-06-30; release=yes refuses expired certificates: accepted: "
+                                 "certificates valid today"]
+    board = dataclasses.replace(prepared.board, data=dict(prepared.board.data, release={"valid_until": "2040-01-01"}))
+    dated = DeviceMaker(dataclasses.replace(prepared, board=board, release=False), str(csv))
+    with pytest.raises(BoardError) as err:
+        dated.make(good)
+    (line,) = err.value.lines()
+    assert line.startswith(f"{csv}: line 2, client_cert = ") and line.endswith(
+        ": certificate CN=dev-0 expires 2036-01-01, before the board's [release] valid_until 2040-01-01; replace it "
+        "or move the date")

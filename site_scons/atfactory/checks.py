@@ -343,7 +343,7 @@ def _check_partitions(c: Checker, merged: Merged, formats: FormatRegistry, at_ve
 
 
 
-def _parse_date(value) -> Optional[datetime.date]:
+def parse_date(value) -> Optional[datetime.date]:
     if isinstance(value, datetime.datetime):
         return value.date()
     if isinstance(value, datetime.date):
@@ -380,7 +380,7 @@ def _check_certificate_dates(c: Checker, partitions, warnings: List[str], releas
     raw = c.get("release", "valid_until")
     limit = None
     if raw is not None:
-        until = _parse_date(raw)
+        until = parse_date(raw)
         if until is None:
             c.fail(("release", "valid_until"), "expected a date: 2030-01-01 (a TOML date or a string)", str(raw))
         else:

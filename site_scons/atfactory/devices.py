@@ -22,6 +22,7 @@ from __future__ import annotations
 import codecs
 import csv
 import dataclasses
+import datetime
 import hashlib
 import itertools
 import json
@@ -33,7 +34,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from . import artifacts as art
 from . import factory_param as fp
 from . import vendor_nvs
-from .checks import Checker
+from .checks import Checker, parse_date
 from .errors import BoardError, ContentError, InputError, Problem, did_you_mean, display_path
 from .formats import CERTIFICATE_USES, ReadContext, public_keys
 from .formats.factory_param import check_table
@@ -188,6 +189,11 @@ class DeviceMaker:
         self.part_formats = [(p, self.formats.get(p.content.kind) if p.content else
                               self.formats.for_partition(p.name, self.board.at_version)) for p in self.board.partitions]
         self.memo: dict = {}   # what formats read of the board itself, once per batch (ReadContext.memo)
+        # the rows' certificates are dated as the board's are (checks._check_certificate_dates)
+        self.now = datetime.datetime.now(datetime.timezone.utc)
+        until = parse_date((self.board.data.get("release") or {}).get("valid_until"))
+        self.valid_until = None if until is None else \
+            (until, datetime.datetime.combine(until, datetime.time(0), tzinfo=datetime.timezone.utc))
         self._plugin_shared = {}
         for name, (build, seen) in prepared.plugin_builders.items():
             self._plugin_shared[name] = call_build(self.board.partition(name).content.spec["plugin"], name, build,
@@ -211,8 +217,10 @@ class DeviceMaker:
         raise BoardError([Problem(self.csv_path, "device_id", f"no row has this device id ({len(ids)} rows)"
                                   + did_you_mean(device_id, ids), device_id)])
 
-    def make(self, row: Row):
-        """(device_id, {release path: (bytes, secret)}, {set name: digest for duplicate checks})."""
+    def make(self, row: Row, expired: Optional[List[str]] = None):
+        """(device_id, {release path: (bytes, secret)}, {set name: digest for duplicate checks}).
+        ``expired``: a list that gets what the row holds of certificates expired by now (a
+        warning: they still build; release=yes refuses them)."""
         problems: List[Problem] = []
 
         def fail(key: str, message: str, value=Problem.NO_VALUE):
@@ -228,7 +236,7 @@ class DeviceMaker:
         files: Dict[str, Tuple[bytes, bool]] = {}
         digests: Dict[str, str] = {}
         values = self._factory_values(row, fail, problems)
-        self._partitions(row, values, files, digests, fail)
+        self._partitions(row, values, files, digests, fail, expired)
         self._plugin_tables(row, files, fail)
         if problems:
             raise BoardError(problems)
@@ -266,7 +274,7 @@ class DeviceMaker:
         values.update(platform=board.platform, module_name=board.module_name)
         return values
 
-    def _partitions(self, row: Row, values, files, digests, fail) -> None:
+    def _partitions(self, row: Row, values, files, digests, fail, expired=None) -> None:
         """Every partition the row changes, made again once: with the row's factory_param values
         (formats that read them) and its certificate sets; keys paired with certificates."""
         board = self.board
@@ -316,6 +324,8 @@ class DeviceMaker:
                 files[art.partition_path(name)] = (data, content.secret)
             if sets and self.prepared.release:
                 self._refuse_development(content, sets, row, fail)
+            if sets:
+                self._check_dates(content, sets, row, read, fail, expired)
             for set_name, sources in (sets or {}).items():
                 # Same files, same digest: the duplicate check compares these.
                 digest = hashlib.sha256()
@@ -347,6 +357,37 @@ class DeviceMaker:
                 fail(cert.set_name, f"{display_path(cert.path)} is {describe(stem, cert.role)}; release=yes refuses "
                                     "development certificates and keys: accepted: certificates and keys of your own",
                      row.cells.get(cert.set_name, ""))
+
+    def _check_dates(self, content, sets, row: Row, read, fail, expired) -> None:
+        """The row's certificates (and CAs): expired by now is a warning (``expired``), with
+        release=yes a problem; expiring before the board's [release] valid_until, a problem."""
+        from . import pki
+
+        for cert_file in content.certificates:
+            if cert_file.set_name not in sets or cert_file.role not in ("cert", "ca"):
+                continue
+            try:
+                chain = pki.load_certificates(read(cert_file.path))   # parsed already: the same content is cached
+            except ContentError:
+                continue   # reported by the content checks
+            cell = row.cells.get(cert_file.set_name, "")
+            for cert in chain:
+                expires = getattr(cert, "not_valid_after_utc", None) or \
+                    cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+                late = self.valid_until is not None and expires < self.valid_until[1]
+                if expires >= self.now and not late:
+                    continue
+                where = f"certificate {cert.subject.rfc4514_string()}"   # the cell names the file
+                if expires < self.now and self.prepared.release:
+                    fail(cert_file.set_name, f"{where} expired on {expires:%Y-%m-%d}; release=yes refuses expired "
+                                             "certificates: accepted: certificates valid today", cell)
+                elif expires < self.now and expired is not None:
+                    expired.append(f"line {row.line}, {cert_file.set_name} = {json.dumps(cell)}: {where} expired on "
+                                   f"{expires:%Y-%m-%d}")
+                if late:
+                    fail(cert_file.set_name, f"{where} expires {expires:%Y-%m-%d}, before the board's [release] "
+                                             f"valid_until {self.valid_until[0].isoformat()}; replace it or move the "
+                                             "date", cell)
 
     def _vendor_tables(self, row: Row, fail) -> Optional[dict]:
         """The board's tables with the row's mfg_nvs namespace keys laid over them; None when it gives none."""

@@ -88,23 +88,45 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
     board = maker.board
     planned = [a for a in art.plan_board(board, maker.prepared.firmware, maker.formats) if a.offset is not None]
     release = os.path.dirname(os.path.abspath(staging))
-    configs: Dict[tuple, bytes] = {}   # download.config by its entries
+    layouts: Dict[tuple, tuple] = {}   # what devices that replace the same partitions share (_layout)
     work = os.path.join(release, WORK)
     templates = _ImageTemplates(board, work if os.path.isdir(work) else None)
     try:
-        yield from _rows_of_chunk(maker, staging, chunk, chunks, images, planned, release, configs, templates)
+        yield from _rows_of_chunk(maker, staging, chunk, chunks, images, planned, release, layouts, templates)
     finally:
         templates.close()
 
 
-def _rows_of_chunk(maker, staging, chunk, chunks, images, planned, release, configs, templates):
+def _layout(board, planned, release: str, own: Dict[str, bool]) -> tuple:
+    """What every device whose own files are ``own`` (path -> secret) shares: its download.config,
+    the folders its files need, whether its image is secret (it holds every key it flashes, its
+    own or the board's), the board's files it flashes (offset, path) and its own (offset, path)."""
+    entries, shared, own_offsets, secret = [], [], [], False
+    for a in planned:
+        rel = a.targets[0]
+        if rel in own:
+            entries.append((a.offset, rel))
+            own_offsets.append((a.offset, rel))
+            secret = secret or own[rel]
+        else:
+            entries.append((a.offset, f"../../{rel}"))
+            shared.append((a.offset, os.path.join(release, rel)))
+            secret = secret or a.secret
+    config = encode_download_config(DownloadConfig(board.flash_mode, board.flash_freq, board.flash_size,
+                                                   tuple(entries)))
+    parents = sorted({os.path.dirname(rel) for rel in own} - {""})
+    return config, parents, secret, shared, own_offsets
+
+
+def _rows_of_chunk(maker, staging, chunk, chunks, images, planned, release, layouts, templates):
     board = maker.board
     failed = 0
     for n, row in enumerate(maker.rows()):
         if n % chunks != chunk:
             continue
+        expired: List[str] = []
         try:
-            device_id, files, digests = maker.make(row)
+            device_id, files, digests = maker.make(row, expired)
         except BoardError as err:
             failed += len(err.problems)
             yield {"line": row.line, "problems": [_problem_doc(p) for p in err.problems]}
@@ -113,6 +135,8 @@ def _rows_of_chunk(maker, staging, chunk, chunks, images, planned, release, conf
             continue
         entry = {"device_id": device_id, "line": row.line,
                  "digests": {name: [digest, row.cells.get(name, "")] for name, digest in digests.items()}}
+        if expired:
+            entry["expired"] = expired   # the batch warns once (check_batch); no ledger keeps it
         if failed:
             yield entry   # still checked, for the batch's duplicate checks; nothing more is written
             continue
@@ -122,38 +146,24 @@ def _rows_of_chunk(maker, staging, chunk, chunks, images, planned, release, conf
         except FileExistsError:
             yield entry   # the id of an earlier row: the merge reports it with both lines
             continue
-        entries, merge_list = [], []
-        image_secret = False   # the device's factory image holds every key it flashes, its own or the board's
-        for a in planned:
-            rel = a.targets[0]
-            if rel in files:
-                entries.append((a.offset, rel))
-                merge_list.append((a.offset, os.path.join(folder, rel)))
-                image_secret = image_secret or files[rel][1]
-            else:
-                entries.append((a.offset, f"../../{rel}"))
-                merge_list.append((a.offset, os.path.join(release, rel)))
-                image_secret = image_secret or a.secret
-        entries = tuple(entries)
-        config = configs.get(entries)   # the same for every device that replaces the same partitions
-        if config is None:
-            config = configs[entries] = encode_download_config(DownloadConfig(
-                board.flash_mode, board.flash_freq, board.flash_size, entries))
+        shape = tuple(sorted((rel, secret) for rel, (_, secret) in files.items()))
+        layout = layouts.get(shape)   # the same for every device that replaces the same partitions
+        if layout is None:
+            layout = layouts[shape] = _layout(board, planned, release, dict(shape))
+        config, parents, image_secret, shared_merge, own_offsets = layout
         files["download.config"] = (config, False)
         hashes = {}
-        made = {""}
+        for parent in parents:
+            _mkdir(os.path.join(folder, parent))
         for rel, (data, secret) in sorted(files.items()):
-            parent = os.path.dirname(rel)
-            if parent not in made:
-                _mkdir(os.path.join(folder, parent))
-                made.add(parent)
             _create(os.path.join(folder, rel), data, secret)
             hashes[rel] = hashlib.sha256(data).hexdigest()
         if images and maker.prepared.firmware is not None:
             rel = art.device_image_path(board, device_id)
             _mkdir(os.path.dirname(os.path.join(folder, rel)))
-            hashes[rel] = templates.write(os.path.join(folder, rel), merge_list,
-                                          {os.path.join(folder, r): d for r, (d, _) in files.items()}, image_secret)
+            own = [(o, os.path.join(folder, r), files[r][0]) for o, r in own_offsets]
+            hashes[rel] = templates.write(os.path.join(folder, rel), shared_merge + [(o, p) for o, p, _ in own],
+                                          {p: data for _, p, data in own}, image_secret)
         entry["outputs"] = hashes
         yield entry
 
@@ -447,10 +457,13 @@ def no_devices(csv_path: str) -> Problem:
     return Problem(csv_path, "line 2", "no devices: the file has a header and no rows")
 
 
-def check_batch(csv_path: str, ledgers: Sequence, empty_ok: bool = False) -> Tuple[int, List[Problem]]:
+def check_batch(csv_path: str, ledgers: Sequence, empty_ok: bool = False,
+                expired: Optional[list] = None) -> Tuple[int, List[Problem]]:
     """(rows, problems) of the merged ledgers: each row's own problems, and what only the whole
     batch shows (an id used twice, a certificate or key reused across devices).  ``empty_ok``:
     no rows is no problem (a shard may have none; ``shards.shard_header`` checks the CSV's).
+    ``expired``: a list that gets [rows, the first row's words] when rows hold expired
+    certificates (``DeviceMaker.make``).
 
     Memory stays flat: a first pass keeps 8 bytes per id and per digest (in 256 buckets) and
     finds the values seen more than once; only when it finds any, or a row's own problem, a
@@ -458,18 +471,23 @@ def check_batch(csv_path: str, ledgers: Sequence, empty_ok: bool = False) -> Tup
     is read twice at most: a path, or a function returning its entries anew at each call."""
     id_buckets = [bytearray() for _ in range(_BUCKETS)]
     digest_buckets = [bytearray() for _ in range(_BUCKETS)]
-    rows, row_problems = 0, False
+    rows, row_problems, expired_rows, first_expired = 0, False, 0, None
     for entry in merged_entries(ledgers):
         rows += 1
         if "problems" in entry:
             row_problems = True
             continue
+        if "expired" in entry:
+            expired_rows += 1
+            first_expired = first_expired or entry["expired"][0]
         h = _id_hash(entry["device_id"])
         id_buckets[h & _BUCKET_MASK] += h.to_bytes(8, sys.byteorder)
         for name, (digest, _cell) in entry["digests"].items():
             if not name.endswith("_ca"):
                 h = int(digest[:16], 16)
                 digest_buckets[h & _BUCKET_MASK] += h.to_bytes(8, sys.byteorder)
+    if expired_rows and expired is not None:
+        expired += [expired_rows, first_expired]
     id_twice, digest_twice = _seen_twice(id_buckets), _seen_twice(digest_buckets)
     del id_buckets, digest_buckets
     if not rows:
@@ -553,11 +571,14 @@ def _remove(path: str) -> None:
 
 
 def build_batch(maker: DeviceMaker, release: str, worker_command: Sequence[str], workers: int, images: bool,
-                out_path: str, environ: Optional[dict] = None, progress=None) -> int:
+                out_path: str, environ: Optional[dict] = None, progress=None,
+                warnings: Optional[List[str]] = None) -> int:
     """Build a whole batch (see the module's docstring); return the number of devices.
 
     ``worker_command`` starts one worker process without its chunk arguments.  ``progress``: a
-    stream (stderr) where a terminal shows the batch's progress.  Raises BoardError with every
+    stream (stderr) where a terminal shows the batch's progress.  ``warnings``: a list that gets
+    what the batch builds but warns of, a line each, to be shown after the CSV's path (rows with
+    expired certificates).  Raises BoardError with every
     problem, and AtFactoryError when a worker fails; nothing of the batch is left behind either way."""
     staging, retired, work = (os.path.join(release, name) for name in (STAGING, RETIRED, WORK))
     for path in (staging, retired, work):
@@ -597,9 +618,16 @@ def build_batch(maker: DeviceMaker, release: str, worker_command: Sequence[str],
         if failures:
             lines = [line.replace("atfactory: error: ", "", 1) for text in failures for line in text.splitlines()]
             raise AtFactoryError("\n".join(dict.fromkeys(lines)))
-        rows, problems = check_batch(maker.csv_path, ledgers, empty_ok=maker.shard is not None)
+        expired: list = []
+        rows, problems = check_batch(maker.csv_path, ledgers, empty_ok=maker.shard is not None, expired=expired)
         if problems:
             raise BoardError(problems)
+        if expired and warnings is not None:
+            count, first = expired
+            what = first if count == 1 else f"{count} rows hold expired certificates, the first: {first}"
+            warnings.append(f"{what}; {'it still builds' if count == 1 else 'they still build'}"
+                            f", but TLS peers that check dates will refuse {'it' if count == 1 else 'them'}; "
+                            "release=yes refuses expired certificates")
         header = shards.shard_header(maker, release, images) if maker.shard is not None else None
         devices = os.path.join(release, DEVICES_DIR)
         if os.path.lexists(devices):

@@ -53,16 +53,16 @@ def inside(path: str, root: str) -> bool:
 def check_regular_file(path: str, expected: str = "a file") -> None:
     """Raise InputError unless ``path`` is a regular file (never a folder, FIFO or device, which
     would be read forever or not at all)."""
-    if os.path.isdir(path):
-        raise InputError(f"is a folder; expected {expected}", path)
     try:
-        mode = os.stat(path).st_mode
+        mode = os.stat(path).st_mode   # one stat: symbolic links followed, as isdir would
     except FileNotFoundError:
         if os.path.islink(path):
             raise InputError(f"is a symbolic link to {os.readlink(path)}, which does not exist", path) from None
         raise InputError("no such file", path) from None
     except (OSError, ValueError) as exc:   # ValueError: a NUL in the path
         raise InputError(f"cannot be read ({getattr(exc, 'strerror', None) or exc})", path) from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"is a folder; expected {expected}", path)
     if not stat.S_ISREG(mode):
         raise InputError(f"is not a regular file (a device, FIFO or socket); expected {expected}", path)
 

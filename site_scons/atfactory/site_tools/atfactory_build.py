@@ -322,10 +322,14 @@ def _build_devices(target, source, env):
 
     maker, release, command, images, environ = _ACTIONS[target[0].abspath]
     workers = max(1, int(env.GetOption("num_jobs") or 1))
+    warnings = []
     try:
-        count = build_batch(maker, release, command, workers, images, target[0].abspath, environ, progress=sys.stderr)
+        count = build_batch(maker, release, command, workers, images, target[0].abspath, environ, progress=sys.stderr,
+                            warnings=warnings)
     except AtFactoryError as err:
         raise _build_error(target, err)
+    for warning in warnings:
+        sys.stderr.write(f"atfactory: warning: {display_path(maker.csv_path, env.GetLaunchDir())}: {warning}\n")
     sys.stdout.write(f"{'DEVICES':<6} {maker.board.id}: {count} devices{_shard_of(maker)}\n")
 
 
