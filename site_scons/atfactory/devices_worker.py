@@ -21,6 +21,7 @@ logs, pipes) nothing.  Done rows are counted from the chunk ledgers, which are l
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import heapq
@@ -458,12 +459,14 @@ def no_devices(csv_path: str) -> Problem:
 
 
 def check_batch(csv_path: str, ledgers: Sequence, empty_ok: bool = False,
-                expired: Optional[list] = None) -> Tuple[int, List[Problem]]:
+                expired: Optional[list] = None, each=None) -> Tuple[int, List[Problem]]:
     """(rows, problems) of the merged ledgers: each row's own problems, and what only the whole
     batch shows (an id used twice, a certificate or key reused across devices).  ``empty_ok``:
     no rows is no problem (a shard may have none; ``shards.shard_header`` checks the CSV's).
     ``expired``: a list that gets [rows, the first row's words] when rows hold expired
-    certificates (``DeviceMaker.make``).
+    certificates (``DeviceMaker.make``).  ``each(entry)``: called with every good row's entry, in
+    CSV order, during the first pass, until a row with problems or without outputs is seen (such a
+    batch fails, and is not written).
 
     Memory stays flat: a first pass keeps 8 bytes per id and per digest (in 256 buckets) and
     finds the values seen more than once; only when it finds any, or a row's own problem, a
@@ -480,6 +483,11 @@ def check_batch(csv_path: str, ledgers: Sequence, empty_ok: bool = False,
         if "expired" in entry:
             expired_rows += 1
             first_expired = first_expired or entry["expired"][0]
+        if each is not None and not row_problems:
+            if "outputs" in entry:
+                each(entry)
+            else:
+                each = None   # a row written by no chunk (its id's folder was taken): the batch fails below
         h = _id_hash(entry["device_id"])
         id_buckets[h & _BUCKET_MASK] += h.to_bytes(8, sys.byteorder)
         for name, (digest, _cell) in entry["digests"].items():
@@ -558,11 +566,29 @@ def _batch_problems(csv_path: str, ledgers: Sequence[str], id_twice: set, digest
 def write_ledger(board, ledgers: Sequence, out_path: str) -> None:
     """devices.json, streamed from the merged chunk ledgers (outputs and their SHA-256 per device)."""
     with atomic_open(out_path, text=True) as out:
+        ledger = _LedgerWriter(out, board)
+        for entry in merged_entries(ledgers):
+            ledger.add(entry)
+        ledger.end()
+
+
+class _LedgerWriter:
+    """devices.json written as its devices come, in CSV order."""
+
+    def __init__(self, out, board):
+        self.out = out
+        self.first = True
+        self.count = 0
         out.write(json.dumps({"board": board.id, "module": board.module_name})[:-1] + ', "devices": [\n')
-        for n, entry in enumerate(merged_entries(ledgers)):
-            doc = {"device_id": entry["device_id"], "line": entry["line"], "outputs": entry["outputs"]}
-            out.write((",\n" if n else "") + json.dumps(doc, sort_keys=True))
-        out.write("\n]}\n")
+
+    def add(self, entry: dict) -> None:
+        doc = {"device_id": entry["device_id"], "line": entry["line"], "outputs": entry["outputs"]}
+        self.out.write(("" if self.first else ",\n") + json.dumps(doc, sort_keys=True))
+        self.first = False
+        self.count += 1
+
+    def end(self) -> None:
+        self.out.write("\n]}\n")
 
 
 def _remove(path: str) -> None:
@@ -619,25 +645,33 @@ def build_batch(maker: DeviceMaker, release: str, worker_command: Sequence[str],
             lines = [line.replace("atfactory: error: ", "", 1) for text in failures for line in text.splitlines()]
             raise AtFactoryError("\n".join(dict.fromkeys(lines)))
         expired: list = []
-        rows, problems = check_batch(maker.csv_path, ledgers, empty_ok=maker.shard is not None, expired=expired)
-        if problems:
-            raise BoardError(problems)
-        if expired and warnings is not None:
-            count, first = expired
-            what = first if count == 1 else f"{count} rows hold expired certificates, the first: {first}"
-            warnings.append(f"{what}; {'it still builds' if count == 1 else 'they still build'}"
-                            f", but TLS peers that check dates will refuse {'it' if count == 1 else 'them'}; "
-                            "release=yes refuses expired certificates")
-        header = shards.shard_header(maker, release, images) if maker.shard is not None else None
-        devices = os.path.join(release, DEVICES_DIR)
-        if os.path.lexists(devices):
-            os.rename(devices, retired)
-        os.rename(staging, devices)
-        shards.remove_other_ledgers(release, out_path)
-        if header is not None:
-            shards.write_shard_ledger(header, ledgers, out_path)
-        else:
-            write_ledger(maker.board, ledgers, out_path)
+        with contextlib.ExitStack() as stack:
+            # devices.json is written while the batch is checked (one pass over the chunk ledgers), to
+            # a temporary that takes its place only once devices/ has (nothing at all on a problem)
+            ledger = None if maker.shard is not None else \
+                _LedgerWriter(stack.enter_context(atomic_open(out_path, text=True)), maker.board)
+            rows, problems = check_batch(maker.csv_path, ledgers, empty_ok=maker.shard is not None, expired=expired,
+                                         each=ledger.add if ledger is not None else None)
+            if problems:
+                raise BoardError(problems)
+            if ledger is not None and ledger.count != rows:   # never a ledger short of a device
+                raise AtFactoryError(f"the devices ledger got {ledger.count} of {rows} rows; nothing was written")
+            if expired and warnings is not None:
+                count, first = expired
+                what = first if count == 1 else f"{count} rows hold expired certificates, the first: {first}"
+                warnings.append(f"{what}; {'it still builds' if count == 1 else 'they still build'}"
+                                f", but TLS peers that check dates will refuse {'it' if count == 1 else 'them'}; "
+                                "release=yes refuses expired certificates")
+            header = shards.shard_header(maker, release, images) if maker.shard is not None else None
+            if ledger is not None:
+                ledger.end()
+            devices = os.path.join(release, DEVICES_DIR)
+            if os.path.lexists(devices):
+                os.rename(devices, retired)
+            os.rename(staging, devices)
+            shards.remove_other_ledgers(release, out_path)
+            if header is not None:
+                shards.write_shard_ledger(header, ledgers, out_path)
         return rows
     finally:
         for path in (staging, retired, work):
