@@ -40,6 +40,7 @@ from .formats.factory_param import check_table
 from .fsutil import atomic_open, check_regular_file, read_input
 from .numbers import parse_int
 from .plugins import call_build
+from .stamps import stamp_fields
 from .toml_layers import Merged
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}\Z")
@@ -460,13 +461,13 @@ def _stamps_digest(list_key: str, paths) -> Optional[str]:
     """The digest of the paths' list (``list_key``: the CSV's bytes and columns) and every path's
     stamp, in order; None when ``paths`` ends with None (a cache found incomplete)."""
     h = hashlib.sha256(list_key.encode())
-    stat, lines = os.stat, []
+    stat, fields, lines = os.stat, stamp_fields, []
     for path in paths:
         if path is None:
             return None
         try:
             st = stat(path)
-            lines.append(b"%d %d %d %d" % (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+            lines.append(b"%d %d %d %d" % fields(st))
         except OSError:
             lines.append(b"missing")   # the worker that reads it reports it
         if len(lines) == 4096:

@@ -29,25 +29,14 @@ import sys
 import threading
 import time
 
-FORMAT = 1
-_SETTLED_NS = 2_000_000_000   # a file changed this recently is not trusted by its stamp
+from atfactory.stamps import SETTLED_NS, file_stamp, stamp_of
+
+FORMAT = 2   # 2: check_stamps hold atfactory.stamps strings (format 1: size, mtime, inode lists)
 CACHEABLE_ARGUMENTS = ("board", "build_dir", "firmware", "plugins", "sandbox", "release")
 DEFAULT_BUILD_DIR = "build"
 
 # what the actions need from a cached plan, and the key a full load is to store its plan under
 _STATE = {"plan": None, "loaded": False, "pending": None, "lock": threading.Lock()}
-
-
-def file_stamp(st: os.stat_result) -> str:
-    """Size, modification and change times and inode (as atfactory.input_cache keys values)."""
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
-
-
-def _stamp_of(path: str):
-    try:
-        return file_stamp(os.stat(path))
-    except OSError:
-        return None
 
 
 # --- the actions: one function each, whichever way the plan was made ------------------------
@@ -196,7 +185,7 @@ def _unchanged(plan: dict, started: int) -> bool:
     if expires is not None and time.time() >= expires:
         return False   # a certificate expired since: the full load warns (or refuses)
     for path, stamp in plan["stamps"].items():
-        if _stamp_of(path) != stamp:
+        if stamp_of(path) != stamp:
             return False
     return True
 
@@ -244,7 +233,7 @@ def _prime(env, plan) -> None:
         entry = entries.get(prefix + node.abspath) if st is not None else None
         if isinstance(entry, list) and len(entry) == 2 and entry[0] == file_stamp(st) and isinstance(entry[1], str):
             node.get_ninfo().csig = entry[1]
-        elif st is not None and now - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+        elif st is not None and now - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_NS:
             pending.append((node, file_stamp(st)))
     if pending:
         atexit.register(_remember, path, kind, pending)
@@ -269,13 +258,13 @@ def walk_stamps(folder: str, stamps: dict) -> None:
     """The stamps of ``folder`` (a missing one is stamped None), every folder and file under it,
     __pycache__ aside (byte code follows its source)."""
     if not os.path.isdir(folder):
-        stamps[folder] = _stamp_of(folder)
+        stamps[folder] = stamp_of(folder)
         return
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        stamps[root] = _stamp_of(root)
+        stamps[root] = stamp_of(root)
         for name in files:
-            stamps[os.path.join(root, name)] = _stamp_of(os.path.join(root, name))
+            stamps[os.path.join(root, name)] = stamp_of(os.path.join(root, name))
 
 
 def store_plan(plan: dict, files, started: int) -> bool:
@@ -285,7 +274,7 @@ def store_plan(plan: dict, files, started: int) -> bool:
         if stamp is None:
             continue
         st = os.stat(path)
-        if file_stamp(st) != stamp or max(st.st_mtime_ns, st.st_ctime_ns) > started - _SETTLED_NS:
+        if file_stamp(st) != stamp or max(st.st_mtime_ns, st.st_ctime_ns) > started - SETTLED_NS:
             return False
     key, path, _ = _STATE["pending"]
     plan = dict(plan, format=FORMAT, key=key, stamps=files)
