@@ -9,12 +9,10 @@ error wording live in the library; here library errors only become SCons errors,
 """
 from __future__ import annotations
 
-import atexit
 import functools
 import json
 import os
 import sys
-import time
 from typing import Optional
 
 import SCons.Errors
@@ -26,7 +24,7 @@ from atfactory import artifacts as art
 from atfactory.site_tools import atfactory_plan as plan_cache
 from atfactory.errors import AtFactoryError, BoardError, did_you_mean, display_path
 from atfactory.fsutil import write_atomic
-from atfactory.stamps import SETTLED_NS, file_stamp, stamp_of
+from atfactory.stamps import file_stamp, stamp_of
 from atfactory.site_tools import factory_images
 from atfactory.manifest import MANIFEST, SIGNATURE, board_inputs, manifest_spec, render_manifest, sign_manifest
 
@@ -140,35 +138,6 @@ def _declare(env, out_dir, artifact):
     _ACTIONS["stamps"][targets[0].abspath] = {s.abspath: stamp_of(s.abspath) for s in sources if not s.has_builder()}
     _ACTIONS["files"] += targets + sources
     return builder(targets, [_value(env, artifact)] + sources)
-
-
-def _signature_kind() -> str:
-    import SCons
-    import SCons.Util
-    return f"csig {SCons.__version__} {SCons.Util.get_hash_format() or 'default'}"
-
-
-def prime_signatures(files) -> None:
-    """Give SCons the content signature of every file whose stamp (size, mtime and ctime in ns,
-    inode) is the one it had when its signature was last computed, so that a no-op build does
-    not hash the firmware and factory images again.  SCons reuses a signature itself only for
-    files older than two days (--max-drift), by whole-second mtime.  The signatures SCons
-    computes in this run for files that stay unchanged to its end are remembered at exit."""
-    from atfactory.input_cache import recall
-
-    kind, now, pending = _signature_kind(), time.time_ns(), []
-    for node in dict.fromkeys(files):
-        st = node.stat()   # memoized: SCons uses this same result
-        if st is None:
-            continue
-        stamp = file_stamp(st)
-        csig = recall(kind, node.abspath, stamp)
-        if isinstance(csig, str):
-            node.get_ninfo().csig = csig   # a node rebuilt in this run gets a new ninfo
-        elif now - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_NS:
-            pending.append((node, stamp))
-    if pending:
-        atexit.register(_remember_signatures, kind, pending)
 
 
 def _remember_signatures(kind, pending) -> None:
@@ -426,7 +395,7 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
     board's; ``default_firmware(board)`` gives (path, file, key) for a board that names none.
     ``devices``: a CSV of per-device values for the one board named; ``shard``: "K/N", build
     only shard K of N of its rows (atfactory.shards)."""
-    from atfactory.input_cache import save_input_cache, use_input_cache
+    from atfactory.input_cache import _CACHE, save_input_cache, use_input_cache
 
     launch = env.GetLaunchDir()
     build_dir = os.path.join(launch, build_dir)
@@ -454,7 +423,8 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
                                            device_args(prepared, sandbox, device_images, release, shard), sign_key,
                                            shard))
     env.Default(targets)
-    prime_signatures(_ACTIONS["files"])
+    # the remembered content signatures, as a cached plan primes them; the ones SCons computes are remembered at exit
+    plan_cache.prime_signatures(dict.fromkeys(_ACTIONS["files"]), _CACHE["entries"], _remember_signatures)
     save_input_cache()
     if plan_cache.pending() and not (devices or sign_key or shard or env.get("VERBOSE")):
         _store_plan(env, boards, targets, build_dir, dict(board=board, firmware=firmware or None, sandbox=sandbox,

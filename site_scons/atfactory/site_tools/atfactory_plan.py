@@ -22,6 +22,7 @@ signature either way.
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import json
 import os
@@ -215,28 +216,42 @@ def declare(env, plan: dict, build_dir: str) -> None:
 
 
 def _prime(env, plan) -> None:
-    """The remembered content signatures of unchanged files (as prime_signatures does)."""
+    """The remembered content signatures of unchanged files, as a full load primes them."""
     path = plan.get("input_cache")
     try:
         with open(path, encoding="utf-8") as f:
             entries = json.load(f)["entries"]
     except (OSError, ValueError, KeyError, TypeError):
         return
-    scons = plan["key"]["scons"]
-    kind = f"csig {scons[0]} {scons[1]}"
-    prefix, now, pending = kind + " ", time.time_ns(), []
     files = {t for n in plan["nodes"] for t in n["targets"]}
     files.update(s["file"] for n in plan["nodes"] for s in n["sources"] if "file" in s)
-    for name in sorted(files):
-        node = env.File(name)
-        st = node.stat()
-        entry = entries.get(prefix + node.abspath) if st is not None else None
-        if isinstance(entry, list) and len(entry) == 2 and entry[0] == file_stamp(st) and isinstance(entry[1], str):
-            node.get_ninfo().csig = entry[1]
-        elif st is not None and now - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_NS:
-            pending.append((node, file_stamp(st)))
+    prime_signatures([env.File(name) for name in sorted(files)], entries, functools.partial(_remember, path))
+
+
+def prime_signatures(nodes, entries: dict, remember) -> None:
+    """Give each of ``nodes`` (SCons File nodes) the content signature ``entries`` (the input
+    cache's: "KIND PATH" -> [stamp, value]) hold for it when its stamp is the one it had when the
+    signature was computed, so that a no-op build does not hash the firmware and factory images
+    again.  SCons reuses a signature itself only for files older than two days (--max-drift), by
+    whole-second mtime.  At exit, ``remember(kind, pending)`` is given the other settled files
+    and their stamps, to remember the signatures SCons computed for them in this run."""
+    import SCons
+    import SCons.Util
+
+    kind = f"csig {SCons.__version__} {SCons.Util.get_hash_format() or 'default'}"   # as the input cache files them
+    prefix, now, pending = kind + " ", time.time_ns(), []
+    for node in nodes:
+        st = node.stat()   # memoized: SCons uses this same result
+        if st is None:
+            continue
+        stamp = file_stamp(st)
+        entry = entries.get(prefix + node.abspath)
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == stamp and isinstance(entry[1], str):
+            node.get_ninfo().csig = entry[1]   # a node rebuilt in this run gets a new ninfo
+        elif now - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_NS:
+            pending.append((node, stamp))
     if pending:
-        atexit.register(_remember, path, kind, pending)
+        atexit.register(remember, kind, pending)
 
 
 def _remember(path, kind, pending) -> None:
