@@ -68,14 +68,17 @@ class Row:
     width: Optional[int] = None   # the number of cells when it is not the header's
 
 
-def _text_lines(path: str) -> Iterator[str]:
-    """The CSV's lines as text, each decoded on its own so that bad UTF-8 names its own line."""
+def _text_lines(path: str, digest=None) -> Iterator[str]:
+    """The CSV's lines as text, each decoded on its own so that bad UTF-8 names its own line;
+    ``digest`` (a hashlib object) is given every byte as read."""
     try:
         check_regular_file(path, "a CSV file")
     except InputError as err:
         raise BoardError([Problem(None, "devices", err.message, display_path(path))]) from None
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
+            if digest is not None:
+                digest.update(raw)
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]
             try:
@@ -85,10 +88,10 @@ def _text_lines(path: str) -> Iterator[str]:
                                                                   f"column {exc.start + 1}); a devices CSV is UTF-8 text")]) from None
 
 
-def _reader(path: str) -> Iterator[Tuple[int, List[str]]]:
+def _reader(path: str, digest=None) -> Iterator[Tuple[int, List[str]]]:
     """(line number, cells) of every record; csv's own errors (a cell over its size limit, a
     stray quote) name the line."""
-    reader = csv.reader(_text_lines(path))
+    reader = csv.reader(_text_lines(path, digest))
     while True:
         try:
             cells = next(reader)
@@ -99,9 +102,10 @@ def _reader(path: str) -> Iterator[Tuple[int, List[str]]]:
         yield reader.line_num, cells
 
 
-def _rows(path: str) -> Iterator[Row]:
-    """Every data row; the header is validated by ``read_columns``."""
-    records = _reader(path)
+def _rows(path: str, digest=None) -> Iterator[Row]:
+    """Every data row; the header is validated by ``read_columns``.  ``digest`` (a hashlib
+    object) has had every byte of the file once the rows are all read."""
+    records = _reader(path, digest)
     header = [h.strip() for h in next(records, (0, []))[1]]
     for line, cells in records:
         if not any(c.strip() for c in cells):
