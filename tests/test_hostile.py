@@ -186,6 +186,7 @@ def test_an_input_changed_between_check_and_build_is_not_built(tmp_path):
     import SCons.Errors
     import atfactory_build as tool
     from atfactory import artifacts as art
+    from atfactory.stamps import stamp_of
 
     source = tmp_path / "userdata.bin"
     source.write_bytes(b"checked")
@@ -199,7 +200,7 @@ def test_an_input_changed_between_check_and_build_is_not_built(tmp_path):
 
     artifact = art.Artifact(("customized_partitions/userdata.bin",), "raw", {"size": 4096}, (str(source),))
     target = Node(tmp_path / "out/customized_partitions/userdata.bin")
-    tool._ACTIONS["stamps"][target.abspath] = {str(source): tool._stamp(str(source))}
+    tool._ACTIONS["stamps"][target.abspath] = {str(source): stamp_of(str(source))}
     value = Node(None, json.dumps({"kind": artifact.kind, "spec": artifact.spec, "secret": False}))
     source.write_bytes(b"swapped after the check, and longer")
     with pytest.raises(SCons.Errors.BuildError) as err:

@@ -14,7 +14,8 @@ import pytest
 from atfactory.board import load_board
 from atfactory.errors import MergeError
 from atfactory.merge import merge_factory_image
-from atfactory.merge_worker import MergePool, file_stamp
+from atfactory.merge_worker import MergePool
+from atfactory.stamps import stamp_of
 from firmware_factory import make_release
 from helpers import esptool_merge, run_scons
 
@@ -82,7 +83,7 @@ def test_worker_answers_digests_of_what_it_wrote(release, tmp_path):
         pool.close()
     data = (tmp_path / "image.bin").read_bytes()
     assert data == merge_factory_image("esp32", "dio", "40m", "4MB", 4 * 1024 * 1024, entries)
-    assert result == {"stamp": file_stamp(str(tmp_path / "image.bin")), "sha256": hashlib.sha256(data).hexdigest(),
+    assert result == {"stamp": stamp_of(str(tmp_path / "image.bin")), "sha256": hashlib.sha256(data).hexdigest(),
                       "csig": hashlib.md5(data).hexdigest()}
     assert (tmp_path / "image.bin").stat().st_mode & 0o777 == 0o600
 
@@ -115,7 +116,7 @@ def test_a_dead_worker_fails_its_merge_and_the_next_starts_another(release, tmp_
         with pytest.raises(RuntimeError, match=r"factory image: the merge worker process ended \(exit status -9\)"):
             pool.merge(**_job(tmp_path, entries))
         os.unlink(tmp_path / "image.bin")
-        assert pool.merge(**_job(tmp_path, entries))["stamp"] == file_stamp(str(tmp_path / "image.bin"))
+        assert pool.merge(**_job(tmp_path, entries))["stamp"] == stamp_of(str(tmp_path / "image.bin"))
         assert pool.started and pool.started[0] is not first
     finally:
         pool.close()

@@ -41,6 +41,7 @@ from .formats.factory_param import check_table
 from .fsutil import atomic_open, check_regular_file, read_input
 from .numbers import parse_int
 from .plugins import call_build
+from .stamps import stamp_fields
 from .toml_layers import Merged
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}\Z")
@@ -68,14 +69,17 @@ class Row:
     width: Optional[int] = None   # the number of cells when it is not the header's
 
 
-def _text_lines(path: str) -> Iterator[str]:
-    """The CSV's lines as text, each decoded on its own so that bad UTF-8 names its own line."""
+def _text_lines(path: str, digest=None) -> Iterator[str]:
+    """The CSV's lines as text, each decoded on its own so that bad UTF-8 names its own line;
+    ``digest`` (a hashlib object) is given every byte as read."""
     try:
         check_regular_file(path, "a CSV file")
     except InputError as err:
         raise BoardError([Problem(None, "devices", err.message, display_path(path))]) from None
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
+            if digest is not None:
+                digest.update(raw)
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]
             try:
@@ -85,10 +89,10 @@ def _text_lines(path: str) -> Iterator[str]:
                                                                   f"column {exc.start + 1}); a devices CSV is UTF-8 text")]) from None
 
 
-def _reader(path: str) -> Iterator[Tuple[int, List[str]]]:
+def _reader(path: str, digest=None) -> Iterator[Tuple[int, List[str]]]:
     """(line number, cells) of every record; csv's own errors (a cell over its size limit, a
     stray quote) name the line."""
-    reader = csv.reader(_text_lines(path))
+    reader = csv.reader(_text_lines(path, digest))
     while True:
         try:
             cells = next(reader)
@@ -99,9 +103,10 @@ def _reader(path: str) -> Iterator[Tuple[int, List[str]]]:
         yield reader.line_num, cells
 
 
-def _rows(path: str) -> Iterator[Row]:
-    """Every data row; the header is validated by ``read_columns``."""
-    records = _reader(path)
+def _rows(path: str, digest=None) -> Iterator[Row]:
+    """Every data row; the header is validated by ``read_columns``.  ``digest`` (a hashlib
+    object) has had every byte of the file once the rows are all read."""
+    records = _reader(path, digest)
     header = [h.strip() for h in next(records, (0, []))[1]]
     for line, cells in records:
         if not any(c.strip() for c in cells):
@@ -501,13 +506,13 @@ def _stamps_digest(list_key: str, paths) -> Optional[str]:
     """The digest of the paths' list (``list_key``: the CSV's bytes and columns) and every path's
     stamp, in order; None when ``paths`` ends with None (a cache found incomplete)."""
     h = hashlib.sha256(list_key.encode())
-    stat, lines = os.stat, []
+    stat, fields, lines = os.stat, stamp_fields, []
     for path in paths:
         if path is None:
             return None
         try:
             st = stat(path)
-            lines.append(b"%d %d %d %d" % (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+            lines.append(b"%d %d %d %d" % fields(st))
         except OSError:
             lines.append(b"missing")   # the worker that reads it reports it
         if len(lines) == 4096:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from typing import Dict, List, Optional, Tuple
 
 from .errors import ContentError
+from .stamps import stamp_of
 
 FORMAT = 2   # entries: "KIND PATH" -> [stamp, value]
 _CACHE: Dict[str, object] = {"path": None, "entries": {}, "dirty": False}
@@ -36,19 +36,9 @@ def save_input_cache() -> None:
         _CACHE["dirty"] = False
 
 
-def file_stamp(st: os.stat_result) -> str:
-    """Size, modification and change times and inode: what a cached value is keyed by."""
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
-
-
 def _stamp(path: str) -> Optional[str]:
-    """The stamp of ``path`` while the cache is in use."""
-    if not _CACHE["path"]:
-        return None
-    try:
-        return file_stamp(os.stat(path))
-    except OSError:
-        return None
+    """The stamp of ``path`` (atfactory.stamps) while the cache is in use."""
+    return stamp_of(path) if _CACHE["path"] else None
 
 
 def recall(kind: str, path: str, stamp: str):

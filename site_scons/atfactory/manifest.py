@@ -34,7 +34,7 @@ def sha256_file(path: str) -> str:
 
 # path -> (stamp, SHA-256) of files this process hashed or wrote: the boards of one build share
 # inputs (certificates, layouts), and a factory image's digest comes from the bytes written.
-_KNOWN_SHA256: Dict[str, Tuple[object, str]] = {}
+_KNOWN_SHA256: Dict[str, Tuple[str, str]] = {}
 
 
 def remember_sha256(path: str, stamp, digest: str) -> None:
@@ -44,9 +44,9 @@ def remember_sha256(path: str, stamp, digest: str) -> None:
 
 def _stamped_sha256(path: str) -> str:
     """sha256_file(path), computed once per content: a file whose stamp changed is read again."""
-    from .merge_worker import file_stamp
+    from .stamps import stamp_of
 
-    stamp = file_stamp(path)   # taken before reading: a change while reading changes it again
+    stamp = stamp_of(path)   # taken before reading: a change while reading changes it again
     known = _KNOWN_SHA256.get(path)
     if stamp is not None and known is not None and known[0] == stamp:
         return known[1]

@@ -20,19 +20,10 @@ import queue
 import subprocess
 import sys
 import threading
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 from .errors import AtFactoryError, MergeError
-
-Stamp = Tuple[int, int, int, int]   # size, mtime_ns, ctime_ns, inode: a file rewritten since has another
-
-
-def file_stamp(path: str) -> Optional[Stamp]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+from .stamps import stamp_of
 
 
 def merge_job(path: str, secret: bool, chip: str, flash: Sequence[str], flash_bytes: int,
@@ -46,7 +37,7 @@ def merge_job(path: str, secret: bool, chip: str, flash: Sequence[str], flash_by
     write_atomic(path, data, secret=secret)
     sha256 = hashlib.sha256(data).hexdigest()
     csig = sha256 if content_hash == "sha256" else hashlib.new(content_hash, data, usedforsecurity=False).hexdigest()
-    return {"stamp": file_stamp(path), "sha256": sha256, "csig": csig}
+    return {"stamp": stamp_of(path), "sha256": sha256, "csig": csig}
 
 
 def _answer(job: dict) -> tuple:

@@ -104,11 +104,12 @@ def shard_header(maker, release: str, images: bool) -> dict:
     from .manifest import MANIFEST
 
     k, n = maker.shard
-    rows = sum(1 for _ in _rows(maker.csv_path))
+    csv_sha256 = hashlib.sha256()
+    rows = sum(1 for _ in _rows(maker.csv_path, csv_sha256))   # one pass: the rows counted, the bytes hashed
     if not rows:
         raise BoardError([no_devices(maker.csv_path)])
     manifest = _file_sha256(os.path.join(release, MANIFEST))
-    batch = hashlib.sha256(json.dumps({"csv": _file_sha256(maker.csv_path), "manifest": manifest,
+    batch = hashlib.sha256(json.dumps({"csv": csv_sha256.hexdigest(), "manifest": manifest,
                                        "device_images": bool(images), "release": bool(maker.prepared.release)},
                                       sort_keys=True).encode()).hexdigest()
     return {"ledger": KIND, "format": FORMAT, "board": maker.board.id, "module": maker.board.module_name,

@@ -18,6 +18,7 @@ from .. import nvs_limits, vendor_nvs
 from ..at_releases import AT_RELEASES, MFG_NVS, MFG_NVS_ROLES, MFG_NVS_SETS, MFG_NVS_USES
 from ..errors import ContentError, ExtractError, FormatError
 from ..fsutil import read_input, write_atomic
+from ..stamps import stamp_of
 from . import CertificateFile, Content, ImageCertificate, ModuleSettings, PartitionFormat, ReadContext
 from .pki import describe_certificate, read_certificate_files
 
@@ -53,16 +54,11 @@ _SHARED: Dict[tuple, object] = {}
 _SHARED_LIMIT = 256
 
 
-def _stamp(path: str):
-    st = os.stat(path)
-    return (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-
-
 def _shared(kind: str, path: str, read):
-    try:
-        key = (kind,) + _stamp(path)
-    except OSError:
+    stamp = stamp_of(path)
+    if stamp is None:
         return read(path)   # read() says why the file cannot be read
+    key = (kind, path, stamp)
     if key not in _SHARED:
         value = read(path)
         if len(_SHARED) >= _SHARED_LIMIT:

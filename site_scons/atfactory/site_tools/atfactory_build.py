@@ -9,12 +9,10 @@ error wording live in the library; here library errors only become SCons errors,
 """
 from __future__ import annotations
 
-import atexit
 import functools
 import json
 import os
 import sys
-import time
 from typing import Optional
 
 import SCons.Errors
@@ -26,6 +24,7 @@ from atfactory import artifacts as art
 from atfactory.site_tools import atfactory_plan as plan_cache
 from atfactory.errors import AtFactoryError, BoardError, did_you_mean, display_path
 from atfactory.fsutil import write_atomic
+from atfactory.stamps import file_stamp, stamp_of
 from atfactory.site_tools import factory_images
 from atfactory.manifest import MANIFEST, SIGNATURE, board_inputs, manifest_spec, render_manifest, sign_manifest
 
@@ -69,20 +68,12 @@ def _build_error(target, err: AtFactoryError) -> SCons.Errors.BuildError:
     return SCons.Errors.BuildError(node=target[0], errstr=text, exitstatus=2)
 
 
-def _stamp(path: str):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
-
-
 def _changed_since_checked(target, source) -> Optional[str]:
     """The first input that changed between the board check (this scons run's start) and now:
     another process, or a plugin, rewrote it; building from it would write unchecked bytes."""
     stamps = _ACTIONS["stamps"].get(target[0].abspath, {})
     for s in source[1:]:
-        if s.abspath in stamps and _stamp(s.abspath) != stamps[s.abspath]:
+        if s.abspath in stamps and stamp_of(s.abspath) != stamps[s.abspath]:
             return s.abspath
     return None
 
@@ -144,48 +135,13 @@ def _declare(env, out_dir, artifact):
         targets = [factory_images.adopt(t) for t in targets]
     sources = [env.File(s) for s in artifact.sources]
     # the inputs as the check read them (not other outputs of the build): build_artifact refuses any that changed
-    _ACTIONS["stamps"][targets[0].abspath] = {s.abspath: _stamp(s.abspath) for s in sources if not s.has_builder()}
+    _ACTIONS["stamps"][targets[0].abspath] = {s.abspath: stamp_of(s.abspath) for s in sources if not s.has_builder()}
     _ACTIONS["files"] += targets + sources
     return builder(targets, [_value(env, artifact)] + sources)
 
 
-# A file changed this recently may change again within one tick of the file system's clock,
-# keeping its stamp: its content signature is not remembered (git's "racily clean" files).
-# One constant for the cached plan and the full load, which must agree on it.
-_SETTLED_NS = plan_cache._SETTLED_NS
-
-
-def _signature_kind() -> str:
-    import SCons
-    import SCons.Util
-    return f"csig {SCons.__version__} {SCons.Util.get_hash_format() or 'default'}"
-
-
-def prime_signatures(files) -> None:
-    """Give SCons the content signature of every file whose stamp (size, mtime and ctime in ns,
-    inode) is the one it had when its signature was last computed, so that a no-op build does
-    not hash the firmware and factory images again.  SCons reuses a signature itself only for
-    files older than two days (--max-drift), by whole-second mtime.  The signatures SCons
-    computes in this run for files that stay unchanged to its end are remembered at exit."""
-    from atfactory.input_cache import file_stamp, recall
-
-    kind, now, pending = _signature_kind(), time.time_ns(), []
-    for node in dict.fromkeys(files):
-        st = node.stat()   # memoized: SCons uses this same result
-        if st is None:
-            continue
-        stamp = file_stamp(st)
-        csig = recall(kind, node.abspath, stamp)
-        if isinstance(csig, str):
-            node.get_ninfo().csig = csig   # a node rebuilt in this run gets a new ninfo
-        elif now - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
-            pending.append((node, stamp))
-    if pending:
-        atexit.register(_remember_signatures, kind, pending)
-
-
 def _remember_signatures(kind, pending) -> None:
-    from atfactory.input_cache import file_stamp, remember, save_input_cache
+    from atfactory.input_cache import remember, save_input_cache
 
     for node, stamp in pending:
         csig = getattr(getattr(node, "ninfo", None), "csig", None)
@@ -443,7 +399,7 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
     board's; ``default_firmware(board)`` gives (path, file, key) for a board that names none.
     ``devices``: a CSV of per-device values for the one board named; ``shard``: "K/N", build
     only shard K of N of its rows (atfactory.shards)."""
-    from atfactory.input_cache import save_input_cache, use_input_cache
+    from atfactory.input_cache import _CACHE, save_input_cache, use_input_cache
 
     launch = env.GetLaunchDir()
     build_dir = os.path.join(launch, build_dir)
@@ -471,7 +427,8 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
                                            device_args(prepared, sandbox, device_images, release, shard), sign_key,
                                            shard))
     env.Default(targets)
-    prime_signatures(_ACTIONS["files"])
+    # the remembered content signatures, as a cached plan primes them; the ones SCons computes are remembered at exit
+    plan_cache.prime_signatures(dict.fromkeys(_ACTIONS["files"]), _CACHE["entries"], _remember_signatures)
     save_input_cache()
     if plan_cache.pending() and not (devices or sign_key or shard or env.get("VERBOSE")):
         _store_plan(env, boards, targets, build_dir, dict(board=board, firmware=firmware or None, sandbox=sandbox,
@@ -535,30 +492,30 @@ def _store_plan(env, boards, targets, build_dir, load) -> None:
             _ACTIONS.get("plugin_folders", []):
         plan_cache.walk_stamps(folder, stamps)
     top = env.Dir("#").abspath
-    stamps[top] = plan_cache._stamp_of(top)
+    stamps[top] = stamp_of(top)
     for name in ["SConstruct", "Sconstruct", "sconstruct", "SConstruct.py", "Sconstruct.py", "sconstruct.py"] + \
             list(env.GetOption("file") or []):
-        stamps[os.path.join(top, name)] = plan_cache._stamp_of(os.path.join(top, name))
+        stamps[os.path.join(top, name)] = stamp_of(os.path.join(top, name))
     for entry in sys.path:
-        stamps[os.path.abspath(entry or ".")] = plan_cache._stamp_of(os.path.abspath(entry or "."))
+        stamps[os.path.abspath(entry or ".")] = stamp_of(os.path.abspath(entry or "."))
     for prepared in boards:
         for _, path in board_inputs(prepared.board, prepared.firmware):
-            stamps[path] = plan_cache._stamp_of(path)
-            stamps[os.path.dirname(path)] = plan_cache._stamp_of(os.path.dirname(path))
+            stamps[path] = stamp_of(path)
+            stamps[os.path.dirname(path)] = stamp_of(os.path.dirname(path))
         if prepared.firmware is not None:
             plan_cache.walk_stamps(prepared.firmware.origin, stamps)
     built = {t for node in nodes for t in node["targets"]}
     for node in nodes:   # every input file of a target (an image atfactory_pre_merge added, say)
         for s in node["sources"]:
             if "file" in s and s["file"] not in built:
-                stamps[s["file"]] = plan_cache._stamp_of(s["file"])
+                stamps[s["file"]] = stamp_of(s["file"])
     expires = _earliest_expiry(_CACHE["entries"], stamps)
     if expires is False:
         return
-    check = {t: {p: list(st) if st else None for p, st in v.items()} for t, v in _ACTIONS["stamps"].items()}
     post_build = {t: v for t, v in _ACTIONS.items() if t.startswith(os.sep) and isinstance(v, tuple) and len(v) == 3}
     plan_cache.store_plan({"nodes": nodes, "aliases": aliases, "default": [str(t) for t in targets],
-                           "messages": _ACTIONS.get("messages", []), "expires": expires, "check_stamps": check,
+                           "messages": _ACTIONS.get("messages", []), "expires": expires,
+                           "check_stamps": _ACTIONS["stamps"],
                            "post_build": {t: [board.id, outputs] for t, (_, board, outputs) in post_build.items()},
                            "session": list(_ACTIONS["session"]), "load": load,
                            "input_cache": _CACHE["path"]}, stamps, plan_cache.pending()[2])
@@ -595,8 +552,7 @@ def load_cached_session(plan) -> None:
     host, registry = make(plugin_dirs, board_dirs=board_dirs)
     _ACTIONS["session"] = (plugin_dirs, board_dirs)
     use_session(SCons.Script.Environment(tools=[]), host)
-    _ACTIONS["stamps"] = {t: {p: tuple(st) if st else None for p, st in v.items()}
-                          for t, v in plan["check_stamps"].items()}
+    _ACTIONS["stamps"] = plan["check_stamps"]
     if plan["post_build"]:
         from atfactory.prepare import prepare_boards
 

@@ -22,6 +22,7 @@ signature either way.
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import json
 import os
@@ -29,25 +30,14 @@ import sys
 import threading
 import time
 
-FORMAT = 1
-_SETTLED_NS = 2_000_000_000   # a file changed this recently is not trusted by its stamp
+from atfactory.stamps import SETTLED_NS, file_stamp, stamp_of
+
+FORMAT = 2   # 2: check_stamps hold atfactory.stamps strings (format 1: size, mtime, inode lists)
 CACHEABLE_ARGUMENTS = ("board", "build_dir", "firmware", "plugins", "sandbox", "release")
 DEFAULT_BUILD_DIR = "build"
 
 # what the actions need from a cached plan, and the key a full load is to store its plan under
 _STATE = {"plan": None, "loaded": False, "pending": None, "lock": threading.Lock()}
-
-
-def file_stamp(st: os.stat_result) -> str:
-    """Size, modification and change times and inode (as atfactory.input_cache keys values)."""
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
-
-
-def _stamp_of(path: str):
-    try:
-        return file_stamp(os.stat(path))
-    except OSError:
-        return None
 
 
 # --- the actions: one function each, whichever way the plan was made ------------------------
@@ -196,7 +186,7 @@ def _unchanged(plan: dict, started: int) -> bool:
     if expires is not None and time.time() >= expires:
         return False   # a certificate expired since: the full load warns (or refuses)
     for path, stamp in plan["stamps"].items():
-        if _stamp_of(path) != stamp:
+        if stamp_of(path) != stamp:
             return False
     return True
 
@@ -226,28 +216,42 @@ def declare(env, plan: dict, build_dir: str) -> None:
 
 
 def _prime(env, plan) -> None:
-    """The remembered content signatures of unchanged files (as prime_signatures does)."""
+    """The remembered content signatures of unchanged files, as a full load primes them."""
     path = plan.get("input_cache")
     try:
         with open(path, encoding="utf-8") as f:
             entries = json.load(f)["entries"]
     except (OSError, ValueError, KeyError, TypeError):
         return
-    scons = plan["key"]["scons"]
-    kind = f"csig {scons[0]} {scons[1]}"
-    prefix, now, pending = kind + " ", time.time_ns(), []
     files = {t for n in plan["nodes"] for t in n["targets"]}
     files.update(s["file"] for n in plan["nodes"] for s in n["sources"] if "file" in s)
-    for name in sorted(files):
-        node = env.File(name)
-        st = node.stat()
-        entry = entries.get(prefix + node.abspath) if st is not None else None
-        if isinstance(entry, list) and len(entry) == 2 and entry[0] == file_stamp(st) and isinstance(entry[1], str):
-            node.get_ninfo().csig = entry[1]
-        elif st is not None and now - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
-            pending.append((node, file_stamp(st)))
+    prime_signatures([env.File(name) for name in sorted(files)], entries, functools.partial(_remember, path))
+
+
+def prime_signatures(nodes, entries: dict, remember) -> None:
+    """Give each of ``nodes`` (SCons File nodes) the content signature ``entries`` (the input
+    cache's: "KIND PATH" -> [stamp, value]) hold for it when its stamp is the one it had when the
+    signature was computed, so that a no-op build does not hash the firmware and factory images
+    again.  SCons reuses a signature itself only for files older than two days (--max-drift), by
+    whole-second mtime.  At exit, ``remember(kind, pending)`` is given the other settled files
+    and their stamps, to remember the signatures SCons computed for them in this run."""
+    import SCons
+    import SCons.Util
+
+    kind = f"csig {SCons.__version__} {SCons.Util.get_hash_format() or 'default'}"   # as the input cache files them
+    prefix, now, pending = kind + " ", time.time_ns(), []
+    for node in nodes:
+        st = node.stat()   # memoized: SCons uses this same result
+        if st is None:
+            continue
+        stamp = file_stamp(st)
+        entry = entries.get(prefix + node.abspath)
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == stamp and isinstance(entry[1], str):
+            node.get_ninfo().csig = entry[1]   # a node rebuilt in this run gets a new ninfo
+        elif now - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_NS:
+            pending.append((node, stamp))
     if pending:
-        atexit.register(_remember, path, kind, pending)
+        atexit.register(remember, kind, pending)
 
 
 def _remember(path, kind, pending) -> None:
@@ -269,13 +273,13 @@ def walk_stamps(folder: str, stamps: dict) -> None:
     """The stamps of ``folder`` (a missing one is stamped None), every folder and file under it,
     __pycache__ aside (byte code follows its source)."""
     if not os.path.isdir(folder):
-        stamps[folder] = _stamp_of(folder)
+        stamps[folder] = stamp_of(folder)
         return
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        stamps[root] = _stamp_of(root)
+        stamps[root] = stamp_of(root)
         for name in files:
-            stamps[os.path.join(root, name)] = _stamp_of(os.path.join(root, name))
+            stamps[os.path.join(root, name)] = stamp_of(os.path.join(root, name))
 
 
 def store_plan(plan: dict, files, started: int) -> bool:
@@ -285,7 +289,7 @@ def store_plan(plan: dict, files, started: int) -> bool:
         if stamp is None:
             continue
         st = os.stat(path)
-        if file_stamp(st) != stamp or max(st.st_mtime_ns, st.st_ctime_ns) > started - _SETTLED_NS:
+        if file_stamp(st) != stamp or max(st.st_mtime_ns, st.st_ctime_ns) > started - SETTLED_NS:
             return False
     key, path, _ = _STATE["pending"]
     plan = dict(plan, format=FORMAT, key=key, stamps=files)

@@ -15,9 +15,10 @@ import SCons.Node.FS
 import SCons.Util
 
 from atfactory.manifest import remember_sha256
-from atfactory.merge_worker import file_stamp, merge_job, pool
+from atfactory.merge_worker import merge_job, pool
+from atfactory.stamps import stamp_of
 
-_KNOWN: Dict[str, Tuple[object, str]] = {}   # image path -> (stamp, content signature) of what was merged
+_KNOWN: Dict[str, Tuple[str, str]] = {}   # image path -> (stamp, content signature) of what was merged
 
 
 class FactoryImageFile(SCons.Node.FS.File):
@@ -31,7 +32,7 @@ class FactoryImageFile(SCons.Node.FS.File):
             pass
         path = self.get_abspath()
         known = _KNOWN.get(path)
-        if known is not None and known[0] == file_stamp(path):
+        if known is not None and known[0] == stamp_of(path):
             ninfo.csig = known[1]
             return known[1]
         return super().get_csig()
