@@ -513,7 +513,7 @@ def test_an_image_written_in_pieces_survives_short_writes(tmp_path, monkeypatch,
     monkeypatch.setattr(dw.os, "write", lambda fd, data: real_write(fd, bytes(data)[:500]))
     template = bytes(range(256)) * 40
     own = {"a": b"\x01" * 300, "b": b"\x02" * 10}
-    pieces = dw._ImageTemplates._pieces(template, [(0, "a"), (4000, "tpl"), (10230, "b")], own)
+    pieces = dw._ImageTemplates._pieces(template, [(0, own["a"]), (10230, own["b"])])
     expected = b"\x01" * 300 + template[300:10230] + b"\x02" * 10
     assert b"".join(bytes(p) for p in pieces) == expected
     fd = os.open(tmp_path / "image.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

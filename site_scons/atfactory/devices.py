@@ -33,6 +33,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import artifacts as art
 from . import factory_param as fp
+from . import pki
 from . import vendor_nvs
 from .checks import Checker, parse_date
 from .errors import BoardError, ContentError, InputError, Problem, did_you_mean, display_path
@@ -366,8 +367,6 @@ class DeviceMaker:
     def _check_dates(self, content, sets, row: Row, read, fail, expired) -> None:
         """The row's certificates (and CAs): expired by now is a warning (``expired``), with
         release=yes a problem; expiring before the board's [release] valid_until, a problem."""
-        from . import pki
-
         for cert_file in content.certificates:
             if cert_file.set_name not in sets or cert_file.role not in ("cert", "ca"):
                 continue

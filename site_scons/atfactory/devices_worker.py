@@ -61,6 +61,12 @@ def _create(path: str, data: bytes, secret: bool) -> None:
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
+def _create_hashed(path: str, data: bytes, secret: bool) -> str:
+    """_create, and the SHA-256 of ``data`` in hex."""
+    _create(path, data, secret)
+    return hashlib.sha256(data).hexdigest()
+
+
 def _mkdir(path: str) -> None:
     """A folder inside a device's new folder (its parents made first where missing)."""
     try:
@@ -202,22 +208,20 @@ class _ImageTemplates:
     def write(self, path: str, entries: Sequence[Tuple[int, str]], own: Dict[str, bytes], secret: bool) -> str:
         """Write the image of ``entries`` ((offset, path) of every flashed file; ``own``: path ->
         bytes of the device's) as a new file; its SHA-256 in hex."""
-        key = tuple(sorted(o for o, p in entries if p in own))
+        patches = sorted((o, own[p]) for o, p in entries if p in own)   # the device's files by offset
+        key = tuple(o for o, _ in patches)
         if key not in self.made:
             template = self._merge([(o, p) for o, p in entries if p not in own])
             whole = self._merge(entries)
-            self.made[key] = template if b"".join(self._pieces(template, entries, own)) == whole else None
+            self.made[key] = template if b"".join(self._pieces(template, patches)) == whole else None
             self.shared[key] = [(o, display_path(p), os.path.getsize(p)) for o, p in entries if p not in own]
-            _create(path, whole, secret)
-            return hashlib.sha256(whole).hexdigest()
+            return _create_hashed(path, whole, secret)
         template = self.made[key]
         if template is None:
-            whole = self._merge(entries)
-            _create(path, whole, secret)
-            return hashlib.sha256(whole).hexdigest()
+            return _create_hashed(path, self._merge(entries), secret)
         check_layout(self.shared[key] + [(o, display_path(p), len(own[p])) for o, p in entries if p in own],
                      self.board.flash_size_bytes)
-        pieces = self._pieces(template, entries, own)
+        pieces = self._pieces(template, patches)
         if self.pool is None:
             from concurrent.futures import ThreadPoolExecutor
             self.pool = ThreadPoolExecutor(max_workers=1)
@@ -229,7 +233,7 @@ class _ImageTemplates:
                 if source is None or not _copy_file(source, fd, len(template)):
                     _write_all(fd, pieces)
                 else:
-                    for offset, data in sorted((o, own[p]) for o, p in entries if p in own):
+                    for offset, data in patches:
                         _pwrite_all(fd, data, offset)
             finally:
                 os.close(fd)
@@ -245,15 +249,12 @@ class _ImageTemplates:
             path = os.path.join(self.folder, f"template-{os.getpid()}-{len(self.paths)}.bin")
             try:   # it holds the board's keys: owner-only, as the work folder's ledgers are
                 fd = os.open(path, (_CREATE_FLAGS & ~os.O_WRONLY) | os.O_RDWR, 0o600)
-            except OSError:
-                fd = None
-            else:
                 self.paths.append(path)
-                try:
-                    _write_all(fd, [template])
-                except OSError:
+                _write_all(fd, [template])
+            except OSError:
+                if fd is not None:
                     os.close(fd)
-                    fd = None
+                fd = None   # written from memory, then
         self.files[key] = fd
         return fd
 
@@ -270,11 +271,11 @@ class _ImageTemplates:
                 pass
 
     @staticmethod
-    def _pieces(template: bytes, entries, own: Dict[str, bytes]) -> list:
-        """The template with the device's files in place (check_layout: they neither overlap
-        nor run past the flash)."""
+    def _pieces(template: bytes, patches: Sequence[Tuple[int, bytes]]) -> list:
+        """The template with ``patches`` ((offset, bytes), by offset) in place (check_layout:
+        they neither overlap nor run past the flash)."""
         view, pieces, pos = memoryview(template), [], 0
-        for offset, data in sorted((o, own[p]) for o, p in entries if p in own):
+        for offset, data in patches:
             pieces += [view[pos:offset], data] if offset > pos else [data]
             pos = offset + len(data)
         pieces.append(view[pos:])
@@ -577,14 +578,12 @@ class _LedgerWriter:
 
     def __init__(self, out, board):
         self.out = out
-        self.first = True
         self.count = 0
         out.write(json.dumps({"board": board.id, "module": board.module_name})[:-1] + ', "devices": [\n')
 
     def add(self, entry: dict) -> None:
         doc = {"device_id": entry["device_id"], "line": entry["line"], "outputs": entry["outputs"]}
-        self.out.write(("" if self.first else ",\n") + json.dumps(doc, sort_keys=True))
-        self.first = False
+        self.out.write((",\n" if self.count else "") + json.dumps(doc, sort_keys=True))
         self.count += 1
 
     def end(self) -> None:

@@ -415,7 +415,7 @@ def build(env, host, registry, board, build_dir="build", firmware=None, sign_key
     lock_build_dir(env, build_dir)   # before the first byte is written into it
     os.makedirs(build_dir, exist_ok=True)
     env.SConsignFile(os.path.join(build_dir, ".sconsign"))
-    plan_cache.use_sha256_signatures()   # as a cached plan does (the SConstruct may not have asked it)
+    plan_cache.use_signature_options()   # as a cached plan does (the SConstruct may not have asked it)
     # No Decider() call: SCons's default content decider.  "content-timestamp" trusts whole-second
     # mtimes and misses a file changed within the second of the previous build (seen in the tests).
     targets = []

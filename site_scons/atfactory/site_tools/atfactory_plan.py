@@ -121,7 +121,7 @@ def _eligible(arglist, targets) -> bool:
     return all(n in CACHEABLE_ARGUMENTS for n in names) and len(set(names)) == len(names)
 
 
-def use_sha256_signatures() -> None:
+def use_signature_options() -> None:
     """Content signatures in SHA-256 (SCons's default is MD5), for a cached plan and a full load
     alike: 2.5x faster to compute here (SHA instructions), and a factory image's is the SHA-256
     its merge computes for the manifest anyway.  In effect at once (SCons applies the option only
@@ -150,7 +150,7 @@ def cached_build(arglist, targets, launch: str) -> bool:
     """Declare the cached plan of this command line and return True; else remember its key (the
     full load stores its plan) and return False.  Any doubt is a full load."""
     started = time.time_ns()
-    use_sha256_signatures()   # before the key, which names the algorithm
+    use_signature_options()   # before the key, which names the algorithm
     if not _eligible(arglist, targets):
         return False
     key = _key(arglist, launch)
