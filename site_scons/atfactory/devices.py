@@ -191,9 +191,14 @@ class DeviceMaker:
         self.base_table = {k: v for k, v in self.board.factory_param.items() if k not in ("platform", "module_name")}
         self.shared = {p.name: p for p in self.board.partitions}
         self.shared_sets = self.board.certificate_sets()
-        # each partition with its format, looked up once per batch rather than once per row
-        self.part_formats = [(p, self.formats.get(p.content.kind) if p.content else
-                              self.formats.for_partition(p.name, self.board.at_version)) for p in self.board.partitions]
+        # each partition a row can change with the CSV's columns, with its format, looked up once
+        # per batch rather than once per row
+        part_formats = [(p, self.formats.get(p.content.kind) if p.content else
+                        self.formats.for_partition(p.name, self.board.at_version)) for p in self.board.partitions]
+        row_sets = {self.cert_partitions[name] for name in self.columns.certificates}
+        self.row_part_formats = [(p, fmt) for p, fmt in part_formats
+                                 if p.name in row_sets or (self.columns.factory_param and fmt.reads_factory_param)
+                                 or (self.columns.vendor and fmt.reads_vendor_namespaces)]
         self.memo: dict = {}   # what formats read of the board itself, once per batch (ReadContext.memo)
         # the rows' certificates are dated as the board's are (checks._check_certificate_dates)
         self.now = datetime.datetime.now(datetime.timezone.utc)
@@ -300,7 +305,7 @@ class DeviceMaker:
                 data = read_files[path] = read_input(path)
             return data
 
-        for part, fmt in self.part_formats:
+        for part, fmt in self.row_part_formats:
             sets = overrides.get(part.name)
             if not sets and not (values is not None and fmt.reads_factory_param) \
                     and not (tables is not None and fmt.reads_vendor_namespaces):

@@ -71,21 +71,22 @@ def public_key_of(path: str, data: bytes, role: str, cache: bool = True) -> byte
 
     kind = "key" if role == "key" else "cert"
 
-    def parse():
+    def parse() -> bytes:
         try:
             if kind == "key":
-                public = pki.public_key_bytes(pki.load_private_key(data).public_key())
-            else:
-                public = pki.public_key_bytes(pki.leaf_public_key(data))
+                return pki.public_key_bytes(pki.load_private_key(data).public_key())
+            return pki.public_key_bytes(pki.leaf_public_key(data))
         except ContentError as err:
             raise ContentError(err.message, path) from None
-        return public.hex()
 
-    value = _cached(kind, path, _stamp(path) if cache else None, parse)
+    stamp = _stamp(path) if cache else None
+    if stamp is None:   # nothing to remember it in (a device row's file, or no cache in use)
+        return parse()
+    value = _cached(kind, path, stamp, lambda: parse().hex())
     try:
         return bytes.fromhex(value)
     except (TypeError, ValueError):   # a cache file edited by hand
-        return bytes.fromhex(parse())
+        return parse()
 
 
 def certificate_dates(path: str) -> List[Tuple[str, datetime.datetime]]:

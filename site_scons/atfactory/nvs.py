@@ -149,6 +149,12 @@ def _whole_record(ns: int, ns_name, key, type_name, value) -> tuple:
 
 
 _plain_record = functools.lru_cache(maxsize=4096)(_whole_record)
+
+
+@functools.lru_cache(maxsize=1024)
+def _namespace_record(ns: int, ns_key: bytes) -> tuple:
+    """The record of the entry that gives namespace ``ns`` its name."""
+    return ENTRIES_PER_PAGE, 1, _entry(0, NAMESPACE_TYPE, 1, CHUNK_NONE, ns_key, bytes([ns]) + _FF19[:7]), None
 _PLAIN = (int, str)
 
 
@@ -170,7 +176,7 @@ def _records(namespaces: Namespaces) -> list:
         if len(seen) == MAX_NAMESPACES:
             raise FormatError(f"NVS: more than {MAX_NAMESPACES} namespaces, the most one image can index")
         ns = seen[ns_name] = len(seen) + 1
-        append((ENTRIES_PER_PAGE, 1, _entry(0, NAMESPACE_TYPE, 1, CHUNK_NONE, ns_key, bytes([ns]) + _FF19[:7]), None))
+        append(_namespace_record(ns, ns_key))
         keys = set()
         for item in items:
             try:

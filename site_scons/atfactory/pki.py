@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Sequence, Tuple
 
+from .at_releases import AT_RELEASES
 from .errors import ContentError, FormatError
 
 MAGIC = b"\xf1\xf1"
@@ -37,7 +38,6 @@ KIND_TYPES = {"ca": TYPE_CA, "cert": TYPE_CERT, "key": TYPE_KEY}
 
 def item_type(kind: str, at_version: str) -> int:
     """AT v2.4 types items by kind; AT v2.2 builds typed every item as a certificate (2)."""
-    from .at_releases import AT_RELEASES
     return KIND_TYPES[kind] if AT_RELEASES[at_version].pki_typed_by_kind else TYPE_CERT
 
 
@@ -158,9 +158,10 @@ def _load_certificates(data: bytes) -> tuple:
     keys = []
     for n, cert in enumerate(certs):
         # cryptography parses fields when they are first read: read every one used anywhere
-        # now, so that a damaged field is this one error and never a traceback later.
+        # now, so that a damaged field is this one error and never a traceback later (a name
+        # parsed is a name its RFC 4514 string can be made of: that is left to who shows it).
         try:
-            cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.serial_number
+            cert.subject, cert.issuer, cert.serial_number
             keys.append(cert.public_key())
             for attr in ("not_valid_before", "not_valid_after"):
                 getattr(cert, attr + "_utc", None) or getattr(cert, attr)

@@ -12,6 +12,7 @@ from ..at_releases import is_v2
 from .. import pki
 from ..errors import AtFactoryError, ContentError, ExtractError
 from ..fsutil import read_input, write_atomic
+from ..input_cache import public_key_of
 from . import CertificateFile, Content, ImageCertificate, PartitionFormat, ReadContext
 
 
@@ -25,8 +26,6 @@ def read_certificate_files(use: str, role: str, sources: Sequence[str], ctx: Rea
     """(data per file, CertificateFile per file) of one certificate set, in file-name order.
 
     Each file must parse as what its role says (unless ``ctx.parse`` is off).  Raises ContentError."""
-    from ..input_cache import public_key_of
-
     datas, certs = [], []
     read = ctx.read or read_input
     for path in sort_sources(sources):
