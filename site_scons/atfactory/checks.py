@@ -374,27 +374,42 @@ def _certificates(partitions):
                 yield file, subject, expires
 
 
+class DateRules:
+    """The rules for a certificate's notAfter, a board's and a device row's alike: expired by now
+    builds with a warning (release=yes: refused); expiring before [release] valid_until is refused."""
+
+    def __init__(self, release: bool, until: Optional[datetime.date], now: Optional[datetime.datetime] = None):
+        self.release, self.until = release, until
+        self.now = now or datetime.datetime.now(datetime.timezone.utc)
+        # valid_until is a day: a certificate must last until its first second (UTC)
+        self.limit = None if until is None else \
+            datetime.datetime.combine(until, datetime.time(0), tzinfo=datetime.timezone.utc)
+
+    def verdict(self, expires: datetime.datetime) -> Tuple[Optional[str], bool]:
+        """(None, "warn" or "refuse" for the expiry, whether it expires before valid_until)."""
+        expiry = None if expires >= self.now else ("refuse" if self.release else "warn")
+        return expiry, self.limit is not None and expires < self.limit
+
+
 def _check_certificate_dates(c: Checker, partitions, warnings: List[str], release: bool = False) -> None:
-    """A certificate that has expired by now builds with a warning (release=yes: it is refused);
-    none may expire before [release] valid_until."""
+    """Each certificate of the board by DateRules."""
     raw = c.get("release", "valid_until")
-    limit = None
+    until = None
     if raw is not None:
         until = parse_date(raw)
         if until is None:
             c.fail(("release", "valid_until"), "expected a date: 2030-01-01 (a TOML date or a string)", str(raw))
-        else:
-            limit = datetime.datetime.combine(until, datetime.time(0), tzinfo=datetime.timezone.utc)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    rules = DateRules(release, until)
     for file, subject, expires in _certificates(partitions):
+        expiry, late = rules.verdict(expires)
         where = f"certificate {subject} in {file.partition or file.key} ({os.path.basename(file.path)})"
-        if expires < now and release:
+        if expiry == "refuse":
             _file_problem(c, file, f"{where} expired on {expires:%Y-%m-%d}; release=yes refuses expired "
                                    "certificates: accepted: certificates valid today")
-        elif expires < now:
+        elif expiry == "warn":
             warnings.append(f"{display_path(file.path)}: {where} expired on {expires:%Y-%m-%d}; it still builds, "
                             "but TLS peers that check dates will refuse it")
-        if limit is not None and expires < limit:
+        if late:
             c.fail(("release", "valid_until"), f"{where} expires {expires:%Y-%m-%d}, before this date; replace it or "
                                                "move the date", until.isoformat())
 

@@ -24,7 +24,6 @@ import csv
 import dataclasses
 import datetime
 import hashlib
-import itertools
 import json
 import os
 import re
@@ -35,7 +34,7 @@ from . import artifacts as art
 from . import factory_param as fp
 from . import pki
 from . import vendor_nvs
-from .checks import Checker, parse_date
+from .checks import Checker, DateRules, parse_date
 from .errors import BoardError, ContentError, InputError, Problem, did_you_mean, display_path
 from .formats import CERTIFICATE_USES, ReadContext, public_keys
 from .formats.factory_param import check_table
@@ -104,14 +103,19 @@ def _reader(path: str, digest=None) -> Iterator[Tuple[int, List[str]]]:
         yield reader.line_num, cells
 
 
-def _rows(path: str, digest=None) -> Iterator[Row]:
-    """Every data row; the header is validated by ``read_columns``.  ``digest`` (a hashlib
-    object) has had every byte of the file once the rows are all read."""
+def _rows(path: str, digest=None, start: int = 0, step: int = 1) -> Iterator[Row]:
+    """Every data row (rows ``start``, ``start + step``, ... of them); the header is validated by
+    ``read_columns``.  ``digest`` (a hashlib object) has had every byte of the file once the rows
+    are all read."""
     records = _reader(path, digest)
     header = [h.strip() for h in next(records, (0, []))[1]]
+    index = -1
     for line, cells in records:
         if not any(c.strip() for c in cells):
             continue
+        index += 1
+        if index < start or (index - start) % step:
+            continue   # another worker's row: parsed (it may hold a line break), not kept
         if len(cells) == len(header):
             yield Row(line, dict(zip(header, (c.strip() for c in cells))))
         else:
@@ -201,21 +205,17 @@ class DeviceMaker:
                                  or (self.columns.vendor and fmt.reads_vendor_namespaces)]
         self.memo: dict = {}   # what formats read of the board itself, once per batch (ReadContext.memo)
         # the rows' certificates are dated as the board's are (checks._check_certificate_dates)
-        self.now = datetime.datetime.now(datetime.timezone.utc)
-        until = parse_date((self.board.data.get("release") or {}).get("valid_until"))
-        self.valid_until = None if until is None else \
-            (until, datetime.datetime.combine(until, datetime.time(0), tzinfo=datetime.timezone.utc))
+        self.dates = DateRules(prepared.release, parse_date((self.board.data.get("release") or {}).get("valid_until")))
         self._plugin_shared = {}
         for name, (build, seen) in prepared.plugin_builders.items():
             self._plugin_shared[name] = call_build(self.board.partition(name).content.spec["plugin"], name, build,
                                                    seen, self.board.partition(name).sources)
 
-    def rows(self):
-        """The rows this maker builds: every row, or rows i with i % N == K-1 of shard K/N."""
-        if self.shard is None:
-            return _rows(self.csv_path)
-        k, n = self.shard
-        return itertools.islice(_rows(self.csv_path), k - 1, None, n)
+    def rows(self, chunk: int = 0, chunks: int = 1):
+        """The rows this maker builds: every row, or rows i with i % N == K-1 of shard K/N; of
+        those, with ``chunks``, the ones j with j % chunks == chunk."""
+        k, n = self.shard if self.shard is not None else (1, 1)
+        return _rows(self.csv_path, start=k - 1 + chunk * n, step=n * chunks)
 
     def row_of(self, device_id: str) -> Row:
         """The row of ``device_id`` (the first, as the batch's duplicate check keeps it)."""
@@ -383,19 +383,19 @@ class DeviceMaker:
             for cert in chain:
                 expires = getattr(cert, "not_valid_after_utc", None) or \
                     cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
-                late = self.valid_until is not None and expires < self.valid_until[1]
-                if expires >= self.now and not late:
+                expiry, late = self.dates.verdict(expires)
+                if expiry is None and not late:
                     continue
                 where = f"certificate {cert.subject.rfc4514_string()}"   # the cell names the file
-                if expires < self.now and self.prepared.release:
+                if expiry == "refuse":
                     fail(cert_file.set_name, f"{where} expired on {expires:%Y-%m-%d}; release=yes refuses expired "
                                              "certificates: accepted: certificates valid today", cell)
-                elif expires < self.now and expired is not None:
+                elif expiry == "warn" and expired is not None:
                     expired.append(f"line {row.line}, {cert_file.set_name} = {json.dumps(cell)}: {where} expired on "
                                    f"{expires:%Y-%m-%d}")
                 if late:
                     fail(cert_file.set_name, f"{where} expires {expires:%Y-%m-%d}, before the board's [release] "
-                                             f"valid_until {self.valid_until[0].isoformat()}; replace it or move the "
+                                             f"valid_until {self.dates.until.isoformat()}; replace it or move the "
                                              "date", cell)
 
     def _vendor_tables(self, row: Row, fail) -> Optional[dict]:

@@ -128,9 +128,7 @@ def _layout(board, planned, release: str, own: Dict[str, bool]) -> tuple:
 def _rows_of_chunk(maker, staging, chunk, chunks, images, planned, release, layouts, templates):
     board = maker.board
     failed = 0
-    for n, row in enumerate(maker.rows()):
-        if n % chunks != chunk:
-            continue
+    for row in maker.rows(chunk, chunks):
         expired: List[str] = []
         try:
             device_id, files, digests = maker.make(row, expired)
