@@ -117,6 +117,47 @@ def test_many_devices_run_in_one_process_per_job(device_pki, tmp_path):
     assert (tmp_path / "one/WROOM-32/devices.json").read_bytes() == (tmp_path / "out/WROOM-32/devices.json").read_bytes()
 
 
+def test_chunks_claim_each_block_of_rows_once(tmp_path):
+    """Two chunks going through the rows at their own pace: each block is kept by the first to
+    reach it, whole, and skipped by the other."""
+    from atfactory.devices_worker import BLOCK, _Claims
+
+    first, second = _Claims(str(tmp_path)), _Claims(str(tmp_path))
+    rows = 5 * BLOCK + 7
+    kept = {"first": [], "second": []}
+
+    def go(name, claimer, rows_from, rows_to):
+        kept[name] += [j for j in range(rows_from, rows_to) if claimer(j)]
+    go("first", first, 0, BLOCK + 3)              # blocks 0 and 1
+    go("second", second, 0, 3 * BLOCK)            # 0 and 1 are taken: block 2
+    go("first", first, BLOCK + 3, 4 * BLOCK)      # the rest of block 1; block 3
+    go("second", second, 3 * BLOCK, rows)         # blocks 4 and 5
+    go("first", first, 4 * BLOCK, rows)           # nothing left
+    blocks = {name: sorted({j // BLOCK for j in js}) for name, js in kept.items()}
+    assert blocks == {"first": [0, 1, 3], "second": [2, 4, 5]}
+    assert sorted(kept["first"] + kept["second"]) == list(range(rows))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"claim-{b}" for b in range(6))
+
+
+def test_a_failed_batch_reports_the_same_problems_with_any_number_of_jobs(tmp_path):
+    """Over MAX_PROBLEMS bad rows: -j2 (chunks claiming blocks as they go) shows the same lines as -j1."""
+    from atfactory.devices_worker import BLOCK
+    from atfactory.errors import MAX_PROBLEMS
+
+    count = 2 * MAX_PROBLEMS + BLOCK
+    write_csv(tmp_path / "devices.csv", "device_id,client_cert", [f"D{i:05d},missing/{i}.pem" for i in range(count)])
+    one = run_scons("board=WROOM-32", "devices=devices.csv", "build_dir=one", cwd=tmp_path)
+    two = run_scons("board=WROOM-32", "devices=devices.csv", "build_dir=two", "-j2", cwd=tmp_path)
+    assert one.returncode == two.returncode == 2
+    lines = [line for line in one.stderr.splitlines() if "devices.csv: line" in line]
+    assert len(lines) == MAX_PROBLEMS
+    assert "devices.csv: line 2, client_cert = " in one.stderr and f"line {MAX_PROBLEMS + 1}, client_cert" in one.stderr
+    assert f"line {MAX_PROBLEMS + 2}, client_cert" not in one.stderr
+    assert one.stderr.endswith("scons: *** ... and more problems after these; fix these first\n")
+    assert one.stderr.replace("/one/", "/two/") == two.stderr
+    assert not (tmp_path / "two/WROOM-32/devices").exists()
+
+
 def test_a_new_batch_replaces_the_last_and_a_failed_one_keeps_it(device_pki, tmp_path):
     rows = rows_for(4, device_pki, tmp_path)
     write_csv(tmp_path / "devices.csv", "device_id,client_cert,client_key", rows[:2])

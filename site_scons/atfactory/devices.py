@@ -103,10 +103,10 @@ def _reader(path: str, digest=None) -> Iterator[Tuple[int, List[str]]]:
         yield reader.line_num, cells
 
 
-def _rows(path: str, digest=None, start: int = 0, step: int = 1) -> Iterator[Row]:
-    """Every data row (rows ``start``, ``start + step``, ... of them); the header is validated by
-    ``read_columns``.  ``digest`` (a hashlib object) has had every byte of the file once the rows
-    are all read."""
+def _rows(path: str, digest=None, start: int = 0, step: int = 1, keep=None) -> Iterator[Row]:
+    """Every data row, or rows ``start``, ``start + step``, ... of them and of those the ones
+    ``keep(index among them)`` is true for; the header is validated by ``read_columns``.
+    ``digest`` (a hashlib object) has had every byte of the file once the rows are all read."""
     records = _reader(path, digest)
     header = [h.strip() for h in next(records, (0, []))[1]]
     index = -1
@@ -114,8 +114,8 @@ def _rows(path: str, digest=None, start: int = 0, step: int = 1) -> Iterator[Row
         if not any(c.strip() for c in cells):
             continue
         index += 1
-        if index < start or (index - start) % step:
-            continue   # another worker's row: parsed (it may hold a line break), not kept
+        if index < start or (index - start) % step or (keep is not None and not keep((index - start) // step)):
+            continue   # another shard's or worker's row: parsed (a cell may hold a line break), not kept
         if len(cells) == len(header):
             yield Row(line, dict(zip(header, (c.strip() for c in cells))))
         else:
@@ -211,11 +211,11 @@ class DeviceMaker:
             self._plugin_shared[name] = call_build(self.board.partition(name).content.spec["plugin"], name, build,
                                                    seen, self.board.partition(name).sources)
 
-    def rows(self, chunk: int = 0, chunks: int = 1):
+    def rows(self, keep=None):
         """The rows this maker builds: every row, or rows i with i % N == K-1 of shard K/N; of
-        those, with ``chunks``, the ones j with j % chunks == chunk."""
+        those, with ``keep``, the ones ``keep(j)`` is true for, j counting them from 0."""
         k, n = self.shard if self.shard is not None else (1, 1)
-        return _rows(self.csv_path, start=k - 1 + chunk * n, step=n * chunks)
+        return _rows(self.csv_path, start=k - 1, step=n, keep=keep)
 
     def row_of(self, device_id: str) -> Row:
         """The row of ``device_id`` (the first, as the batch's duplicate check keeps it)."""

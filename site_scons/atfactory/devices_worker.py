@@ -3,12 +3,15 @@
 ``build_batch`` is the one action of a batch.  It runs ``workers`` chunks at once: chunk 0 in
 the calling process (the board is already prepared there), the others as
 ``python -m atfactory.devices_worker`` processes, which prepare the board exactly as the build
-did.  Chunk ``c`` of ``n`` checks and writes rows c, c + n, ... of the CSV into a staging folder
-and streams one JSON line per row to its chunk ledger: the row's outputs with their SHA-256, or
-its problems.  When every chunk is done, the ledgers are merged in CSV order (memory stays flat)
-and checked across the batch: a device id used twice, the same certificate or key file content
-in two rows.  Any problem: the staging folder is removed and every problem is reported, naming
-its CSV line, so nothing of the batch is written.  Otherwise the staging folder replaces
+did.  The rows are taken in blocks of ``BLOCK``: each chunk claims the next block no chunk has
+claimed yet (a claim file created with O_EXCL in the work folder), so a worker that started
+later or runs slower takes fewer blocks and all chunks end together.  A chunk checks and writes
+its rows into a staging folder and streams one JSON line per row to its chunk ledger, in CSV
+order: the row's outputs with their SHA-256, or its problems.  When every chunk is done, the
+ledgers are merged in CSV order (memory stays flat) and checked across the batch: a device id
+used twice, the same certificate or key file content in two rows.  Any problem: the staging
+folder is removed and every problem is reported, naming its CSV line, so nothing of the batch
+is written.  Otherwise the staging folder replaces
 ``<release>/devices`` in one rename and ``devices.json`` is written (a shard of a batch,
 ``shard=K/N``: its shard ledger, see atfactory.shards).
 
@@ -42,6 +45,7 @@ from .errors import MAX_PROBLEMS, AtFactoryError, BoardError, Problem, display_p
 from .fsutil import atomic_open
 from .merge import check_layout, merge_factory_image
 
+BLOCK = 64                       # rows a chunk claims at a time
 STAGING = ".devices.staging"     # beside devices/: the batch being built
 RETIRED = ".devices.retired"     # the previous batch, on its way out
 WORK = ".devices.work"           # chunk ledgers (they hold digests of key files: never published)
@@ -89,9 +93,33 @@ def _problem(doc: dict) -> Problem:
         else Problem(doc["file"], doc["key"], doc["message"])
 
 
-def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, images: bool) -> Iterator[dict]:
-    """Check rows chunk, chunk + chunks, ...; write each good row's outputs under ``staging``
-    while no row of this chunk has failed; yield one ledger line per row."""
+class _Claims:
+    """keep(j) for DeviceMaker.rows: whether row j is in a block this process claimed, claiming
+    each block as its first row comes (rows come in order, so each block is tried once)."""
+
+    def __init__(self, folder: str):
+        self.folder, self.block, self.mine = folder, -1, False
+
+    def __call__(self, j: int) -> bool:
+        block = j // BLOCK
+        if block != self.block:
+            self.block = block
+            try:
+                os.close(os.open(os.path.join(self.folder, f"claim-{block}"), _CREATE_FLAGS, 0o600))
+                self.mine = True
+            except FileExistsError:
+                self.mine = False
+        return self.mine
+
+
+def build_chunk(maker: DeviceMaker, staging: str, claims: Optional[str], images: bool) -> Iterator[dict]:
+    """Check the rows of the blocks this chunk claims in the folder ``claims`` (None: every
+    row); write each good row's outputs under ``staging`` while no row of this chunk has
+    failed; yield one ledger line per row.
+
+    The problems a failed batch shows do not depend on which chunk took which block: a chunk
+    stops after MAX_PROBLEMS problems, so every row up to the MAX_PROBLEMS-th problem of the CSV
+    has been checked by one of them."""
     board = maker.board
     planned = [a for a in art.plan_board(board, maker.prepared.firmware, maker.formats) if a.offset is not None]
     release = os.path.dirname(os.path.abspath(staging))
@@ -99,7 +127,7 @@ def build_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, image
     work = os.path.join(release, WORK)
     templates = _ImageTemplates(board, work if os.path.isdir(work) else None)
     try:
-        yield from _rows_of_chunk(maker, staging, chunk, chunks, images, planned, release, layouts, templates)
+        yield from _rows_of_chunk(maker, staging, claims, images, planned, release, layouts, templates)
     finally:
         templates.close()
 
@@ -125,17 +153,17 @@ def _layout(board, planned, release: str, own: Dict[str, bool]) -> tuple:
     return config, parents, secret, shared, own_offsets
 
 
-def _rows_of_chunk(maker, staging, chunk, chunks, images, planned, release, layouts, templates):
+def _rows_of_chunk(maker, staging, claims, images, planned, release, layouts, templates):
     board = maker.board
     failed = 0
-    for row in maker.rows(chunk, chunks):
+    for row in maker.rows(_Claims(claims) if claims is not None else None):
         expired: List[str] = []
         try:
             device_id, files, digests = maker.make(row, expired)
         except BoardError as err:
             failed += len(err.problems)
             yield {"line": row.line, "problems": [_problem_doc(p) for p in err.problems]}
-            if failed >= MAX_PROBLEMS:
+            if failed > MAX_PROBLEMS:   # one more than is shown: the batch can say more follow
                 return
             continue
         entry = {"device_id": device_id, "line": row.line,
@@ -337,13 +365,13 @@ def _sha256_hex(pieces: Sequence[bytes]) -> str:
     return h.hexdigest()
 
 
-def write_chunk(maker: DeviceMaker, staging: str, chunk: int, chunks: int, images: bool, ledger: str,
+def write_chunk(maker: DeviceMaker, staging: str, claims: Optional[str], images: bool, ledger: str,
                 after_row=None) -> None:
     """``after_row()``: called after each row's line is written (the batch's progress)."""
     # owner-only: the lines hold digests of the rows' key files; line-buffered: progress counts them
     fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1) as out:
-        for entry in build_chunk(maker, staging, chunk, chunks, images):
+        for entry in build_chunk(maker, staging, claims, images):
             out.write(json.dumps(entry, sort_keys=True) + "\n")
             if after_row is not None:
                 after_row()
@@ -526,12 +554,16 @@ def _seen_twice(buckets: Sequence[bytearray]) -> set:
 
 
 def _batch_problems(csv_path: str, ledgers: Sequence[str], id_twice: set, digest_twice: set) -> List[Problem]:
-    """Every problem, in CSV order; ``id_twice`` and ``digest_twice``: the hashes of the ids and
-    digests that the first pass saw more than once (no other can be a duplicate)."""
+    """The problems in CSV order, until there are more than MAX_PROBLEMS (BoardError.first_of
+    shows the first MAX_PROBLEMS and that more follow); ``id_twice`` and ``digest_twice``: the
+    hashes of the ids and digests that the first pass saw more than once (no other can be a
+    duplicate)."""
     problems: List[Problem] = []
     ids: Dict[str, Tuple[str, int]] = {}   # lower-cased id -> (id, line)
     seen: Dict[int, Tuple[int, str]] = {}
     for entry in merged_entries(ledgers):
+        if len(problems) > MAX_PROBLEMS:
+            break   # every row up to here was checked, whichever chunk took it (build_chunk)
         line = entry["line"]
         if "problems" in entry:
             problems += [_problem(p) for p in entry["problems"]]
@@ -557,8 +589,6 @@ def _batch_problems(csv_path: str, ledgers: Sequence[str], id_twice: set, digest
                                         "is a security defect", cell))
             else:
                 seen[digest] = (line, name)
-        if len(problems) >= MAX_PROBLEMS:
-            break
     return problems
 
 
@@ -611,11 +641,15 @@ def build_batch(maker: DeviceMaker, release: str, worker_command: Sequence[str],
     try:
         chunks = max(1, workers)
         ledgers = [os.path.join(work, f"chunk-{c}-of-{chunks}.json") for c in range(chunks)]
+        claims = None
+        if chunks > 1:
+            claims = os.path.join(work, "claims")
+            os.mkdir(claims)
         procs = []
         for c in range(1, chunks):
             err = tempfile.TemporaryFile(dir=work)
-            procs.append((subprocess.Popen(list(worker_command) + ["--staging", staging, "--chunk", str(c),
-                                                                   "--chunks", str(chunks), "--ledger", ledgers[c]],
+            procs.append((subprocess.Popen(list(worker_command) + ["--staging", staging, "--claims", claims,
+                                                                   "--ledger", ledgers[c]],
                                            stdout=subprocess.DEVNULL, stderr=err, env=environ), err))
         shown, after_row = None, None
         if Progress.wanted(progress):
@@ -626,7 +660,7 @@ def build_batch(maker: DeviceMaker, release: str, worker_command: Sequence[str],
                 counter.row_done()
                 shown.tick()
         try:
-            write_chunk(maker, staging, 0, chunks, images, ledgers[0], after_row)
+            write_chunk(maker, staging, claims, images, ledgers[0], after_row)
         finally:
             failures = []
             for proc, err in procs:
@@ -650,7 +684,7 @@ def build_batch(maker: DeviceMaker, release: str, worker_command: Sequence[str],
             rows, problems = check_batch(maker.csv_path, ledgers, empty_ok=maker.shard is not None, expired=expired,
                                          each=ledger.add if ledger is not None else None)
             if problems:
-                raise BoardError(problems)
+                raise BoardError.first_of(problems)
             if ledger is not None and ledger.count != rows:   # never a ledger short of a device
                 raise AtFactoryError(f"the devices ledger got {ledger.count} of {rows} rows; nothing was written")
             if expired and warnings is not None:
@@ -694,8 +728,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--devices", required=True)
     p.add_argument("--staging", required=True)
     p.add_argument("--ledger", required=True)
-    p.add_argument("--chunk", type=int, required=True)
-    p.add_argument("--chunks", type=int, required=True)
+    p.add_argument("--claims", default=None, help="the folder where chunks claim blocks of rows (default: every row)")
     p.add_argument("--firmware", default="")
     p.add_argument("--plugins", default="")
     p.add_argument("--boards", action="append", default=[], help="a project's boards folder (repeatable)")
@@ -717,7 +750,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
                                  release=args.release)
         maker = DeviceMaker(prepared, args.devices, tables, formats=host.formats(),
                             shard=shards.parse_shard(args.shard, "--shard") if args.shard else None)
-        write_chunk(maker, args.staging, args.chunk, args.chunks, args.images, args.ledger)
+        write_chunk(maker, args.staging, args.claims, args.images, args.ledger)
     except BoardError as err:
         for line in err.lines():
             sys.stderr.write(f"atfactory: error: {line}\n")

@@ -7,7 +7,7 @@ raises one :class:`BoardError` that carries all of them.
 from __future__ import annotations
 
 import os
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Sequence
 
 
 class AtFactoryError(Exception):
@@ -97,15 +97,24 @@ class Problem:
 class BoardError(AtFactoryError):
     """Everything wrong with one board, collected before anything is written."""
 
-    def __init__(self, problems: Iterable[Problem]):
+    def __init__(self, problems: Iterable[Problem], more: bool = False):
+        """``more``: the problems were looked for until there were too many; more may follow."""
         self.problems: List[Problem] = list(problems)
+        self.more = more
         super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def first_of(cls, problems: Sequence[Problem]) -> "BoardError":
+        """The first MAX_PROBLEMS of ``problems``, found in order until there were more."""
+        return cls(problems[:MAX_PROBLEMS], more=len(problems) > MAX_PROBLEMS)
 
     def lines(self) -> List[str]:
         """One line per problem, at most MAX_PROBLEMS and a count of the rest."""
         shown = [str(p) for p in self.problems[:MAX_PROBLEMS]]
         if len(self.problems) > MAX_PROBLEMS:
             shown.append(f"... and {len(self.problems) - MAX_PROBLEMS} more problems; fix these first")
+        elif self.more:
+            shown.append("... and more problems after these; fix these first")
         return shown
 
 

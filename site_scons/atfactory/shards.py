@@ -306,7 +306,7 @@ def merge_ledgers(paths: Sequence[str], out_path: str, sign_key: Optional[str] =
     read: Dict[str, Tuple[int, str]] = {}
     rows, problems = check_batch(header["csv"], [functools.partial(_device_lines, s, read) for s in shards])
     if problems:
-        raise BoardError(problems)
+        raise BoardError.first_of(problems)
     for shard in shards:
         expected = shard_rows(header["rows"], (shard.header["shard"], header["shards"]))
         count = read[shard.path][0]
