@@ -4,13 +4,11 @@ byte for byte the unsplit batch's, and a merge of anything but every shard of on
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 from atfactory.board import load_board
-from atfactory.errors import display_path
 from atfactory.shards import ledger_name, parse_shard, shard_rows
 from firmware_factory import make_release
 from helpers import run_cli, run_scons, write_signing_key
@@ -306,20 +304,33 @@ def test_atfactory_build_takes_a_shard(tmp_path):
     assert [p.name for p in (tmp_path / "build/WROOM-32/devices").iterdir()] == ["D2"]
 
 
-def test_a_ledger_that_changes_between_check_and_write_stops_the_merge(batches):
-    """The merge reads each ledger twice (the checks, then the write): the second read must be the first's."""
+def test_the_merge_reads_each_ledger_once_and_writes_nothing_when_one_is_short(batches, tmp_path, monkeypatch):
+    """devices.json is written while the ledgers are checked, as the unsplit batch does; a shard
+    ledger that lost its last device stops the merge with no devices.json and no temporary."""
+    from atfactory import shards
     from atfactory.errors import BoardError
-    from atfactory.shards import _device_lines, read_header
 
-    _, ledgers, _ = batches["WROOM-32-V5"]
-    shard = read_header(str(ledgers[0]))
-    seen = {}
-    first = list(_device_lines(shard, seen))
-    assert len(first) == 3 and seen[shard.path][0] == 3
-    assert list(_device_lines(shard, {}, seen)) == first
+    root, ledgers, _ = batches["WROOM-32-V5"]
+    opened = []
+    real = shards._device_lines
+
+    def counted(shard, read):
+        opened.append(shard.path)
+        return real(shard, read)
+    monkeypatch.setattr(shards, "_device_lines", counted)
+    out = tmp_path / "devices.json"
+    header, rows = shards.merge_ledgers([str(p) for p in ledgers], str(out))
+    assert rows == ROWS and sorted(opened) == sorted(str(p) for p in ledgers)   # once each
+    assert out.read_bytes() == (root / "full/WROOM-32-V5/devices.json").read_bytes()
+    short = tmp_path / "short" / ledgers[1].name
+    short.parent.mkdir()
+    short.write_bytes(b"".join(ledgers[1].read_bytes().splitlines(keepends=True)[:-1]))
+    again = tmp_path / "again" / "devices.json"
+    again.parent.mkdir()
     with pytest.raises(BoardError) as err:
-        list(_device_lines(shard, {}, {shard.path: (3, "0" * 64)}))
-    assert str(err.value) == f"{display_path(shard.path)}: changed while it was merged; nothing was written: merge again"
+        shards.merge_ledgers([str(ledgers[0]), str(short), str(ledgers[2])], str(again))
+    assert "the ledger is incomplete or was altered" in str(err.value)
+    assert again.parent.is_dir() and list(again.parent.iterdir()) == []   # its own folder stays
 
 
 def test_shard_arithmetic():

@@ -592,17 +592,9 @@ def _batch_problems(csv_path: str, ledgers: Sequence[str], id_twice: set, digest
     return problems
 
 
-def write_ledger(board, ledgers: Sequence, out_path: str) -> None:
-    """devices.json, streamed from the merged chunk ledgers (outputs and their SHA-256 per device)."""
-    with atomic_open(out_path, text=True) as out:
-        ledger = _LedgerWriter(out, board)
-        for entry in merged_entries(ledgers):
-            ledger.add(entry)
-        ledger.end()
-
-
-class _LedgerWriter:
-    """devices.json written as its devices come, in CSV order."""
+class LedgerWriter:
+    """devices.json written as its devices come, in CSV order (outputs and their SHA-256 per
+    device): by a batch, and by a merge of its shards (atfactory.shards), while they check it."""
 
     def __init__(self, out, board):
         self.out = out
@@ -680,7 +672,7 @@ def build_batch(maker: DeviceMaker, release: str, worker_command: Sequence[str],
             # devices.json is written while the batch is checked (one pass over the chunk ledgers), to
             # a temporary that takes its place only once devices/ has (nothing at all on a problem)
             ledger = None if maker.shard is not None else \
-                _LedgerWriter(stack.enter_context(atomic_open(out_path, text=True)), maker.board)
+                LedgerWriter(stack.enter_context(atomic_open(out_path, text=True)), maker.board)
             rows, problems = check_batch(maker.csv_path, ledgers, empty_ok=maker.shard is not None, expired=expired,
                                          each=ledger.add if ledger is not None else None)
             if problems:

@@ -11,7 +11,7 @@ import os
 import re
 import stat
 import tempfile
-from typing import IO, Iterator
+from typing import IO, Iterator, List, Sequence
 
 from .errors import InputError
 
@@ -114,6 +114,27 @@ def write_atomic(path: str, data: bytes, secret: bool = False) -> None:
 
 
 _MADE = set()   # folders this process created: no build killed before it left temporaries in them
+
+
+def missing_folders(folder: str) -> List[str]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    folder = os.path.abspath(folder)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
+def remove_empty_folders(folders: Sequence[str]) -> None:
+    """Remove ``folders`` in order while each is empty: what ``missing_folders`` listed, once
+    whatever was to be written into them was not."""
+    for folder in folders:
+        _MADE.discard(folder)
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 def _made_here(folder: str) -> bool:

@@ -26,8 +26,8 @@ holds none.
 of them (one each of 1/N to N/N, the same batch, the number of devices each shard of that many
 rows has), makes the checks only the whole batch can make (``devices_worker.check_batch``:
 a device id used twice, a certificate or key file in two rows, naming CSV lines), and writes
-the batch's devices.json with ``devices_worker.write_ledger``: byte for byte what the unsplit
-batch writes.
+the batch's devices.json while it checks them, in one pass over the ledgers, as the unsplit
+batch does: byte for byte what the unsplit batch writes.
 """
 from __future__ import annotations
 
@@ -202,18 +202,15 @@ def _check_entry(doc) -> str:
     return ""
 
 
-def _device_lines(shard: Shard, read: Dict[str, Tuple[int, str]], expect: Optional[dict] = None) -> Iterator[dict]:
+def _device_lines(shard: Shard, read: Dict[str, int]) -> Iterator[dict]:
     """The device lines of a shard ledger, each checked; when the file ends, ``read[path]`` is
-    (lines, SHA-256 of the file), which must be ``expect[path]`` when given (the file did not
-    change between the merge's check and its write).  BoardError names a line that is not one."""
+    how many there were.  BoardError names a line that is not one."""
     path = shard.path
     last = 1
     n = 0
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        h.update(f.readline())   # the header, read already
+        f.readline()   # the header, read already
         for number, raw in enumerate(f, 2):
-            h.update(raw)
             try:
                 doc = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, ValueError):
@@ -226,9 +223,7 @@ def _device_lines(shard: Shard, read: Dict[str, Tuple[int, str]], expect: Option
             last = doc["line"]
             n += 1
             yield doc
-    read[path] = (n, h.hexdigest())
-    if expect is not None and expect[path] != read[path]:
-        raise BoardError([Problem(path, "", "changed while it was merged; nothing was written: merge again")])
+    read[path] = n
 
 
 def check_shards(shards: Sequence[Shard], out_path: str) -> List[Problem]:
@@ -275,7 +270,7 @@ def check_shards(shards: Sequence[Shard], out_path: str) -> List[Problem]:
     return problems
 
 
-class _Board(NamedTuple):   # what write_ledger reads of a board
+class _Board(NamedTuple):   # what LedgerWriter reads of a board
     id: str
     module_name: str
 
@@ -284,8 +279,7 @@ def merge_ledgers(paths: Sequence[str], out_path: str, sign_key: Optional[str] =
     """Check the shard ledgers ``paths`` and write the batch's devices.json at ``out_path``
     (atomically), and ``out_path + ".sig"`` with ``sign_key``; return (header, devices).
     BoardError with every problem, and nothing written, when they are not one whole batch."""
-    from .devices_worker import check_batch, write_ledger
-    from .fsutil import write_atomic
+    from .fsutil import missing_folders, remove_empty_folders, write_atomic
     from .manifest import load_signing_key, sign_manifest
 
     if sign_key:
@@ -303,23 +297,43 @@ def merge_ledgers(paths: Sequence[str], out_path: str, sign_key: Optional[str] =
     if problems:
         raise BoardError(problems)
     header = shards[0].header
-    read: Dict[str, Tuple[int, str]] = {}
-    rows, problems = check_batch(header["csv"], [functools.partial(_device_lines, s, read) for s in shards])
-    if problems:
-        raise BoardError.first_of(problems)
-    for shard in shards:
-        expected = shard_rows(header["rows"], (shard.header["shard"], header["shards"]))
-        count = read[shard.path][0]
-        if count != expected:
-            problems.append(Problem(shard.path, "", f"{count} device{'s' if count != 1 else ''}; shard "
-                                    f"{shard.header['shard']}/{header['shards']} of a batch of {header['rows']} rows "
-                                    f"has {expected}: the ledger is incomplete or was altered; {_ACCEPTED}"))
-    if problems:
-        raise BoardError(problems)
-    write_ledger(_Board(header["board"], header["module"]), [functools.partial(_device_lines, s, {}, read)
-                                                             for s in shards], out_path)
+    # devices.json is written during the check, one pass over the ledgers, to a temporary that
+    # takes its place only when nothing is wrong (and then no folder made for it is left either)
+    made = missing_folders(os.path.dirname(os.path.abspath(out_path)))
+    try:
+        rows = _merge_into(out_path, header, shards)
+    except BaseException:
+        remove_empty_folders(made)
+        raise
     if sign_key:
         from .fsutil import read_input
 
         write_atomic(out_path + ".sig", sign_manifest(read_input(out_path), sign_key))
     return header, rows
+
+
+def _merge_into(out_path: str, header: dict, shards: Sequence[Shard]) -> int:
+    """devices.json of the shards, checked as a whole while it is written; the number of devices."""
+    from .devices_worker import LedgerWriter, check_batch
+    from .fsutil import atomic_open
+
+    read: Dict[str, int] = {}
+    with atomic_open(out_path, text=True) as out:
+        ledger = LedgerWriter(out, _Board(header["board"], header["module"]))
+        rows, problems = check_batch(header["csv"], [functools.partial(_device_lines, s, read) for s in shards],
+                                     each=ledger.add)
+        if problems:
+            raise BoardError.first_of(problems)
+        for shard in shards:
+            expected = shard_rows(header["rows"], (shard.header["shard"], header["shards"]))
+            count = read[shard.path]
+            if count != expected:
+                problems.append(Problem(shard.path, "", f"{count} device{'s' if count != 1 else ''}; shard "
+                                        f"{shard.header['shard']}/{header['shards']} of a batch of {header['rows']} "
+                                        f"rows has {expected}: the ledger is incomplete or was altered; {_ACCEPTED}"))
+        if problems:
+            raise BoardError(problems)
+        if ledger.count != rows:   # never a ledger short of a device
+            raise AtFactoryError(f"the devices ledger got {ledger.count} of {rows} rows; nothing was written")
+        ledger.end()
+    return rows
