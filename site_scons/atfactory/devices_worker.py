@@ -118,8 +118,8 @@ def build_chunk(maker: DeviceMaker, staging: str, claims: Optional[str], images:
     failed; yield one ledger line per row.
 
     The problems a failed batch shows do not depend on which chunk took which block: a chunk
-    stops after MAX_PROBLEMS problems, so every row up to the MAX_PROBLEMS-th problem of the CSV
-    has been checked by one of them."""
+    stops once it has more than MAX_PROBLEMS problems, so every row up to the CSV's
+    (MAX_PROBLEMS + 1)-th problem has been checked by one chunk or another."""
     board = maker.board
     planned = [a for a in art.plan_board(board, maker.prepared.firmware, maker.formats) if a.offset is not None]
     release = os.path.dirname(os.path.abspath(staging))
